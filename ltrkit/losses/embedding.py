@@ -1,0 +1,1 @@
+"""embedding ranking losses."""

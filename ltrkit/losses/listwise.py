@@ -1,0 +1,1 @@
+"""listwise ranking losses."""

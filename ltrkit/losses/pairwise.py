@@ -1,0 +1,1 @@
+"""pairwise ranking losses."""
