@@ -93,3 +93,37 @@ class RankingDataset:
             doc_ids=None if self.doc_ids is None else np.asarray(self.doc_ids)[rows],
             source=self.source,
         )
+
+
+def pad_ragged(
+    values: np.ndarray,
+    query_offsets: np.ndarray,
+    *,
+    pad_value: float = 0.0,
+    max_length: Optional[int] = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pad per-document values of consecutive queries into a dense ``[Q, L, ...]`` array.
+
+    Args:
+        values: ``[n_docs, ...]`` with the documents of query ``q`` at rows
+            ``query_offsets[q]:query_offsets[q + 1]``.
+        query_offsets: ``[Q + 1]`` offsets (relative or absolute: only differences matter,
+            ``values`` starts at row ``query_offsets[0]``).
+        pad_value: value written at padded positions.
+        max_length: width ``L`` of the output; defaults to the longest list. Lists longer than
+            ``max_length`` raise ``ValueError`` (truncation is a sampling decision, not padding).
+
+    Returns:
+        ``(padded [Q, L, ...], mask [Q, L] bool)`` with ``mask`` True at real documents.
+    """
+    query_offsets = np.asarray(query_offsets, dtype=np.int64)
+    lengths = np.diff(query_offsets)
+    width = int(lengths.max(initial=0)) if max_length is None else int(max_length)
+    if lengths.size and lengths.max() > width:
+        raise ValueError(f"a list of {int(lengths.max())} documents does not fit max_length={width}")
+    n_queries = lengths.shape[0]
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    padded = np.full((n_queries, width) + values.shape[1:], pad_value, dtype=values.dtype)
+    start = int(query_offsets[0]) if n_queries else 0
+    padded[mask] = values[start : start + int(lengths.sum())]
+    return padded, mask
