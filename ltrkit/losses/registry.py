@@ -8,30 +8,41 @@ instance, a callable ``(scores, labels, mask) -> loss`` for list losses.
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Dict, List, Type, TypeVar
+from typing import Callable, Dict, List, Optional, Type, TypeVar
 
 from torch import nn
 
+KINDS = ("list", "embedding")
 _REGISTRY: Dict[str, Type[nn.Module]] = {}
+_KIND: Dict[str, str] = {}
 
 ModuleType = TypeVar("ModuleType", bound=Type[nn.Module])
 
 
-def register(name: str) -> Callable[[ModuleType], ModuleType]:
-    """Class decorator: make ``cls`` reachable as ``get(name, **hyperparams)``."""
+def register(name: str, *, kind: str = "list") -> Callable[[ModuleType], ModuleType]:
+    """Class decorator: make ``cls`` reachable as ``get(name, **hyperparams)``.
+
+    ``kind="list"`` losses are called as ``loss(scores, labels, mask)`` on padded lists;
+    ``kind="embedding"`` losses (contrastive, triplet, ...) have their own signatures.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
 
     def decorate(cls: ModuleType) -> ModuleType:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"loss name {name!r} is already registered to {_REGISTRY[name].__name__}")
         _REGISTRY[name] = cls
+        _KIND[name] = kind
         return cls
 
     return decorate
 
 
-def names() -> List[str]:
-    """Sorted names of every registered loss."""
-    return sorted(_REGISTRY)
+def names(kind: Optional[str] = None) -> List[str]:
+    """Sorted names of the registered losses, all of them or those of one ``kind``."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)} or None, got {kind!r}")
+    return sorted(name for name in _REGISTRY if kind is None or _KIND[name] == kind)
 
 
 def hyperparameters(name: str) -> Dict[str, object]:
