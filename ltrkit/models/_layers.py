@@ -1,0 +1,257 @@
+"""Building blocks shared by the scorers: the model base class, input normalisation, MLP stacks.
+
+Every scorer works on padded batches ``features [B, L, F]`` with ``mask [B, L]`` (True = a real
+document). Pointwise layers run on the real rows only (``features[mask] -> [N, F]``), which keeps
+batch statistics free of padding and skips the work padding would cost.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Sequence, Tuple, Type
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS: Dict[str, Type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+}
+NORMS = ("none", "batch", "layer")
+INPUT_NORMS = ("none", "batch", "affine")
+
+
+def check_choice(value: object, name: str, allowed: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``allowed``, else raise ``ValueError`` naming ``name``."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Return ``value`` if it is a positive int (bools rejected), else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_sizes(value: object, name: str) -> Tuple[int, ...]:
+    """Return ``value`` as a tuple of positive ints (an empty sequence is allowed)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{name} must be a sequence of positive ints, got {value!r}")
+    return tuple(check_positive_int(v, f"{name}[{i}]") for i, v in enumerate(value))
+
+
+def check_dropout(value: object, name: str = "dropout") -> float:
+    """Return ``value`` if it is a float in ``[0, 1)``, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
+    return float(value)
+
+
+class RankingModel(nn.Module):
+    """Base class of every ltrkit scorer.
+
+    Subclasses implement :meth:`score_padded`; :meth:`forward` validates the batch, and the
+    output at padded positions is always exactly 0.
+
+    Attributes:
+        n_features: number of input features ``F``.
+        config: the constructor keyword arguments, enough to rebuild the model with
+            :func:`ltrkit.models.build_model` (``build_model(name, n_features, **config)``).
+    """
+
+    name: str = ""
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.n_features = check_positive_int(n_features, "n_features")
+        self.config: Dict[str, object] = {}
+        self.input_norm_layer: Optional[nn.Module] = None
+
+    def forward(self, features: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Score a padded batch.
+
+        Args:
+            features: ``[B, L, F]`` floating point; values at padded positions are never read
+                into a real document's score (they may even be NaN).
+            mask: ``[B, L]`` bool, True = a real document; ``None`` means all real.
+
+        Returns:
+            ``[B, L]`` scores in the dtype of the model's parameters; 0 at padded positions.
+
+        Raises:
+            ValueError: non-tensor input, wrong rank, wrong feature count, non-float features,
+                or a mask that is not a bool tensor of shape ``[B, L]``.
+        """
+        features, mask = self._check_batch(features, mask)
+        return self.score_padded(features, mask)
+
+    def score_padded(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B, L]`` of a validated batch (0 at padded positions)."""
+        raise NotImplementedError
+
+    def _check_batch(self, features: torch.Tensor, mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(features, torch.Tensor):
+            raise ValueError(f"features must be a torch.Tensor [B, L, F], got {type(features).__name__}")
+        if features.dim() != 3:
+            raise ValueError(f"features must be 3-D [B, L, F], got shape {tuple(features.shape)}")
+        if features.shape[-1] != self.n_features:
+            raise ValueError(
+                f"features has {features.shape[-1]} features (shape {tuple(features.shape)}), "
+                f"the model was built for n_features={self.n_features}"
+            )
+        if not features.is_floating_point():
+            raise ValueError(f"features must be a floating-point tensor, got dtype {features.dtype}")
+        if mask is None:
+            mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        elif not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ValueError(f"mask must be a torch.bool tensor [B, L] (True = real document), got {got}")
+        elif mask.shape != features.shape[:2]:
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not match features shape {tuple(features.shape)}[:2]")
+        dtype = next(self.parameters()).dtype
+        return features.to(dtype), mask
+
+    @torch.no_grad()
+    def fit_input_normalization(self, features: torch.Tensor | np.ndarray) -> None:
+        """Initialise the input normalisation layer from training documents' statistics.
+
+        With ``input_norm="affine"`` the learnable scale/shift start at ``1/std`` and
+        ``-mean/std`` (a z-score); with ``input_norm="batch"`` the running mean/variance start at
+        the data's. With ``input_norm="none"`` this does nothing.
+
+        Args:
+            features: ``[N, F]`` features of real (unpadded) training documents.
+
+        Raises:
+            ValueError: wrong shape or non-finite values.
+        """
+        norm = self.input_norm_layer
+        if norm is None:
+            return
+        x = torch.as_tensor(np.asarray(features) if not isinstance(features, torch.Tensor) else features)
+        if x.dim() != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"features must be [N, {self.n_features}], got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError("features must hold at least one document, got 0 rows")
+        x = x.to(torch.float64)
+        if not torch.isfinite(x).all():
+            raise ValueError("features must be finite to fit input normalisation statistics")
+        norm.set_statistics(x.mean(0), x.var(0, unbiased=False))
+
+
+class RowBatchNorm(nn.BatchNorm1d):
+    """``BatchNorm1d`` over real documents ``[N, C]``.
+
+    A training batch with fewer than two real documents has no variance to estimate: it is
+    normalised with the running statistics instead of raising.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] < 2:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+    def set_statistics(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        """Set the running mean/variance (used as the starting point and in eval mode)."""
+        self.running_mean.copy_(mean.to(self.running_mean))
+        self.running_var.copy_(var.to(self.running_var))
+
+
+class FeatureAffine(nn.Module):
+    """Learnable per-feature ``x * scale + shift``; identity until :meth:`set_statistics`."""
+
+    def __init__(self, n_features: int, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(n_features))
+        self.shift = nn.Parameter(torch.zeros(n_features))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, x, self.scale)
+
+    def set_statistics(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        """Start as a z-score: ``scale = 1/std``, ``shift = -mean/std``; constant features keep scale 1."""
+        std = var.sqrt()
+        std = torch.where(std > self.eps, std, torch.ones_like(std))
+        self.scale.data.copy_((1.0 / std).to(self.scale))
+        self.shift.data.copy_((-mean / std).to(self.shift))
+
+
+def make_input_norm(kind: str, n_features: int) -> Optional[nn.Module]:
+    """The input normalisation layer for ``kind`` in ``("none", "batch", "affine")``."""
+    check_choice(kind, "input_norm", INPUT_NORMS)
+    if kind == "batch":
+        return RowBatchNorm(n_features)
+    if kind == "affine":
+        return FeatureAffine(n_features)
+    return None
+
+
+class DenseBlock(nn.Module):
+    """``Linear -> norm -> activation -> dropout``, plus an optional residual connection.
+
+    With ``residual=True`` the block returns ``block(x) + proj(x)``, where ``proj`` is the
+    identity when the widths match and a bias-free linear map otherwise (He et al. 2016).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, *, activation: str, dropout: float, norm: str, residual: bool) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+        self.norm: nn.Module
+        if norm == "batch":
+            self.norm = RowBatchNorm(out_dim)
+        elif norm == "layer":
+            self.norm = nn.LayerNorm(out_dim)
+        else:
+            self.norm = nn.Identity()
+        self.activation = ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.skip: Optional[nn.Module] = None
+        if residual:
+            self.skip = nn.Identity() if in_dim == out_dim else nn.Linear(in_dim, out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dropout(self.activation(self.norm(self.linear(x))))
+        return y if self.skip is None else y + self.skip(x)
+
+
+def dense_stack(
+    in_dim: int,
+    sizes: Sequence[int],
+    *,
+    activation: str,
+    dropout: float,
+    norm: str,
+    residual: bool,
+) -> Tuple[nn.Module, int]:
+    """A sequence of :class:`DenseBlock` of widths ``sizes``; returns ``(module, output width)``."""
+    blocks = []
+    for size in sizes:
+        blocks.append(DenseBlock(in_dim, size, activation=activation, dropout=dropout, norm=norm, residual=residual))
+        in_dim = size
+    return nn.Sequential(*blocks), in_dim
+
+
+def scatter_rows(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Place ``rows [N, ...]`` (the real documents in row-major order) into zeros ``[B, L, ...]``."""
+    out = rows.new_zeros(mask.shape + rows.shape[1:])
+    out[mask] = rows
+    return out
+
+
+def sinusoidal_positions(length: int, dim: int, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``[length, dim]`` fixed sinusoidal position encodings (Vaswani et al. 2017)."""
+    position = torch.arange(length, device=device, dtype=torch.float64)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float64) * (-math.log(10000.0) / dim))
+    enc = torch.zeros(length, dim, device=device, dtype=torch.float64)
+    enc[:, 0::2] = torch.sin(position * freq)
+    enc[:, 1::2] = torch.cos(position * freq[: dim // 2])
+    return enc.to(dtype)
