@@ -123,8 +123,8 @@ class RankingModel(nn.Module):
     def fit_input_normalization(self, features: torch.Tensor | np.ndarray) -> None:
         """Initialise the input normalisation layer from training documents' statistics.
 
-        With ``input_norm="affine"`` the learnable scale/shift start at ``1/std`` and
-        ``-mean/std`` (a z-score); with ``input_norm="batch"`` the running mean/variance start at
+        With ``input_norm="affine"`` the learnable centre/scale start at ``mean`` and ``1/std``
+        (a z-score); with ``input_norm="batch"`` the running mean/variance start at
         the data's. With ``input_norm="none"`` this does nothing.
 
         Args:
@@ -166,23 +166,27 @@ class RowBatchNorm(nn.BatchNorm1d):
 
 
 class FeatureAffine(nn.Module):
-    """Learnable per-feature ``x * scale + shift``; identity until :meth:`set_statistics`."""
+    """Learnable per-feature ``(x - center) * scale``; identity until :meth:`set_statistics`.
+
+    Centring before scaling keeps float32 precision on features with a large mean and a small
+    spread (``x * scale + shift`` would cancel catastrophically).
+    """
 
     def __init__(self, n_features: int, eps: float = 1e-12) -> None:
         super().__init__()
+        self.center = nn.Parameter(torch.zeros(n_features))
         self.scale = nn.Parameter(torch.ones(n_features))
-        self.shift = nn.Parameter(torch.zeros(n_features))
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.shift, x, self.scale)
+        return (x - self.center) * self.scale
 
     def set_statistics(self, mean: torch.Tensor, var: torch.Tensor) -> None:
-        """Start as a z-score: ``scale = 1/std``, ``shift = -mean/std``; constant features keep scale 1."""
+        """Start as a z-score: ``center = mean``, ``scale = 1/std``; constant features keep scale 1."""
         std = var.sqrt()
         std = torch.where(std > self.eps, std, torch.ones_like(std))
+        self.center.data.copy_(mean.to(self.center))
         self.scale.data.copy_((1.0 / std).to(self.scale))
-        self.shift.data.copy_((-mean / std).to(self.shift))
 
 
 def make_input_norm(kind: str, n_features: int) -> Optional[nn.Module]:

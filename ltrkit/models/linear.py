@@ -19,7 +19,7 @@ class LinearRanker(RankingModel):
     Args:
         n_features: number of input features ``F``.
         input_norm: ``"none"``, ``"batch"`` (BatchNorm over the real documents of the batch) or
-            ``"affine"`` (learnable per-feature scale/shift, see
+            ``"affine"`` (learnable per-feature centre/scale, see
             :meth:`RankingModel.fit_input_normalization`).
         bias: whether to learn ``b`` (it never changes a ranking, only pointwise losses see it).
 
