@@ -127,3 +127,125 @@ def pad_ragged(
     start = int(query_offsets[0]) if n_queries else 0
     padded[mask] = values[start : start + int(lengths.sum())]
     return padded, mask
+
+
+def _label_key(value: float) -> str:
+    """A label as text: ``"2"`` for integral values, else the shortest round-trip repr."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def dataset_statistics(dataset: RankingDataset, *, relevance_threshold: float = 1.0) -> dict:
+    """Summary counts of a dataset, as plain Python values (JSON-serialisable).
+
+    Args:
+        dataset: the data to describe.
+        relevance_threshold: a document is relevant when ``label >= relevance_threshold``.
+
+    Returns:
+        A dict with
+
+        * ``queries``, ``documents``, ``features``: counts;
+        * ``labels``: ``{label as str: count}`` in increasing label order (``"0"``, ``"0.5"``, ...);
+        * ``list_length``: ``{"min", "median", "mean", "p90", "p99", "max"}`` of documents per
+          query (percentiles by linear interpolation, numpy's default; all 0 with no queries);
+        * ``empty_queries``: queries with no documents;
+        * ``queries_without_relevant``: queries with no document at or above the threshold
+          (empty queries included);
+        * ``queries_single_label``: non-empty queries whose documents all share one label
+          (they carry no ranking signal for pairwise/listwise losses);
+        * ``relevance_threshold``: the threshold used.
+
+    Raises:
+        ValueError: if ``relevance_threshold`` is not a finite number.
+
+    Example:
+        >>> import numpy as np
+        >>> data = RankingDataset(np.zeros((3, 1), np.float32), np.array([0, 2, 0], np.float32),
+        ...                       np.array([0, 1, 3]), np.array(["a", "b"]))
+        >>> stats = dataset_statistics(data)
+        >>> stats["labels"], stats["queries_without_relevant"], stats["queries_single_label"]
+        ({'0': 2, '2': 1}, 1, 1)
+    """
+    threshold = float(relevance_threshold)
+    if not np.isfinite(threshold):
+        raise ValueError(f"relevance_threshold must be a finite number, got {relevance_threshold!r}")
+    lengths = dataset.list_lengths
+    labels = np.asarray(dataset.labels)
+    values, counts = np.unique(labels, return_counts=True)
+    nonempty = lengths > 0
+    starts = dataset.query_offsets[:-1][nonempty]
+    relevant_per_query = np.zeros(dataset.n_queries, dtype=np.int64)
+    single_label = np.zeros(dataset.n_queries, dtype=bool)
+    if starts.size:
+        relevant_per_query[nonempty] = np.add.reduceat((labels >= threshold).astype(np.int64), starts)
+        single_label[nonempty] = np.maximum.reduceat(labels, starts) == np.minimum.reduceat(labels, starts)
+    if lengths.size:
+        percentiles = np.percentile(lengths, [50, 90, 99])
+        list_length = {
+            "min": int(lengths.min()),
+            "median": float(percentiles[0]),
+            "mean": float(lengths.mean()),
+            "p90": float(percentiles[1]),
+            "p99": float(percentiles[2]),
+            "max": int(lengths.max()),
+        }
+    else:
+        list_length = {"min": 0, "median": 0.0, "mean": 0.0, "p90": 0.0, "p99": 0.0, "max": 0}
+    return {
+        "queries": dataset.n_queries,
+        "documents": dataset.n_docs,
+        "features": dataset.n_features,
+        "labels": {_label_key(value): int(count) for value, count in zip(values, counts)},
+        "list_length": list_length,
+        "empty_queries": int((~nonempty).sum()),
+        "queries_without_relevant": int((relevant_per_query == 0).sum()),
+        "queries_single_label": int(single_label.sum()),
+        "relevance_threshold": threshold,
+    }
+
+
+def filter_queries(
+    dataset: RankingDataset,
+    *,
+    min_docs: int = 1,
+    drop_without_relevant: bool = False,
+    relevance_threshold: float = 1.0,
+) -> RankingDataset:
+    """Keep the queries with at least ``min_docs`` documents (and a relevant one, if asked).
+
+    Kept queries stay in their order; rows are copied (see :meth:`RankingDataset.subset`).
+
+    Args:
+        dataset: the data to filter.
+        min_docs: smallest list kept (>= 0; 0 keeps empty queries).
+        drop_without_relevant: also drop queries with no document whose label is
+            ``>= relevance_threshold`` (their NDCG is undefined; LightGBM and allRank score
+            them 1, others 0, so many papers drop them).
+        relevance_threshold: see ``drop_without_relevant``.
+
+    Raises:
+        ValueError: on a negative or non-int ``min_docs`` or a non-finite threshold.
+
+    Example:
+        >>> import numpy as np
+        >>> data = RankingDataset(np.zeros((3, 1), np.float32), np.array([0, 2, 0], np.float32),
+        ...                       np.array([0, 1, 3]), np.array(["a", "b"]))
+        >>> filter_queries(data, min_docs=2).qids.tolist()
+        ['b']
+    """
+    if isinstance(min_docs, bool) or not isinstance(min_docs, (int, np.integer)) or min_docs < 0:
+        raise ValueError(f"min_docs must be an int >= 0, got {min_docs!r}")
+    threshold = float(relevance_threshold)
+    if not np.isfinite(threshold):
+        raise ValueError(f"relevance_threshold must be a finite number, got {relevance_threshold!r}")
+    lengths = dataset.list_lengths
+    keep = lengths >= min_docs
+    if drop_without_relevant:
+        nonempty = lengths > 0
+        has_relevant = np.zeros(dataset.n_queries, dtype=bool)
+        starts = dataset.query_offsets[:-1][nonempty]
+        if starts.size:
+            has_relevant[nonempty] = np.maximum.reduceat(np.asarray(dataset.labels) >= threshold, starts)
+        keep &= has_relevant
+    return dataset.subset(np.flatnonzero(keep))

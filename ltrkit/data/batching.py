@@ -1,0 +1,308 @@
+"""Padded, length-bucketed batches of queries for training and scoring.
+
+A batch holds ``B`` queries padded to the longest (possibly truncated) list ``L`` in it:
+``features [B, L, F]``, ``labels [B, L]``, ``mask [B, L]`` (True = real document) and
+``doc_index [B, L]`` (the row of each document in ``dataset.features``, -1 at padding).
+
+Batches are built by index arithmetic on the dataset's CSR arrays (offsets, ``np.repeat`` and
+one gather per batch), never from per-query Python objects, so memory-mapped feature matrices
+work and only the rows of the current batch are read.
+
+Randomness: the epoch plan (query order, batch cuts, batch order) of epoch ``e`` is drawn from
+``numpy.random.default_rng([seed, e])`` and slate truncation of batch ``b`` in epoch ``e`` from
+``default_rng([seed, e, b])``: every batch is a pure function of ``(seed, e, b)``, so training is
+deterministic and can resume mid-epoch. No global RNG is touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional, Union
+
+import numpy as np
+import torch
+
+from ltrkit.data.dataset import RankingDataset
+
+__all__ = ["Batch", "BatchLoader", "TRUNCATIONS", "scores_to_rows"]
+
+TRUNCATIONS = ("random", "top_label")
+
+
+@dataclass
+class Batch:
+    """One padded batch of queries.
+
+    Attributes:
+        features: ``[B, L, F]`` float32, zeros at padding.
+        labels: ``[B, L]`` float32, zeros at padding.
+        mask: ``[B, L]`` bool, True at real documents (a prefix of each row).
+        query_index: ``[B]`` int64 position of each query in the dataset.
+        doc_index: ``[B, L]`` int64 row of each document in ``dataset.features``, -1 at padding.
+    """
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    mask: torch.Tensor
+    query_index: torch.Tensor
+    doc_index: torch.Tensor
+
+    def to(self, device: Union[str, torch.device], *, non_blocking: bool = False) -> "Batch":
+        """A copy with every tensor on ``device``."""
+        return Batch(
+            features=self.features.to(device, non_blocking=non_blocking),
+            labels=self.labels.to(device, non_blocking=non_blocking),
+            mask=self.mask.to(device, non_blocking=non_blocking),
+            query_index=self.query_index.to(device, non_blocking=non_blocking),
+            doc_index=self.doc_index.to(device, non_blocking=non_blocking),
+        )
+
+    def __len__(self) -> int:
+        return int(self.mask.shape[0])
+
+
+def _check_optional_positive(value: object, name: str) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    return int(value)
+
+
+def _cut_batches(lengths: np.ndarray, batch_size: int, max_docs: Optional[int]) -> np.ndarray:
+    """Greedy cut points over queries in plan order.
+
+    A batch takes the longest prefix of the remaining queries with at most ``batch_size``
+    queries and ``count * max(length) <= max_docs`` (at least one query, even if alone it
+    exceeds ``max_docs``). Returns ``[n_batches + 1]`` boundaries.
+    """
+    n = lengths.shape[0]
+    if max_docs is None:
+        return np.append(np.arange(0, n, batch_size), n).astype(np.int64)
+    bounds = [0]
+    start = 0
+    counts = np.arange(1, batch_size + 1)
+    while start < n:
+        window = lengths[start : start + batch_size]
+        # count * running max is non-decreasing along the window, so the fit is a prefix
+        cells = np.maximum.accumulate(window) * counts[: window.shape[0]]
+        take = max(int(np.searchsorted(cells, max_docs, side="right")), 1)
+        start += take
+        bounds.append(start)
+    return np.asarray(bounds, dtype=np.int64)
+
+
+class BatchLoader:
+    """Iterable of :class:`Batch` over a :class:`RankingDataset`, one epoch per iteration.
+
+    Each epoch visits every kept query exactly once (queries with no documents are dropped when
+    ``drop_empty``). With ``bucket_by_length`` queries are sorted by (truncated) length, ties
+    broken at random per epoch when shuffling, cut into batches, and the batch order is shuffled
+    when ``shuffle``; this keeps padding small on heavy-tailed lengths. Without bucketing,
+    queries are taken in dataset order, or a random permutation per epoch when shuffling.
+
+    Lists longer than ``max_slate_length`` are cut to that many documents: ``"random"`` keeps a
+    uniform random subset, ``"top_label"`` keeps the highest-labelled documents (ties at random).
+    Kept documents stay in their dataset order. ``max_docs_per_batch`` caps ``B * L`` so long
+    lists get smaller batches (a single list longer than the cap forms its own batch).
+
+    Args:
+        dataset: the queries to batch (features may be memory-mapped).
+        batch_size: most queries per batch.
+        shuffle: randomise query order and batch order per epoch.
+        seed: base seed; see the module docstring.
+        bucket_by_length: group queries of similar length.
+        max_slate_length: longest list in a batch, or ``None`` for no truncation.
+        truncation: ``"random"`` or ``"top_label"``.
+        max_docs_per_batch: cap on ``B * L`` cells, or ``None``.
+        drop_empty: skip queries with no documents; otherwise they appear with an all-False
+            mask row.
+
+    Raises:
+        ValueError: on a non-positive size, an unknown ``truncation`` or a non-dataset input.
+
+    Example:
+        >>> from ltrkit.data.synthetic import generate
+        >>> loader = BatchLoader(generate(10, n_features=8), batch_size=4, shuffle=True)
+        >>> sum(len(batch) for batch in loader)
+        10
+    """
+
+    def __init__(
+        self,
+        dataset: RankingDataset,
+        batch_size: int = 64,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        bucket_by_length: bool = True,
+        max_slate_length: Optional[int] = None,
+        truncation: str = "random",
+        max_docs_per_batch: Optional[int] = None,
+        drop_empty: bool = True,
+    ) -> None:
+        if not isinstance(dataset, RankingDataset):
+            raise ValueError(f"dataset must be a RankingDataset, got {type(dataset).__name__}")
+        size = _check_optional_positive(batch_size, "batch_size")
+        if size is None:
+            raise ValueError("batch_size must be a positive int, got None")
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {list(TRUNCATIONS)}, got {truncation!r}")
+        self.dataset = dataset
+        self.batch_size = size
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.bucket_by_length = bool(bucket_by_length)
+        self.max_slate_length = _check_optional_positive(max_slate_length, "max_slate_length")
+        self.truncation = truncation
+        self.max_docs_per_batch = _check_optional_positive(max_docs_per_batch, "max_docs_per_batch")
+        self.drop_empty = bool(drop_empty)
+        self._epoch = 0
+        self._plan_cache: Optional[tuple[int, np.ndarray, np.ndarray]] = None
+        lengths = dataset.list_lengths
+        self._queries = np.flatnonzero(lengths > 0) if self.drop_empty else np.arange(lengths.shape[0])
+        self._lengths = lengths[self._queries]
+        cap = self.max_slate_length
+        self._kept_lengths = self._lengths if cap is None else np.minimum(self._lengths, cap)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration will produce."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose shuffle/truncation randomness the next iteration uses."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        self._epoch = int(epoch)
+
+    def _plan(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(queries in plan order, batch boundaries)`` for the current epoch, batch order applied."""
+        if self._plan_cache is not None and self._plan_cache[0] == self._epoch:
+            return self._plan_cache[1], self._plan_cache[2]
+        rng = np.random.default_rng([self.seed, self._epoch])
+        n = self._queries.shape[0]
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.bucket_by_length:
+            # stable sort after a random permutation = sort by length with random tie-break
+            order = order[np.argsort(self._kept_lengths[order], kind="stable")]
+        bounds = _cut_batches(self._kept_lengths[order], self.batch_size, self.max_docs_per_batch)
+        if self.shuffle and bounds.shape[0] > 2:
+            batch_order = rng.permutation(bounds.shape[0] - 1)
+            sizes = np.diff(bounds)[batch_order]
+            starts = bounds[:-1][batch_order]
+            order = order[np.repeat(starts, sizes) + _ragged_arange(sizes)]
+            bounds = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
+            np.cumsum(sizes, out=bounds[1:])
+        plan = (self._queries[order], bounds)
+        self._plan_cache = (self._epoch, *plan)
+        return plan
+
+    def __len__(self) -> int:
+        return int(self._plan()[1].shape[0] - 1)
+
+    def padding_fraction(self) -> float:
+        """Padded cells over all ``B * L`` cells of the current epoch's batches (0 when empty)."""
+        queries, bounds = self._plan()
+        if queries.shape[0] == 0:
+            return 0.0
+        kept = self.dataset.list_lengths[queries]
+        if self.max_slate_length is not None:
+            kept = np.minimum(kept, self.max_slate_length)
+        widths = np.maximum(np.maximum.reduceat(kept, bounds[:-1]), 1)
+        total = int((np.diff(bounds) * widths).sum())
+        return 1.0 - float(kept.sum()) / total
+
+    def __iter__(self) -> Iterator[Batch]:
+        queries, bounds = self._plan()
+        epoch = self._epoch
+        for number, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+            yield self.batch(queries[start:stop], rng=np.random.default_rng([self.seed, epoch, number]))
+
+    def batch(self, query_indices: np.ndarray, *, rng: Optional[np.random.Generator] = None) -> Batch:
+        """Build the padded batch of the given queries (dataset positions), in that order.
+
+        ``rng`` drives slate truncation; it is needed only when some list is longer than
+        ``max_slate_length``.
+        """
+        dataset = self.dataset
+        query_indices = np.asarray(query_indices, dtype=np.int64)
+        lengths = dataset.list_lengths[query_indices]
+        rows = np.repeat(dataset.query_offsets[query_indices] - _starts_of(lengths), lengths) + np.arange(
+            int(lengths.sum()), dtype=np.int64
+        )
+        cap = self.max_slate_length
+        if cap is not None and lengths.max(initial=0) > cap:
+            if rng is None:
+                raise ValueError("rng is required to truncate lists longer than max_slate_length")
+            keep = self._truncation_mask(rows, lengths, cap, rng)
+            rows = rows[keep]
+            lengths = np.minimum(lengths, cap)
+        n_queries = query_indices.shape[0]
+        width = max(int(lengths.max(initial=0)), 1)
+        mask = np.arange(width)[None, :] < lengths[:, None]
+        features = np.zeros((n_queries, width, dataset.n_features), dtype=np.float32)
+        features[mask] = dataset.features[rows]
+        labels = np.zeros((n_queries, width), dtype=np.float32)
+        labels[mask] = dataset.labels[rows]
+        doc_index = np.full((n_queries, width), -1, dtype=np.int64)
+        doc_index[mask] = rows
+        return Batch(
+            features=torch.from_numpy(features),
+            labels=torch.from_numpy(labels),
+            mask=torch.from_numpy(mask),
+            query_index=torch.from_numpy(query_indices.copy()),
+            doc_index=torch.from_numpy(doc_index),
+        )
+
+    def _truncation_mask(self, rows: np.ndarray, lengths: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+        """Boolean mask over ``rows`` keeping at most ``cap`` documents of each query."""
+        segment = np.repeat(np.arange(lengths.shape[0]), lengths)
+        tie_break = rng.random(rows.shape[0])
+        if self.truncation == "top_label":
+            # lexsort: last key is primary -> by query, then label descending, then random
+            order = np.lexsort((tie_break, -self.dataset.labels[rows].astype(np.float64), segment))
+        else:
+            order = np.lexsort((tie_break, segment))
+        rank_in_query = np.empty(rows.shape[0], dtype=np.int64)
+        rank_in_query[order] = _ragged_arange(lengths)
+        return rank_in_query < cap
+
+
+def _starts_of(lengths: np.ndarray) -> np.ndarray:
+    """Exclusive cumulative sum: where each segment starts in the concatenation."""
+    starts = np.zeros(lengths.shape[0], dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return starts
+
+
+def _ragged_arange(lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(n) for n in lengths])`` without a Python loop."""
+    total = int(lengths.sum())
+    return np.arange(total, dtype=np.int64) - np.repeat(_starts_of(lengths), lengths)
+
+
+def scores_to_rows(batch: Batch, scores: torch.Tensor, out: np.ndarray) -> None:
+    """Write a batch's scores into a per-document array at the documents' dataset rows.
+
+    ``out[batch.doc_index[b, i]] = scores[b, i]`` for every real position; padded positions are
+    ignored. Use it to collect model scores for a whole dataset in row order.
+
+    Args:
+        batch: the batch the scores were computed on.
+        scores: ``[B, L]`` scores (any device, detached or not).
+        out: ``[n_docs]`` array written in place.
+
+    Raises:
+        ValueError: if ``scores`` is not ``[B, L]`` like ``batch.mask`` or ``out`` is not 1-D.
+    """
+    if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != tuple(batch.mask.shape):
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(f"scores must be a tensor of the batch's shape {tuple(batch.mask.shape)}, got {shape}")
+    if not isinstance(out, np.ndarray) or out.ndim != 1:
+        raise ValueError(f"out must be a 1-D numpy array [n_docs], got {getattr(out, 'shape', type(out).__name__)}")
+    mask = batch.mask.cpu()
+    rows = batch.doc_index.cpu()[mask].numpy()
+    if rows.size and rows.max() >= out.shape[0]:
+        raise ValueError(f"batch holds document row {int(rows.max())} but out has only {out.shape[0]} rows")
+    out[rows] = scores.detach().cpu()[mask].numpy()

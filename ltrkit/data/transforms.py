@@ -1,0 +1,314 @@
+"""Feature normalisation fitted on training data and applied to validation/test data.
+
+Methods (per feature column ``j``):
+
+* ``"zscore"``: :math:`(x - \\mu_j) / \\sigma_j` with the population standard deviation.
+* ``"minmax"``: :math:`(x - \\min_j) / (\\max_j - \\min_j)`, so training data lands in ``[0, 1]``.
+* ``"log1p"``: :math:`y = \\mathrm{sign}(x) \\log(1 + |x|)` then z-score of ``y`` (statistics
+  of ``y`` fitted on the training data). Suits MSLR's heavy-tailed counts and scores, where a
+  plain z-score leaves a few huge values dominating.
+* ``"query_zscore"`` / ``"query_minmax"``: the same within each query (LETOR's "QueryLevelNorm"),
+  using only that query's documents; nothing is learned from the training data but the
+  feature count.
+* ``"none"``: identity (still checks the feature count).
+
+A column with zero spread (constant in the fitted data, or within a query for the per-query
+methods) gets scale 1, so it maps to 0 instead of dividing by zero. Statistics are accumulated
+in float64 over chunks of rows (Chan et al.'s pairwise update of mean and squared deviations),
+so a memory-mapped MSLR-WEB30K matrix (3.7M x 136) is never copied whole; outputs are float32.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from ltrkit.data.dataset import RankingDataset
+
+__all__ = ["METHODS", "Normalizer"]
+
+METHODS = ("zscore", "minmax", "log1p", "query_zscore", "query_minmax", "none")
+_PER_QUERY = ("query_zscore", "query_minmax")
+_CHUNK_ROWS = 1 << 16
+_STATE_VERSION = 1
+
+
+def _signed_log1p(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+class Normalizer:
+    """Per-feature normalisation with a JSON-serialisable state.
+
+    Args:
+        method: one of :data:`METHODS`.
+
+    Raises:
+        ValueError: on an unknown method.
+
+    Example:
+        >>> import numpy as np
+        >>> norm = Normalizer("minmax")
+        >>> _ = norm.fit_features(np.array([[0.0, 5.0], [2.0, 5.0]], dtype=np.float32))
+        >>> norm.transform_features(np.array([[1.0, 5.0]], dtype=np.float32)).tolist()
+        [[0.5, 0.0]]
+    """
+
+    def __init__(self, method: str = "zscore") -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+        self.method = method
+        self.n_features: Optional[int] = None
+        self.shift: Optional[np.ndarray] = None
+        self.scale: Optional[np.ndarray] = None
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.n_features is not None
+
+    def __repr__(self) -> str:
+        return f"Normalizer(method={self.method!r}, n_features={self.n_features})"
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, dataset: RankingDataset) -> "Normalizer":
+        """Fit the statistics on ``dataset.features`` (streamed in chunks); returns ``self``.
+
+        Raises:
+            ValueError: if the features hold NaN or inf, or the dataset has no documents for a
+                method that needs statistics.
+        """
+        if not isinstance(dataset, RankingDataset):
+            raise ValueError(f"dataset must be a RankingDataset, got {type(dataset).__name__}")
+        return self.fit_features(dataset.features, source=dataset.source)
+
+    def fit_features(self, features: np.ndarray, *, source: str = "<array>") -> "Normalizer":
+        """Fit on a ``[n_docs, n_features]`` array (see :meth:`fit`)."""
+        features = _check_matrix(features, "features")
+        n_docs, n_features = features.shape
+        self.n_features = n_features
+        if self.method in _PER_QUERY or self.method == "none":
+            self.shift = self.scale = None
+            return self
+        if n_docs == 0:
+            raise ValueError(f"{source}: cannot fit a {self.method!r} normalizer on 0 documents")
+        count = 0
+        mean = np.zeros(n_features)
+        squares = np.zeros(n_features)
+        low = np.full(n_features, np.inf)
+        high = np.full(n_features, -np.inf)
+        for start in range(0, n_docs, _CHUNK_ROWS):
+            chunk = np.asarray(features[start : start + _CHUNK_ROWS], dtype=np.float64)
+            _check_finite(chunk, source, start)
+            if self.method == "log1p":
+                chunk = _signed_log1p(chunk)
+            rows = chunk.shape[0]
+            chunk_mean = chunk.mean(axis=0)
+            chunk_squares = ((chunk - chunk_mean) ** 2).sum(axis=0)
+            total = count + rows
+            delta = chunk_mean - mean
+            mean += delta * (rows / total)
+            squares += chunk_squares + delta**2 * (count * rows / total)
+            count = total
+            np.minimum(low, chunk.min(axis=0), out=low)
+            np.maximum(high, chunk.max(axis=0), out=high)
+        if self.method == "minmax":
+            shift, spread = low, high - low
+        else:
+            shift, spread = mean, np.sqrt(squares / count)
+        self.shift = shift
+        self.scale = np.where(spread > 0, spread, 1.0)
+        return self
+
+    # --------------------------------------------------------------- transform
+    def transform(self, dataset: RankingDataset) -> RankingDataset:
+        """A new dataset with normalised float32 features (labels, offsets, ids shared).
+
+        Raises:
+            ValueError: if not fitted, or the feature count differs from the fitted one.
+        """
+        if not isinstance(dataset, RankingDataset):
+            raise ValueError(f"dataset must be a RankingDataset, got {type(dataset).__name__}")
+        features = self.transform_features(dataset.features, query_offsets=dataset.query_offsets, source=dataset.source)
+        return RankingDataset(
+            features=features,
+            labels=dataset.labels,
+            query_offsets=dataset.query_offsets,
+            qids=dataset.qids,
+            doc_ids=dataset.doc_ids,
+            source=dataset.source,
+        )
+
+    def transform_features(
+        self,
+        x: np.ndarray,
+        *,
+        query_offsets: Optional[np.ndarray] = None,
+        source: str = "<array>",
+    ) -> np.ndarray:
+        """Normalise a ``[n_docs, n_features]`` array into a new float32 array (chunked).
+
+        Args:
+            x: features; any float or int dtype, may be memory-mapped.
+            query_offsets: ``[Q + 1]`` query boundaries, required by the per-query methods.
+            source: named in error messages.
+
+        Raises:
+            ValueError: if not fitted, on a feature-count mismatch, on missing
+                ``query_offsets`` for a per-query method, or on NaN/inf in ``x``.
+        """
+        if not self.is_fitted:
+            raise ValueError(f"this {self!r} is not fitted; call fit() on the training data first")
+        x = _check_matrix(x, "x")
+        if x.shape[1] != self.n_features:
+            raise ValueError(
+                f"{source}: has {x.shape[1]} features but the normalizer was fitted on {self.n_features}"
+            )
+        if self.method in _PER_QUERY:
+            if query_offsets is None:
+                raise ValueError(f"method {self.method!r} normalises within queries: pass query_offsets")
+            return self._transform_per_query(x, np.asarray(query_offsets, dtype=np.int64), source)
+        out = np.empty(x.shape, dtype=np.float32)
+        for start in range(0, x.shape[0], _CHUNK_ROWS):
+            chunk = np.asarray(x[start : start + _CHUNK_ROWS], dtype=np.float64)
+            _check_finite(chunk, source, start)
+            if self.method == "log1p":
+                chunk = _signed_log1p(chunk)
+            if self.method != "none":
+                chunk = (chunk - self.shift) / self.scale
+            out[start : start + chunk.shape[0]] = chunk
+        return out
+
+    def _transform_per_query(self, x: np.ndarray, offsets: np.ndarray, source: str) -> np.ndarray:
+        if offsets.ndim != 1 or offsets.shape[0] < 1 or offsets[0] != 0 or offsets[-1] != x.shape[0] or np.any(np.diff(offsets) < 0):
+            raise ValueError(
+                f"{source}: query_offsets must be non-decreasing from 0 to n_docs={x.shape[0]}"
+            )
+        out = np.empty(x.shape, dtype=np.float32)
+        n_queries = offsets.shape[0] - 1
+        # whole queries per chunk, so per-query statistics never straddle a chunk
+        query = 0
+        while query < n_queries:
+            last = int(np.searchsorted(offsets, offsets[query] + _CHUNK_ROWS, side="right")) - 1
+            last = min(max(last, query + 1), n_queries)
+            start, stop = int(offsets[query]), int(offsets[last])
+            if stop > start:
+                chunk = np.asarray(x[start:stop], dtype=np.float64)
+                _check_finite(chunk, source, start)
+                local = offsets[query : last + 1] - start
+                lengths = np.diff(local)
+                nonempty = lengths > 0
+                starts = local[:-1][nonempty]
+                counts = lengths[nonempty][:, None]
+                if self.method == "query_zscore":
+                    shift = np.add.reduceat(chunk, starts, axis=0) / counts
+                    centred = chunk - np.repeat(shift, lengths[nonempty], axis=0)
+                    spread = np.sqrt(np.add.reduceat(centred**2, starts, axis=0) / counts)
+                    result = centred
+                else:
+                    shift = np.minimum.reduceat(chunk, starts, axis=0)
+                    spread = np.maximum.reduceat(chunk, starts, axis=0) - shift
+                    result = chunk - np.repeat(shift, lengths[nonempty], axis=0)
+                scale = np.where(spread > 0, spread, 1.0)
+                out[start:stop] = result / np.repeat(scale, lengths[nonempty], axis=0)
+            query = last
+        return out
+
+    # ----------------------------------------------------------- persistence
+    def state_dict(self) -> dict:
+        """JSON-serialisable state: method, feature count and the fitted statistics."""
+        return {
+            "version": _STATE_VERSION,
+            "method": self.method,
+            "n_features": self.n_features,
+            "shift": None if self.shift is None else [float(v) for v in self.shift],
+            "scale": None if self.scale is None else [float(v) for v in self.scale],
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "Normalizer":
+        """Rebuild a normalizer from :meth:`state_dict` output.
+
+        Raises:
+            ValueError: on a missing/unknown field or statistics of the wrong length.
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f"normalizer state must be a dict, got {type(state).__name__}")
+        missing = sorted({"method", "n_features", "shift", "scale"} - set(state))
+        if missing:
+            raise ValueError(f"normalizer state lacks fields {missing}")
+        if state.get("version", _STATE_VERSION) != _STATE_VERSION:
+            raise ValueError(f"normalizer state version {state['version']!r} is not supported (expected {_STATE_VERSION})")
+        normalizer = cls(state["method"])
+        n_features = state["n_features"]
+        if n_features is not None and (isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 0):
+            raise ValueError(f"normalizer state field n_features must be an int >= 0 or null, got {n_features!r}")
+        normalizer.n_features = n_features
+        for name in ("shift", "scale"):
+            values = state[name]
+            if values is None:
+                continue
+            array = np.asarray(values, dtype=np.float64)
+            if array.shape != (n_features,):
+                raise ValueError(
+                    f"normalizer state field {name} has {array.size} values for n_features={n_features}"
+                )
+            setattr(normalizer, name, array)
+        needs_statistics = normalizer.method not in _PER_QUERY and normalizer.method != "none"
+        if n_features is not None and needs_statistics and (normalizer.shift is None or normalizer.scale is None):
+            raise ValueError(f"normalizer state for method {normalizer.method!r} needs shift and scale")
+        return normalizer
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write :meth:`state_dict` as JSON to ``path`` (temp file + rename, so never half-written)."""
+        path = Path(path)
+        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                json.dump(self.state_dict(), stream, indent=1)
+            os.replace(temp_name, path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike]) -> "Normalizer":
+        """Read a normalizer written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: if ``path`` does not exist.
+            ValueError: if the file is not valid JSON or not a normalizer state.
+        """
+        path = Path(path)
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not a normalizer JSON file ({error})") from None
+        try:
+            return cls.from_state_dict(state)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+
+def _check_matrix(x: np.ndarray, name: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [n_docs, n_features], got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise ValueError(f"{name} must hold numbers, got dtype {x.dtype}")
+    return x
+
+
+def _check_finite(chunk: np.ndarray, source: str, first_row: int) -> None:
+    finite = np.isfinite(chunk)
+    if not finite.all():
+        row, column = np.argwhere(~finite)[0]
+        raise ValueError(
+            f"{source}: feature {int(column)} of document row {first_row + int(row)} is "
+            f"{chunk[row, column]}; features must be finite"
+        )
