@@ -1,0 +1,614 @@
+"""Read and write LETOR / SVMlight ranking files and libsvm files with a group file.
+
+Format (SVMlight with query ids, used by LETOR 3.0/4.0, MSLR-WEB10K/30K, Yahoo! LTR, Istella)::
+
+    <label> qid:<qid> <index>:<value> <index>:<value> ... [# comment]
+
+* ``label`` is a float (graded relevance, usually 0-4); ``qid`` is kept as a string.
+* Feature indices are 1-based (LETOR, SVMlight) or 0-based; absent features are 0.
+* A comment ``# docid = X ...`` (LETOR 4.0) gives the document id ``X``; any other comment is
+  kept whole, stripped, as the document id.
+* libsvm form (LightGBM/XGBoost): the same lines without ``qid:``, plus a group file with one
+  query size per line (``<file>.query`` or ``<file>.group``).
+* ``.gz``, ``.bz2`` and ``.xz`` files are (de)compressed transparently.
+
+Reading is done by numba byte kernels (:mod:`ltrkit.data._letor_kernels`) over a memory map of
+the file, in line-aligned chunks on several threads, straight into a preallocated dense float32
+matrix. Every value equals ``np.float32(float(token))``.
+
+Reference: T. Joachims, "Optimizing Search Engines using Clickthrough Data", KDD 2002 (SVMlight
+ranking format); T. Qin and T.-Y. Liu, "Introducing LETOR 4.0 Datasets", arXiv:1306.2597.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import mmap
+import os
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from ltrkit.data import _letor_kernels as K
+from ltrkit.data.dataset import RankingDataset
+
+__all__ = ["LetorFormatError", "read_letor", "write_letor", "write_libsvm", "find_query_file"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_COMPRESSORS: dict[str, Callable] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_CHUNK_BYTES = 32 << 20
+_SLOW_CAPACITY = 1024
+_WRITE_BLOCK = 4096
+_MAX_EXACT_INT = 2**24
+
+
+class LetorFormatError(ValueError):
+    """A malformed LETOR/libsvm/group file.
+
+    Attributes:
+        path: the file.
+        line: 1-based line number of the problem, or ``None`` when it concerns the whole file.
+        field: what was wrong (``"label"``, ``"qid"``, ``"feature 12"``, ``"token"``,
+            ``"group size"``, ``"compression"``...), or ``None``.
+    """
+
+    def __init__(self, path: PathLike, line: Optional[int], field: Optional[str], problem: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        where = self.path if line is None else f"{self.path}, line {line}"
+        super().__init__(f"{where}: {problem}")
+
+
+def find_query_file(path: PathLike) -> Optional[Path]:
+    """The group file next to ``path``: ``<path>.query`` or ``<path>.group`` (also after
+    dropping a compression suffix), or ``None``."""
+    path = Path(path)
+    stems = [path]
+    if path.suffix in _COMPRESSORS:
+        stems.append(path.with_suffix(""))
+    for stem in stems:
+        for ext in (".query", ".group"):
+            candidate = Path(str(stem) + ext)
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_letor(
+    path: PathLike,
+    *,
+    index_base: Union[int, str] = "auto",
+    n_features: Optional[int] = None,
+    query_file: Optional[PathLike] = None,
+    regroup: bool = False,
+    n_threads: Optional[int] = None,
+) -> RankingDataset:
+    """Parse a LETOR/SVMlight file (or libsvm + group file) into a :class:`RankingDataset`.
+
+    Args:
+        path: the data file; ``.gz``/``.bz2``/``.xz`` are decompressed in memory.
+        index_base: ``1`` (LETOR/SVMlight), ``0``, or ``"auto"``: 0-based when some line has
+            feature index 0, else 1-based (as scikit-learn's ``load_svmlight_file``).
+        n_features: width of the feature matrix; an index beyond it is an error. Default: the
+            largest index seen (``+1`` when 0-based).
+        query_file: group file of a libsvm file (one query size per line, in row order). When
+            ``None`` and the lines have no ``qid:``, ``<path>.query`` / ``<path>.group`` is used.
+            Not allowed together with ``qid:`` tokens.
+        regroup: when the rows of a qid are not contiguous, stably move them together (queries
+            in order of first appearance) instead of raising.
+        n_threads: parser threads; default: the CPUs this process may use.
+
+    Returns:
+        ``RankingDataset`` with float32 ``features [n_docs, n_features]`` and ``labels``,
+        qids as strings in file order (group-file queries are named ``"0"``, ``"1"``, ...), and
+        ``doc_ids`` (str array, ``""`` for rows without a comment) or ``None`` when no line has
+        a comment. Blank lines and comment-only lines are skipped.
+
+    Raises:
+        LetorFormatError: with the file, 1-based line, field and problem for the first malformed
+            line found (bad or non-finite label/value, ``idx:`` without value, garbage token,
+            index 0 when 1-based, index beyond ``n_features``, duplicate index in a line, a line
+            missing ``qid:`` when others have one, non-contiguous query rows), an empty file,
+            truncated/corrupt compressed data, or a bad group file.
+        FileNotFoundError: when ``path`` or ``query_file`` does not exist.
+        ValueError: on a bad option.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "tiny.txt"
+        >>> _ = p.write_text("2 qid:7 1:0.5 3:-1e-2 # docid = d1\\n0 qid:7 2:3\\n")
+        >>> ds = read_letor(p)
+        >>> ds.features.tolist(), ds.labels.tolist(), ds.qids.tolist(), ds.doc_ids.tolist()
+        ([[0.5, 0.0, -0.009999999776482582], [0.0, 3.0, 0.0]], [2.0, 0.0], ['7'], ['d1', ''])
+    """
+    dataset, _ = _read_letor(
+        path, index_base=index_base, n_features=n_features, query_file=query_file, regroup=regroup, n_threads=n_threads
+    )
+    return dataset
+
+
+def _check_options(index_base: object, n_features: object, n_threads: object) -> None:
+    if index_base not in ("auto", 0, 1) or isinstance(index_base, bool):
+        raise ValueError(f"index_base must be 0, 1 or 'auto', got {index_base!r}")
+    if n_features is not None and (isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 0):
+        raise ValueError(f"n_features must be a non-negative int or None, got {n_features!r}")
+    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+        raise ValueError(f"n_threads must be a positive int or None, got {n_threads!r}")
+
+
+def _default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+class _Source:
+    """Bytes of a data file as a read-only uint8 array (a memory map when uncompressed)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.mm: Optional[mmap.mmap] = None
+        opener = _COMPRESSORS.get(path.suffix)
+        if opener is not None:
+            try:
+                with opener(path, "rb") as f:
+                    self.raw: Union[bytes, mmap.mmap] = f.read()
+            except (EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
+                if isinstance(exc, FileNotFoundError):
+                    raise
+                raise LetorFormatError(
+                    path, None, "compression", f"cannot decompress {path.suffix} data ({exc}); the file is truncated or corrupt"
+                ) from None
+        else:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size == 0:
+                    self.raw = b""
+                else:
+                    self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                    self.raw = self.mm
+        self.buf = np.frombuffer(self.raw, dtype=np.uint8)
+
+    def release(self, start: int, end: int) -> None:
+        """Drop mapped pages of ``[start, end)`` from this process (they stay in the page
+        cache), so parsing a large file does not hold the whole text in resident memory."""
+        if self.mm is None or end <= start:
+            return
+        page = mmap.PAGESIZE
+        lo = start // page * page
+        self.mm.madvise(mmap.MADV_DONTNEED, lo, end - lo)
+
+    def close(self) -> None:
+        self.buf = np.empty(0, dtype=np.uint8)
+        if self.mm is not None:
+            self.mm.close()
+            self.mm = None
+        self.raw = b""
+
+    def chunks(self, n_threads: int) -> list[tuple[int, int]]:
+        """Line-aligned ``(start, end)`` byte ranges covering the buffer."""
+        size = len(self.buf)
+        n_chunks = max(n_threads, -(-size // _CHUNK_BYTES))
+        bounds = [0]
+        for k in range(1, n_chunks):
+            pos = max(k * size // n_chunks, bounds[-1])
+            nl = self.raw.find(b"\n", pos)
+            cut = size if nl < 0 else nl + 1
+            if cut > bounds[-1]:
+                bounds.append(cut)
+        if bounds[-1] != size:
+            bounds.append(size)
+        return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+    def line_number(self, pos: int) -> int:
+        return int(K.count_newlines(self.buf, pos)) + 1
+
+    def line_text(self, line_start: int) -> str:
+        end = self.raw.find(b"\n", line_start)
+        end = len(self.buf) if end < 0 else end
+        text = bytes(self.buf[line_start : min(end, line_start + 200)]).decode("utf-8", "replace").rstrip("\r")
+        return text + (" ..." if end > line_start + 200 else "")
+
+    def text(self, start: int, end: int) -> str:
+        return bytes(self.buf[start:end]).decode("utf-8", "replace")
+
+
+_PROBLEMS = {
+    K.BAD_LABEL: ("label", "label {tok!r} is not a number"),
+    K.NONFINITE_LABEL: ("label", "label {tok!r} is not a finite float32 (NaN, inf and |x| > 3.4e38 are not allowed)"),
+    K.EMPTY_QID: ("qid", "'qid:' has no value"),
+    K.BAD_TOKEN: ("token", "token {tok!r} is not of the form index:value (index a non-negative integer)"),
+    K.MISSING_VALUE: ("feature {idx}", "feature token {tok!r} has no value after ':'"),
+    K.BAD_VALUE: ("feature {idx}", "value of feature token {tok!r} is not a number"),
+    K.NONFINITE_VALUE: (
+        "feature {idx}",
+        "value of feature token {tok!r} is not a finite float32 (NaN, inf and |x| > 3.4e38 are not allowed)",
+    ),
+    K.INDEX_ZERO: (
+        "feature 0",
+        "feature index 0 in {tok!r}, but indices are 1-based (index_base=1); pass index_base=0 for a 0-based file",
+    ),
+    K.INDEX_TOO_LARGE: (
+        "feature {idx}",
+        "feature index {idx} in {tok!r} is beyond n_features={n_features} (largest allowed index: {largest})",
+    ),
+    K.DUPLICATE_INDEX: ("feature {idx}", "feature index {idx} appears twice in this line ({tok!r})"),
+    K.INDEX_OVERFLOW: ("token", "feature index in {tok!r} is too large"),
+}
+
+
+def _kernel_error(src: _Source, code: int, line_pos: int, tok: int, tok_end: int, *, n_features: int, base: int) -> LetorFormatError:
+    token = src.text(tok, tok_end)
+    idx = token.split(":", 1)[0]
+    field, problem = _PROBLEMS[code]
+    fmt = dict(tok=token, idx=idx, n_features=n_features, largest=n_features - 1 + base)
+    message = problem.format(**fmt) + f"\n    {src.line_text(line_pos)}"
+    return LetorFormatError(src.path, src.line_number(line_pos), field.format(**fmt), message)
+
+
+def _read_letor(
+    path: PathLike,
+    *,
+    index_base: Union[int, str] = "auto",
+    n_features: Optional[int] = None,
+    query_file: Optional[PathLike] = None,
+    regroup: bool = False,
+    n_threads: Optional[int] = None,
+) -> tuple[RankingDataset, Optional[Path]]:
+    """:func:`read_letor`, also returning the group file that was used (for the cache)."""
+    _check_options(index_base, n_features, n_threads)
+    path = Path(path)
+    if query_file is not None and not Path(query_file).is_file():
+        raise FileNotFoundError(f"query_file {str(query_file)!r} does not exist")
+    n_threads = _default_threads() if n_threads is None else n_threads
+    src = _Source(path)
+    try:
+        return _parse(src, index_base, n_features, query_file, regroup, n_threads)
+    finally:
+        src.close()
+
+
+def _parse(
+    src: _Source,
+    index_base: Union[int, str],
+    n_features: Optional[int],
+    query_file: Optional[PathLike],
+    regroup: bool,
+    n_threads: int,
+) -> tuple[RankingDataset, Optional[Path]]:
+    chunks = src.chunks(n_threads)
+    buf = src.buf
+
+    def scan(chunk: tuple[int, int]) -> np.ndarray:
+        stats = K.scan_chunk(buf, chunk[0], chunk[1])
+        src.release(*chunk)
+        return stats
+
+    with ThreadPoolExecutor(max_workers=min(n_threads, len(chunks))) as pool:
+        scans = list(pool.map(scan, chunks))
+        for stats in scans:
+            if stats[K.S_ERR] != K.OK:
+                raise _kernel_error(src, int(stats[K.S_ERR]), *map(int, stats[K.S_ERR_LINE : K.S_ERR_TOKEND + 1]), n_features=0, base=1)
+
+        rows = np.array([s[K.S_ROWS] for s in scans], dtype=np.int64)
+        n_docs = int(rows.sum())
+        if n_docs == 0:
+            raise LetorFormatError(src.path, None, None, "contains no documents (only blank or comment lines)")
+        first_qid = min((int(s[K.S_FIRST_QID]) for s in scans if s[K.S_FIRST_QID] >= 0), default=-1)
+        first_noqid = min((int(s[K.S_FIRST_NOQID]) for s in scans if s[K.S_FIRST_NOQID] >= 0), default=-1)
+        has_qid = first_qid >= 0
+        if first_qid >= 0 and first_noqid >= 0:
+            if first_qid < first_noqid:
+                bad, other, problem = first_noqid, first_qid, "line has no 'qid:' token, but line {other} has one"
+            else:
+                bad, other, problem = first_qid, first_noqid, "line has a 'qid:' token, but line {other} has none"
+            problem = problem.format(other=src.line_number(other))
+            problem += " (give every line a qid, or none and a group file)"
+            raise LetorFormatError(src.path, src.line_number(bad), "qid", f"{problem}\n    {src.line_text(bad)}")
+        group_path: Optional[Path] = None
+        if has_qid and query_file is not None:
+            raise LetorFormatError(
+                src.path, src.line_number(first_qid), "qid",
+                f"lines have 'qid:' tokens and query_file={str(query_file)!r} was also given; use one or the other",
+            )
+        if not has_qid:
+            group_path = Path(query_file) if query_file is not None else find_query_file(src.path)
+            if group_path is None:
+                raise LetorFormatError(
+                    src.path, src.line_number(first_noqid), "qid",
+                    f"lines have no 'qid:' token and no group file was found ({src.path}.query or "
+                    f"{src.path}.group); pass query_file=",
+                )
+
+        max_idx = max(int(s[K.S_MAX_IDX]) for s in scans)
+        min_idx = min((int(s[K.S_MIN_IDX]) for s in scans if s[K.S_MIN_IDX] >= 0), default=1)
+        base = (0 if min_idx == 0 else 1) if index_base == "auto" else int(index_base)
+        if n_features is None:
+            n_features = max(max_idx + 1 - base, 0)
+        n_comments = sum(int(s[K.S_COMMENTS]) for s in scans)
+
+        features = np.zeros((n_docs, n_features), dtype=np.float32)
+        labels = np.empty(n_docs, dtype=np.float32)
+        qid_span = np.zeros((n_docs, 2), dtype=np.int64)
+        doc_span = np.full((n_docs if n_comments else 0, 2), -1, dtype=np.int64)
+        row0 = np.concatenate([[0], np.cumsum(rows)[:-1]])
+
+        def fill(k: int) -> tuple[np.ndarray, np.ndarray]:
+            start, end = chunks[k]
+            seen = np.empty(n_features, dtype=np.int64)
+            capacity = _SLOW_CAPACITY
+            while True:
+                slow = np.empty((capacity, 3), dtype=np.int64)
+                res = K.fill_chunk(
+                    buf, start, end, int(row0[k]), base, features, labels, qid_span, doc_span, seen, slow,
+                    K._POW10, K._EXACT_POW10,
+                )
+                if res[K.F_ERR] != K.OK or res[K.F_SLOW] <= capacity:
+                    break
+                capacity = int(res[K.F_SLOW])
+            src.release(start, end)
+            return res, slow[: min(int(res[K.F_SLOW]), capacity)]
+
+        fills = list(pool.map(fill, range(len(chunks))))
+    for res, _ in fills:
+        if res[K.F_ERR] != K.OK:
+            raise _kernel_error(
+                src, int(res[K.F_ERR]), *map(int, res[K.F_ERR_LINE : K.F_ERR_TOKEND + 1]), n_features=n_features, base=base
+            )
+    for _, slow in fills:
+        _fix_slow_values(src, slow, features, labels)
+
+    doc_ids = _spans_to_str(buf, doc_span) if n_comments else None
+    if has_qid:
+        offsets, qids, order = _group_by_qid(src, qid_span, regroup)
+        if order is not None:
+            features, labels = features[order], labels[order]
+            doc_ids = None if doc_ids is None else doc_ids[order]
+    else:
+        assert group_path is not None
+        sizes = read_group_file(group_path, n_docs=n_docs, data_path=src.path)
+        offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        qids = np.arange(len(sizes)).astype(str)
+    dataset = RankingDataset(
+        features=features, labels=labels, query_offsets=offsets, qids=qids, doc_ids=doc_ids, source=str(src.path)
+    )
+    return dataset, group_path
+
+
+def _fix_slow_values(src: _Source, slow: np.ndarray, features: np.ndarray, labels: np.ndarray) -> None:
+    """Re-parse with Python ``float()`` the tokens whose float32 rounding the kernel could not
+    decide (a rounding boundary lay within its error margin)."""
+    for pos, row, col in slow.tolist():
+        end = int(K.token_end(src.buf, pos))
+        token = src.text(pos, end)
+        value = np.float32(float(token))
+        if not np.isfinite(value):
+            line = src.line_number(pos)
+            field = "label" if col < 0 else "feature value"
+            raise LetorFormatError(src.path, line, field, f"{token!r} overflows float32 (|x| > 3.4e38 is not allowed)")
+        if col < 0:
+            labels[row] = value
+        else:
+            features[row, col] = value
+
+
+def _spans_to_str(buf: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Byte ranges of ``buf`` as a numpy str array (UTF-8; rows with ``start < 0`` give "")."""
+    lengths = np.where(spans[:, 0] < 0, 0, spans[:, 1] - spans[:, 0])
+    width = max(int(lengths.max(initial=0)), 1)
+    raw = K.gather_spans(buf, spans, width)
+    as_bytes = raw.view(f"S{width}").ravel()
+    if not (raw >= 128).any():
+        return as_bytes.astype(f"U{width}")
+    return np.char.decode(as_bytes, "utf-8", "replace")
+
+
+def _group_by_qid(
+    src: _Source, qid_span: np.ndarray, regroup: bool
+) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """Query offsets, qids and (when rows had to be regrouped) the row order."""
+    n_docs = qid_span.shape[0]
+    seg_rows = np.flatnonzero(K.segment_starts(src.buf, qid_span))
+    seg_qids = _spans_to_str(src.buf, qid_span[seg_rows])
+    first_segment: dict[str, int] = {}
+    seg_group = np.empty(len(seg_rows), dtype=np.int64)
+    for s, q in enumerate(seg_qids.tolist()):
+        g = first_segment.setdefault(q, s)
+        if g != s and not regroup:
+            line = src.line_number(int(qid_span[seg_rows[s], 0]))
+            first = src.line_number(int(qid_span[seg_rows[g], 0]))
+            raise LetorFormatError(
+                src.path, line, "qid",
+                f"rows of qid {q!r} are not contiguous (the query started at line {first} and other queries "
+                f"came in between); pass regroup=True (CLI: --regroup) to group rows by qid",
+            )
+        seg_group[s] = g
+    seg_lengths = np.diff(np.append(seg_rows, n_docs))
+    if len(first_segment) == len(seg_rows):
+        return np.append(seg_rows, n_docs).astype(np.int64), seg_qids, None
+    # Dense query numbers in order of first appearance, then a stable sort of rows by them.
+    firsts = np.array(sorted(first_segment.values()), dtype=np.int64)
+    number = np.full(len(seg_rows), -1, dtype=np.int64)
+    number[firsts] = np.arange(len(firsts))
+    row_query = np.repeat(number[seg_group], seg_lengths)
+    order = np.argsort(row_query, kind="stable")
+    counts = np.bincount(row_query, minlength=len(firsts))
+    offsets = np.zeros(len(firsts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return offsets, seg_qids[firsts], order
+
+
+def read_group_file(path: PathLike, *, n_docs: Optional[int] = None, data_path: Optional[PathLike] = None) -> np.ndarray:
+    """Read a LightGBM/XGBoost group file: one positive integer (query size) per line.
+
+    Blank lines are skipped. Returns ``[n_queries]`` int64 sizes.
+
+    Raises:
+        LetorFormatError: a line that is not a positive integer, no sizes at all, or sizes that
+            do not sum to ``n_docs`` (when given).
+    """
+    path = Path(path)
+    opener = _COMPRESSORS.get(path.suffix, open)
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except (EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise LetorFormatError(path, None, "compression", f"cannot decompress ({exc}); the file is truncated or corrupt") from None
+    sizes = []
+    for number, text in enumerate(lines, start=1):
+        text = text.strip()
+        if not text:
+            continue
+        try:
+            size = int(text)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise LetorFormatError(path, number, "group size", f"group size {text!r} is not a positive integer")
+        sizes.append(size)
+    if not sizes:
+        raise LetorFormatError(path, None, "group size", "group file has no sizes")
+    result = np.array(sizes, dtype=np.int64)
+    if n_docs is not None and int(result.sum()) != n_docs:
+        of = f" of {data_path}" if data_path is not None else ""
+        raise LetorFormatError(
+            path, None, "group sizes",
+            f"{len(sizes)} group sizes sum to {int(result.sum())}, but the data file{of} has {n_docs} documents",
+        )
+    return result
+
+
+def _format_numbers(values: np.ndarray) -> np.ndarray:
+    """Shortest strings that read back to the same float32 (integers without ``.0``)."""
+    values = np.asarray(values, dtype=np.float32)
+    text = values.astype(str)
+    negative_zero = (values == 0) & np.signbit(values)
+    integral = (values == np.trunc(values)) & (np.abs(values) < _MAX_EXACT_INT) & ~negative_zero
+    if integral.any():
+        text = text.astype(object)
+        text[integral] = values[integral].astype(np.int64).astype(str)
+        text = text.astype(str)
+    return text
+
+
+def _check_writable(dataset: RankingDataset, index_base: int) -> None:
+    if index_base not in (0, 1) or isinstance(index_base, bool):
+        raise ValueError(f"index_base must be 0 or 1, got {index_base!r}")
+    if not np.isfinite(dataset.labels).all():
+        raise ValueError(f"{dataset.source}: labels contain NaN/inf, which LETOR files cannot hold")
+
+
+def _comment(doc_id: str) -> str:
+    if not doc_id:
+        return ""
+    if "\n" in doc_id or "\r" in doc_id:
+        raise ValueError(f"doc id {doc_id!r} contains a line break and cannot be written as a comment")
+    if any(c.isspace() for c in doc_id):
+        return f" # {doc_id.strip()}"
+    return f" # docid = {doc_id}"
+
+
+def _write_lines(
+    dataset: RankingDataset, path: PathLike, *, index_base: int, write_qids: bool, write_doc_ids: bool
+) -> None:
+    qids = np.asarray(dataset.qids).astype(str)
+    if write_qids:
+        for q in qids.tolist():
+            if not q or any(c.isspace() for c in q) or "#" in q:
+                raise ValueError(f"qid {q!r} cannot be written: it must be non-empty without whitespace or '#'")
+    row_qid = np.repeat(qids, dataset.list_lengths) if write_qids else None
+    doc_ids = np.asarray(dataset.doc_ids).astype(str) if (write_doc_ids and dataset.doc_ids is not None) else None
+
+    def blocks():
+        for a in range(0, dataset.n_docs, _WRITE_BLOCK):
+            b = min(a + _WRITE_BLOCK, dataset.n_docs)
+            block = np.asarray(dataset.features[a:b], dtype=np.float32)
+            if not np.isfinite(block).all():
+                bad = a + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+                raise ValueError(f"{dataset.source}: features of row {bad} contain NaN/inf, which LETOR files cannot hold")
+            rows, cols = np.nonzero((block != 0) | np.signbit(block))
+            tokens = np.strings.add(np.strings.add((cols + index_base).astype(str), ":"), _format_numbers(block[rows, cols]))
+            tokens = tokens.tolist()
+            ends = np.cumsum(np.bincount(rows, minlength=b - a)).tolist()
+            label_text = _format_numbers(dataset.labels[a:b]).tolist()
+            lines = []
+            begin = 0
+            for j in range(b - a):
+                head = label_text[j] if row_qid is None else f"{label_text[j]} qid:{row_qid[a + j]}"
+                body = " ".join(tokens[begin : ends[j]])
+                begin = ends[j]
+                tail = "" if doc_ids is None else _comment(doc_ids[a + j])
+                lines.append(f"{head} {body}{tail}" if body else f"{head}{tail}")
+            yield "\n".join(lines) + "\n"
+
+    _atomic_write(Path(path), blocks())
+
+
+def _atomic_write(path: Path, pieces) -> None:
+    """Write text pieces to ``path`` through a temporary file in the same folder, renamed into
+    place only when complete; compression follows the suffix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    opener = _COMPRESSORS.get(path.suffix, open)
+    try:
+        with opener(tmp, "wt", encoding="utf-8", newline="\n") as f:
+            for piece in pieces:
+                f.write(piece)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_letor(dataset: RankingDataset, path: PathLike, *, index_base: int = 1, write_doc_ids: bool = True) -> None:
+    """Write ``dataset`` as LETOR lines ``label qid:Q idx:val ... [# docid = X]``.
+
+    Zeros are omitted (sparse, as LETOR tools expect; ``-0.0`` is written). Values are written in
+    the shortest form that reads back to the same float32, integers without a decimal point, so
+    :func:`read_letor` returns bit-identical arrays. A doc id without whitespace is written
+    ``# docid = X``; one with whitespace as ``# X``; an empty doc id writes no comment. The file
+    is compressed when ``path`` ends in ``.gz``, ``.bz2`` or ``.xz``, and written to a temporary
+    file renamed into place.
+
+    Raises:
+        ValueError: bad ``index_base``; NaN/inf features or labels; a qid that is empty or has
+            whitespace or ``#``; a doc id with a line break.
+    """
+    _check_writable(dataset, index_base)
+    _write_lines(dataset, path, index_base=index_base, write_qids=True, write_doc_ids=write_doc_ids)
+
+
+def write_libsvm(
+    dataset: RankingDataset,
+    path: PathLike,
+    *,
+    group_path: Optional[PathLike] = None,
+    index_base: int = 1,
+    write_doc_ids: bool = True,
+) -> None:
+    """Write ``dataset`` as libsvm lines ``label idx:val ...`` plus a group file (LightGBM/XGBoost).
+
+    The group file (default ``<path>.query``, where :func:`read_letor` finds it) holds one query
+    size per line. qids are not written. Values are written as in :func:`write_letor`; pass
+    ``write_doc_ids=False`` for tools that do not accept ``#`` comments.
+
+    Raises:
+        ValueError: as :func:`write_letor`, and for a dataset with an empty query (group files
+            cannot hold size 0).
+    """
+    _check_writable(dataset, index_base)
+    lengths = dataset.list_lengths
+    if (lengths == 0).any():
+        raise ValueError(f"{dataset.source}: query {int(np.flatnonzero(lengths == 0)[0])} has no documents; group files cannot hold size 0")
+    group_path = Path(str(path) + ".query") if group_path is None else Path(group_path)
+    _write_lines(dataset, path, index_base=index_base, write_qids=False, write_doc_ids=write_doc_ids)
+    _atomic_write(group_path, ["".join(f"{n}\n" for n in lengths.tolist())])
