@@ -1,0 +1,86 @@
+"""Checkpoints: the full training state, written atomically, loadable with ``weights_only=True``.
+
+A checkpoint is a dict::
+
+    {"format": 1, "epoch": int (last finished epoch, 1-based), "model": state_dict,
+     "loss": state_dict (learnable loss parameters, e.g. ordinal cutpoints), "optimizer": ...,
+     "scheduler": ..., "scaler": ... or None, "rng": {...}, "early_stopping": {...},
+     "history": [...], "config": {...}, "normalizer": {...}, "n_features": int}
+
+RNG states (torch CPU and CUDA, numpy's global generator, Python's ``random``) are captured after
+the epoch so a resumed run draws the same dropout masks as an uninterrupted one; the data order
+needs no state because ``BatchLoader.set_epoch`` makes it a function of ``(seed, epoch)``.
+Numpy's state is stored as plain lists so the file loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+import torch
+
+from ltrkit.training import _io
+
+__all__ = ["CHECKPOINT_FORMAT", "capture_rng_state", "restore_rng_state", "save_checkpoint", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = 1
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """The global RNG states of torch (CPU, CUDA), numpy and Python's ``random``."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(cached)],
+        "python": _to_lists(random.getstate()),
+    }
+
+
+def restore_rng_state(state: Dict[str, Any]) -> None:
+    """Restore what :func:`capture_rng_state` captured (CUDA states only where a GPU is present)."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    random.setstate(_to_tuples(state["python"]))
+
+
+def save_checkpoint(path: str | Path, state: Dict[str, Any]) -> None:
+    """Atomically write ``state`` (with ``"format"`` added) to ``path``."""
+    _io.torch_save(path, {"format": CHECKPOINT_FORMAT, **state})
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code runs).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not an ltrkit checkpoint of a known format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {str(path)!r}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # a corrupt or foreign file: say which, whatever torch raised
+        raise ValueError(f"{str(path)!r} is not a readable ltrkit checkpoint: {error}") from error
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(path)!r} is not an ltrkit checkpoint of format {CHECKPOINT_FORMAT}")
+    return state
+
+
+def _to_lists(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_to_lists(item) for item in value]
+    return value
+
+
+def _to_tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_to_tuples(item) for item in value)
+    return value

@@ -1,0 +1,131 @@
+"""``Ranker``: a trained model plus its normaliser, loaded from a run folder, that scores data.
+
+    >>> ranker = Ranker.load("runs/my-run")                      # doctest: +SKIP
+    >>> scores = ranker.predict("Fold1/test.txt")               # doctest: +SKIP
+    >>> scores = ranker.predict_features(x, query_offsets)      # doctest: +SKIP
+
+Scores follow the input's row order, one per document; higher means ranked higher. Features
+go through the normaliser fitted on the run's training data, exactly as during training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+import torch
+
+from ltrkit.data.dataset import RankingDataset
+from ltrkit.training.checkpoint import load_checkpoint
+from ltrkit.training.config import ConfigError, TrainConfig
+from ltrkit.training.run_folder import check_run_folder
+from ltrkit.training.scoring import score_dataset
+
+__all__ = ["Ranker"]
+
+
+class Ranker:
+    """A trained scorer: ``model`` (eval mode) + fitted ``normalizer`` + the run's ``config``.
+
+    Args:
+        model: a ``forward(features [B, L, F], mask [B, L]) -> scores [B, L]`` module.
+        normalizer: a fitted :class:`ltrkit.data.transforms.Normalizer`.
+        config: the run's :class:`TrainConfig` (data reading options, batch sizes).
+        device: where scoring runs.
+    """
+
+    def __init__(self, model: torch.nn.Module, normalizer: Any, config: TrainConfig, *, device: Union[str, torch.device] = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.normalizer = normalizer
+        self.config = config
+
+    @property
+    def n_features(self) -> int:
+        """Number of features the model was trained on."""
+        return int(self.normalizer.n_features)
+
+    @classmethod
+    def load(cls, run_dir: Union[str, Path], checkpoint: str = "best", *, device: Union[str, torch.device] = "cpu") -> "Ranker":
+        """Load the ``best`` or ``last`` weights of a run folder.
+
+        Raises:
+            ConfigError: not a run folder / the checkpoint is missing / ``checkpoint`` is not best|last.
+        """
+        from ltrkit.data.transforms import Normalizer
+        from ltrkit.models import build_model
+
+        if checkpoint not in ("best", "last"):
+            raise ConfigError([f"checkpoint must be 'best' or 'last', got {checkpoint!r}"], source="predict")
+        folder = check_run_folder(run_dir)
+        path = folder.checkpoint_path(checkpoint)
+        if not path.is_file():
+            raise ConfigError([f"{str(folder.path)!r} has no checkpoints/{checkpoint}.pt (did any epoch finish?)"], source="predict")
+        state: Dict[str, Any] = load_checkpoint(path)
+        config = TrainConfig.model_validate(state["config"])
+        model = build_model(config.model.name, int(state["n_features"]), **config.model.args)
+        model.load_state_dict(state["model"])
+        normalizer = Normalizer.from_state_dict(state["normalizer"])
+        return cls(model, normalizer, config, device=device)
+
+    def predict(self, data: Union[RankingDataset, str, Path], *, query_file: Optional[Union[str, Path]] = None) -> np.ndarray:
+        """Scores ``[n_docs]`` (float32) of a dataset or a LETOR/libsvm file, in its row order.
+
+        Files are read with the run's data options (index base, cache, regroup) and the
+        model's feature count: a file with a feature index beyond it is an error, absent
+        trailing features are zeros (sparse files).
+
+        Raises:
+            ValueError: the data's feature count differs from the model's, or the file is bad.
+            FileNotFoundError: no such file.
+        """
+        if isinstance(data, RankingDataset):
+            dataset = data
+        else:
+            from ltrkit.data.cache import load_dataset
+
+            path = Path(data)
+            if not path.exists():
+                raise FileNotFoundError(f"data file not found: {str(path)!r}")
+            options = self.config.data
+            dataset = load_dataset(
+                path,
+                cache=options.cache,
+                cache_dir=options.cache_dir,
+                index_base=options.index_base,
+                n_features=self.n_features,
+                query_file=query_file,
+                regroup=options.regroup,
+            )
+        if dataset.n_features != self.n_features:
+            raise ValueError(f"{dataset.source}: has {dataset.n_features} features but the model was trained on {self.n_features}")
+        normalised = self.normalizer.transform(dataset)
+        return score_dataset(self.model, normalised, batch_size=self.config.training.eval_batch_size, device=self.device)
+
+    def predict_features(self, features: np.ndarray, query_offsets: np.ndarray) -> np.ndarray:
+        """Scores ``[n_docs]`` of a raw feature matrix ``[n_docs, F]`` grouped by ``query_offsets``.
+
+        Args:
+            features: ``[n_docs, n_features]`` raw (un-normalised) features.
+            query_offsets: ``[Q + 1]`` int boundaries: query ``q`` is rows
+                ``query_offsets[q]:query_offsets[q + 1]``; ``[0, n_docs]`` treats all rows as one
+                list (fine for per-document models, not for the attention model).
+
+        Raises:
+            ValueError: bad shapes, offsets, or a feature count different from the model's.
+        """
+        features = np.asarray(features)
+        if features.ndim != 2:
+            raise ValueError(f"features must be a 2-D [n_docs, n_features] array, got shape {features.shape}")
+        if features.shape[1] != self.n_features:
+            raise ValueError(f"features has {features.shape[1]} columns but the model was trained on {self.n_features}")
+        offsets = np.asarray(query_offsets, dtype=np.int64)
+        dataset = RankingDataset(
+            features=np.ascontiguousarray(features, dtype=np.float32),
+            labels=np.zeros(features.shape[0], dtype=np.float32),
+            query_offsets=offsets,
+            qids=np.arange(max(offsets.shape[0] - 1, 0)).astype(str),
+            source="<features>",
+        )
+        return self.predict(dataset)

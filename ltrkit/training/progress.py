@@ -1,0 +1,74 @@
+"""Live console output of a training run: a rich progress bar per epoch (loss, docs/s) and a
+metric table per epoch. ``quiet=True`` prints nothing (scripts, tests, the Python API)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+__all__ = ["ProgressReporter"]
+
+
+class ProgressReporter:
+    """Console reporter; every method is a no-op when ``quiet``."""
+
+    def __init__(self, *, quiet: bool, console: Optional[Console] = None) -> None:
+        self.quiet = quiet
+        self.console = console or Console(stderr=True)
+        self._progress: Optional[Progress] = None
+        self._task: Any = None
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text)
+
+    def start_epoch(self, epoch: int, epochs: int, batches: int) -> None:
+        if self.quiet:
+            return
+        self._progress = Progress(
+            TextColumn(f"epoch {epoch}/{epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[docs_per_s]:,.0f} docs/s"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=batches, loss=float("nan"), docs_per_s=0.0)
+
+    def update(self, *, loss: float, docs_per_s: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, loss=loss, docs_per_s=docs_per_s)
+
+    def end_epoch(self, record: Mapping[str, Any], metric_names: Sequence[str], *, best: bool) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self.quiet:
+            return
+        title = (
+            f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, lr {record['lr']:.2e}, "
+            f"{record['seconds']:.1f} s, {record['docs_per_s']:,.0f} docs/s" + ("  [best]" if best else "")
+        )
+        table = Table(title=title, title_justify="left")
+        table.add_column("split")
+        for name in metric_names:
+            table.add_column(name, justify="right")
+        for split in ("vali", "train"):
+            if any(f"{split}_{name}" in record for name in metric_names):
+                table.add_row(split, *(_fmt(record.get(f"{split}_{name}")) for name in metric_names))
+        self.console.print(table)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"

@@ -1,0 +1,122 @@
+"""Score every document of a dataset with a model, and the two reference rankers of a report."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ltrkit.data.dataset import RankingDataset
+
+__all__ = ["score_dataset", "random_scores", "best_single_feature", "autocast_context"]
+
+# a cap on B x L of scoring batches, so 1,250-document lists do not blow up memory
+EVAL_MAX_DOCS_PER_BATCH = 65536
+
+
+def autocast_context(device: torch.device, dtype: Optional[torch.dtype]) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` on ``device`` with ``dtype``, or a no-op when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def score_dataset(
+    model: torch.nn.Module,
+    dataset: RankingDataset,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    amp_dtype: Optional[torch.dtype] = None,
+) -> np.ndarray:
+    """Scores ``[n_docs]`` (float32, the dataset's row order) of every document, model in eval mode.
+
+    Documents are scored in length-bucketed padded batches (no slate truncation); the model's
+    train/eval mode is restored afterwards. Queries with no documents produce no rows.
+    """
+    from ltrkit.data.batching import BatchLoader, scores_to_rows
+
+    device = torch.device(device)
+    out = np.zeros(dataset.n_docs, dtype=np.float32)
+    loader = BatchLoader(
+        dataset, batch_size=batch_size, shuffle=False, bucket_by_length=True, max_docs_per_batch=EVAL_MAX_DOCS_PER_BATCH
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in loader:
+            batch = batch.to(device)
+            with autocast_context(device, amp_dtype):
+                scores = model(batch.features, batch.mask)
+            scores_to_rows(batch, scores.float().cpu(), out)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def random_scores(dataset: RankingDataset, *, seed: int) -> np.ndarray:
+    """Uniform random scores ``[n_docs]`` (float64) from ``numpy.random.default_rng(seed)``."""
+    return np.random.default_rng(seed).random(dataset.n_docs)
+
+
+def best_single_feature(
+    dataset: RankingDataset,
+    *,
+    metric: str,
+    conventions: Mapping[str, Any],
+    batch_size: int = 256,
+) -> Dict[str, Any]:
+    """The feature column (and sign) whose values, used as scores, give the highest mean ``metric``.
+
+    Every column is tried in both directions (``+x`` and ``-x``); ties go to the lower column,
+    then to ``+``. Queries are processed in padded batches (all features of a batch at once), so
+    memory is bounded by the batch, not the dataset.
+
+    Returns:
+        ``{"feature": column (0-based), "sign": +1 or -1, "value": mean metric on dataset}``.
+    """
+    from ltrkit.data.batching import BatchLoader
+    from ltrkit.metrics import compute_metrics
+
+    n_features = dataset.n_features
+    totals = torch.zeros(2, n_features, dtype=torch.float64)
+    counts = torch.zeros(2, n_features, dtype=torch.float64)
+    loader = BatchLoader(dataset, batch_size=batch_size, shuffle=False, bucket_by_length=True, max_docs_per_batch=8192)
+    with torch.no_grad():
+        for batch in loader:
+            features = batch.features.permute(2, 0, 1)  # [F, B, L]: one "query" per (feature, query)
+            scores = torch.cat([features, -features], dim=0).reshape(-1, features.shape[-1])
+            labels = batch.labels.unsqueeze(0).expand(2 * n_features, -1, -1).reshape(scores.shape)
+            mask = batch.mask.unsqueeze(0).expand(2 * n_features, -1, -1).reshape(scores.shape)
+            values = compute_metrics(scores, labels, mask, [metric], **conventions)[metric]
+            values = values.to(torch.float64).reshape(2, n_features, -1)
+            valid = ~torch.isnan(values)  # "skip" conventions mark excluded queries with NaN
+            totals += torch.where(valid, values, torch.zeros_like(values)).sum(-1)
+            counts += valid.sum(-1)
+    means = totals / counts.clamp(min=1)
+    flat = int(torch.argmax(means.t().reshape(-1)))  # column-major: lower column first, then + before -
+    column, direction = divmod(flat, 2)
+    return {"feature": column, "sign": 1 if direction == 0 else -1, "value": float(means[direction, column])}
+
+
+def metric_conventions(evaluation: Any) -> Dict[str, Any]:
+    """Keyword conventions of ``evaluate_dataset``/``compute_metrics`` from an EvaluationConfig."""
+    conventions: Dict[str, Any] = {"gain": evaluation.gain, "relevance_threshold": evaluation.relevance_threshold}
+    if evaluation.empty is not None:
+        conventions["empty"] = evaluation.empty
+    if evaluation.ties is not None:
+        conventions["ties"] = evaluation.ties
+    return conventions
+
+
+def evaluate_scores(
+    dataset: RankingDataset, scores: np.ndarray, metrics: Sequence[str], conventions: Mapping[str, Any]
+) -> Dict[str, float]:
+    """Mean of each metric over the dataset's queries (:func:`ltrkit.metrics.evaluate_dataset`)."""
+    from ltrkit.metrics import evaluate_dataset
+
+    result = evaluate_dataset(dataset, scores, list(metrics), **conventions)
+    return {name: float(result.mean[name]) for name in metrics}
