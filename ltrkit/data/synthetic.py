@@ -295,15 +295,15 @@ def generate_splits(
         ``{"train": ..., "vali": ..., "test": ...}``.
 
     Raises:
-        ValueError: as :func:`generate`, or if ``kwargs`` holds ``seed``/``first_qid``/
-            ``n_queries`` (set per split here).
+        ValueError: as :func:`generate`, or if ``kwargs`` holds ``first_qid`` or ``n_queries``
+            (set per split here).
 
     Example:
         >>> splits = generate_splits(train_queries=8, vali_queries=2, test_queries=2, n_features=10)
         >>> [splits[name].n_queries for name in ("train", "vali", "test")]
         [8, 2, 2]
     """
-    reserved = sorted({"seed", "first_qid", "n_queries"} & set(kwargs))
+    reserved = sorted({"first_qid", "n_queries"} & set(kwargs))
     if reserved:
         raise ValueError(f"generate_splits sets {reserved} per split; do not pass them")
     sizes = {"train": train_queries, "vali": vali_queries, "test": test_queries}

@@ -12,8 +12,9 @@ Methods (per feature column ``j``):
   feature count.
 * ``"none"``: identity (still checks the feature count).
 
-A column with zero spread (constant in the fitted data, or within a query for the per-query
-methods) gets scale 1, so it maps to 0 instead of dividing by zero. Statistics are accumulated
+A column with zero spread (``min == max`` in the fitted data, or within a query for the
+per-query methods) gets shift = its value and scale 1, so it maps to exactly 0 instead of
+dividing by zero. Statistics are accumulated
 in float64 over chunks of rows (Chan et al.'s pairwise update of mean and squared deviations),
 so a memory-mapped MSLR-WEB30K matrix (3.7M x 136) is never copied whole; outputs are float32.
 """
@@ -116,12 +117,15 @@ class Normalizer:
             count = total
             np.minimum(low, chunk.min(axis=0), out=low)
             np.maximum(high, chunk.max(axis=0), out=high)
+        # constancy is decided exactly (min == max): a rounded mean/variance of a constant
+        # column can be 1 ulp off, which would turn 0/0 into noise
+        constant = high == low
         if self.method == "minmax":
             shift, spread = low, high - low
         else:
-            shift, spread = mean, np.sqrt(squares / count)
+            shift, spread = np.where(constant, low, mean), np.sqrt(squares / count)
         self.shift = shift
-        self.scale = np.where(spread > 0, spread, 1.0)
+        self.scale = np.where(constant | ~(spread > 0), 1.0, spread)
         return self
 
     # --------------------------------------------------------------- transform
@@ -204,17 +208,18 @@ class Normalizer:
                 nonempty = lengths > 0
                 starts = local[:-1][nonempty]
                 counts = lengths[nonempty][:, None]
+                sizes = lengths[nonempty]
+                low = np.minimum.reduceat(chunk, starts, axis=0)
+                constant = np.maximum.reduceat(chunk, starts, axis=0) == low
                 if self.method == "query_zscore":
-                    shift = np.add.reduceat(chunk, starts, axis=0) / counts
-                    centred = chunk - np.repeat(shift, lengths[nonempty], axis=0)
+                    shift = np.where(constant, low, np.add.reduceat(chunk, starts, axis=0) / counts)
+                    centred = chunk - np.repeat(shift, sizes, axis=0)
                     spread = np.sqrt(np.add.reduceat(centred**2, starts, axis=0) / counts)
-                    result = centred
                 else:
-                    shift = np.minimum.reduceat(chunk, starts, axis=0)
-                    spread = np.maximum.reduceat(chunk, starts, axis=0) - shift
-                    result = chunk - np.repeat(shift, lengths[nonempty], axis=0)
-                scale = np.where(spread > 0, spread, 1.0)
-                out[start:stop] = result / np.repeat(scale, lengths[nonempty], axis=0)
+                    centred = chunk - np.repeat(low, sizes, axis=0)
+                    spread = np.maximum.reduceat(chunk, starts, axis=0) - low
+                scale = np.where(constant | ~(spread > 0), 1.0, spread)
+                out[start:stop] = centred / np.repeat(scale, sizes, axis=0)
             query = last
         return out
 
