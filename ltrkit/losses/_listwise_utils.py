@@ -1,0 +1,77 @@
+"""Private helpers shared by the listwise, pointwise and embedding losses.
+
+Reductions follow the ltrkit convention: ``"none"`` returns one value per list, ``"sum"`` adds
+them, ``"mean"`` divides that sum by the number of lists with at least one real document (a
+mean over nothing is 0, never NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Tuple
+
+import torch
+
+
+def reduce_lists(per_list: torch.Tensor, valid: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Reduce per-list losses ``[...]``; lists where ``valid`` is False contribute exactly 0.
+
+    The caller must already have produced finite values for invalid lists (``masked_fill`` after
+    a NaN would still leak NaN into the backward pass).
+    """
+    per_list = per_list.masked_fill(~valid, 0.0)
+    if reduction == "none":
+        return per_list
+    total = per_list.sum()
+    if reduction == "sum":
+        return total
+    return total / valid.sum().clamp(min=1).to(per_list.dtype)
+
+
+def compute_mask(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(valid, mask_for_compute)``: lists with a real document, and a mask that treats every
+    position of an all-padding list as real.
+
+    Computing an all-padding list as a list of zeros keeps every intermediate finite (a softmax
+    over nothing is NaN); its loss is then dropped by :func:`reduce_lists`.
+    """
+    valid = mask.any(dim=-1)
+    return valid, mask | ~valid.unsqueeze(-1)
+
+
+def masked_log_softmax(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``log_softmax`` over the real positions of the last dim; 0 at padded positions.
+
+    Every row of ``mask`` must hold at least one True (see :func:`compute_mask`). Padded entries
+    enter as ``-inf`` so their probability is exactly 0; the backward pass of ``log_softmax``
+    multiplies by ``exp(-inf) = 0`` there, so no NaN reaches the gradient.
+    """
+    return x.masked_fill(~mask, -math.inf).log_softmax(dim=-1).masked_fill(~mask, 0.0)
+
+
+def check_positive(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number > 0, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_non_negative(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number >= 0, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_finite(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: object, choices: Tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
