@@ -178,12 +178,13 @@ class EvaluationConfig(_Strict):
     """Metrics and their conventions (see :mod:`ltrkit.metrics`)."""
 
     metrics: List[str] = Field(default_factory=lambda: list(DEFAULT_METRICS), min_length=1, description="metric names, e.g. ndcg@10, map, mrr, err@10")
-    gain: Literal["exp2", "linear"] = Field("exp2", description="DCG gain: exp2 = 2^rel - 1, linear = rel")
+    preset: Literal["ltrkit", "trec"] = Field("ltrkit", description="convention preset of ltrkit.metrics: ltrkit (exp2 gain) or trec (trec_eval's)")
+    gain: Optional[Literal["exp2", "linear"]] = Field(None, description="DCG gain: exp2 = 2^rel - 1, linear = rel (None: the preset's)")
     empty: Optional[Literal["zero", "one", "skip"]] = Field(
-        None, description="NDCG of a query with no relevant document: zero, one, skip (None: the metrics module default)"
+        None, description="metric of a query with no relevant document: zero, one, skip (None: the preset's)"
     )
     ties: Optional[Literal["input_order", "pessimistic", "optimistic", "docid_desc", "average"]] = Field(
-        None, description="rule for tied scores (None: the metrics module default)"
+        None, description="rule for tied scores (None: the preset's)"
     )
     relevance_threshold: float = Field(1.0, description="label at or above which a document is relevant (MAP, MRR, ...)")
     baselines: bool = Field(True, description="also report a random ranker and the best single feature (chosen on vali)")

@@ -10,7 +10,15 @@ import torch
 
 from ltrkit.data.dataset import RankingDataset
 
-__all__ = ["score_dataset", "random_scores", "best_single_feature", "autocast_context"]
+__all__ = [
+    "autocast_context",
+    "best_single_feature",
+    "canonical_metric",
+    "evaluate_scores",
+    "metric_conventions",
+    "random_scores",
+    "score_dataset",
+]
 
 # a cap on B x L of scoring batches, so 1,250-document lists do not blow up memory
 EVAL_MAX_DOCS_PER_BATCH = 65536
@@ -81,6 +89,11 @@ def best_single_feature(
     from ltrkit.data.batching import BatchLoader
     from ltrkit.metrics import compute_metrics
 
+    # compute_metrics has no document ids; trec_eval's docid rule cannot apply to feature scores
+    conventions = dict(conventions)
+    if conventions.get("ties") == "docid_desc":
+        conventions["ties"] = "input_order"
+    metric = canonical_metric(metric)
     n_features = dataset.n_features
     totals = torch.zeros(2, n_features, dtype=torch.float64)
     counts = torch.zeros(2, n_features, dtype=torch.float64)
@@ -103,13 +116,26 @@ def best_single_feature(
 
 
 def metric_conventions(evaluation: Any) -> Dict[str, Any]:
-    """Keyword conventions of ``evaluate_dataset``/``compute_metrics`` from an EvaluationConfig."""
-    conventions: Dict[str, Any] = {"gain": evaluation.gain, "relevance_threshold": evaluation.relevance_threshold}
-    if evaluation.empty is not None:
-        conventions["empty"] = evaluation.empty
-    if evaluation.ties is not None:
-        conventions["ties"] = evaluation.ties
-    return conventions
+    """Resolved metric conventions (gain, empty, ties, relevance_threshold, max_grade) of an
+    EvaluationConfig, as keyword arguments of ``evaluate_dataset``/``compute_metrics``."""
+    from ltrkit.metrics import resolve_conventions
+
+    resolved = resolve_conventions(
+        evaluation.preset,
+        gain=evaluation.gain,
+        empty=evaluation.empty,
+        ties=evaluation.ties,
+        relevance_threshold=evaluation.relevance_threshold,
+    )
+    resolved.pop("preset", None)
+    return resolved
+
+
+def canonical_metric(name: str) -> str:
+    """The canonical spelling of a metric name (``"NDCG@10"`` -> ``"ndcg@10"``)."""
+    from ltrkit.metrics import parse_metric
+
+    return parse_metric(name).name
 
 
 def evaluate_scores(
@@ -118,5 +144,5 @@ def evaluate_scores(
     """Mean of each metric over the dataset's queries (:func:`ltrkit.metrics.evaluate_dataset`)."""
     from ltrkit.metrics import evaluate_dataset
 
-    result = evaluate_dataset(dataset, scores, list(metrics), **conventions)
-    return {name: float(result.mean[name]) for name in metrics}
+    result = evaluate_dataset(dataset, scores, [canonical_metric(name) for name in metrics], **conventions)
+    return {name: float(result.mean[canonical_metric(name)]) for name in metrics}

@@ -35,6 +35,7 @@ from ltrkit.training.schedules import build_optimizer, build_scheduler
 from ltrkit.training.scoring import (
     autocast_context,
     best_single_feature,
+    canonical_metric,
     evaluate_scores,
     metric_conventions,
     random_scores,
@@ -223,7 +224,8 @@ class _Session:
     def __init__(self, config: TrainConfig, *, quiet: bool) -> None:
         self.config = config
         self.reporter = ProgressReporter(quiet=quiet)
-        self.metric_names = list(dict.fromkeys(config.evaluation.metrics + [config.early_stopping.metric]))
+        self.stop_metric = canonical_metric(config.early_stopping.metric)
+        self.metric_names = list(dict.fromkeys([canonical_metric(name) for name in config.evaluation.metrics] + [self.stop_metric]))
         self.conventions = metric_conventions(config.evaluation)
 
     # ------------------------------------------------------------------ entry points
@@ -321,7 +323,7 @@ class _Session:
                             scores = score_dataset(model, dataset, batch_size=config.training.eval_batch_size, device=device, amp_dtype=amp_dtype)
                             for name, value in evaluate_scores(dataset, scores, self.metric_names, self.conventions).items():
                                 record[f"{split}_{name}"] = value
-                    value = record[f"{stop_split}_{config.early_stopping.metric}"]
+                    value = record[f"{stop_split}_{self.stop_metric}"]
                     improved = value > best_value + config.early_stopping.min_delta or best_epoch == 0
                     if improved:
                         best_value, best_epoch, bad_epochs = value, epoch, 0
@@ -362,7 +364,7 @@ class _Session:
                         on_epoch_end(epoch, record)
                     if stopped_early:
                         self.reporter.message(
-                            f"early stopping: no {stop_split} {config.early_stopping.metric} improvement for {bad_epochs} epochs"
+                            f"early stopping: no {stop_split} {self.stop_metric} improvement for {bad_epochs} epochs"
                         )
             finally:
                 self.reporter.close()
@@ -450,7 +452,7 @@ class _Session:
             "best_epoch": best_epoch,
             "epochs_run": len(history),
             "stopped_early": stopped_early,
-            "early_stopping_metric": f"{config.early_stopping.split}_{config.early_stopping.metric}",
+            "early_stopping_metric": f"{config.early_stopping.split}_{self.stop_metric}",
             "train_seconds": train_seconds,
             "data": data.summary,
             "conventions": self.conventions,
@@ -461,7 +463,8 @@ class _Session:
         if config.expected:
             checks = []
             for split, table in config.expected.items():
-                for name, minimum in table.items():
+                for raw_name, minimum in table.items():
+                    name = canonical_metric(raw_name)
                     value = metrics.get(split, {}).get(name)
                     if value is None and split in metrics:
                         value = self._extra_metric(model, data, split, name, device, amp_dtype)
@@ -509,7 +512,7 @@ class _Session:
                 baselines["random"]["metrics"][split] = evaluate_scores(dataset, scores, self.metric_names, self.conventions)
         selection_split = "vali" if data.vali is not None else "train"
         chosen = best_single_feature(
-            data.split(selection_split), metric=config.early_stopping.metric, conventions=self.conventions
+            data.split(selection_split), metric=self.stop_metric, conventions=self.conventions
         )
         entry: Dict[str, Any] = {
             "label": f"feature {chosen['feature']}{'' if chosen['sign'] > 0 else ' (negated)'}",
