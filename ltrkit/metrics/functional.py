@@ -169,11 +169,11 @@ def rank_batch(
         raise ValueError("scores must not be NaN at real (mask=True) positions")
 
     batch_shape = scores.shape[:-1]
-    length = scores.shape[-1]
-    scores = scores.reshape(-1, length)
-    labels = labels.reshape(-1, length).to(torch.float64)
-    mask = mask.reshape(-1, length)
-    retrieved = retrieved.reshape(-1, length)
+    flat = (math.prod(batch_shape), scores.shape[-1])
+    scores = scores.reshape(flat)
+    labels = labels.reshape(flat).to(torch.float64)
+    mask = mask.reshape(flat)
+    retrieved = retrieved.reshape(flat)
 
     # Unranked positions get -inf so one descending sort puts them after every finite score.
     keyed = scores.masked_fill(~retrieved, -math.inf)
