@@ -38,6 +38,7 @@ INDEX_ZERO = 8
 INDEX_TOO_LARGE = 9
 DUPLICATE_INDEX = 10
 INDEX_OVERFLOW = 11
+MISSING_LABEL = 12
 
 # Status of a parsed number.
 NUM_OK = 0
@@ -215,8 +216,14 @@ def scan_chunk(buf, start, end):
             p += 1
         if p == line_end or buf[p] == 35:
             continue
-        # label
-        p = _token_end(buf, p, line_end)
+        label_end = _token_end(buf, p, line_end)
+        if label_end - p >= 4 and buf[p] == 113 and buf[p + 1] == 105 and buf[p + 2] == 100 and buf[p + 3] == 58:
+            out[S_ERR] = MISSING_LABEL
+            out[S_ERR_LINE] = line
+            out[S_ERR_TOK] = p
+            out[S_ERR_TOKEND] = label_end
+            return out
+        p = label_end
         while p < line_end and _is_space(buf[p]):
             p += 1
         has_qid = False

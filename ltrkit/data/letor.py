@@ -188,7 +188,11 @@ class _Source:
     def close(self) -> None:
         self.buf = np.empty(0, dtype=np.uint8)
         if self.mm is not None:
-            self.mm.close()
+            try:
+                self.mm.close()
+            except BufferError:
+                # A traceback still references the array; the map closes when it is freed.
+                pass
             self.mm = None
         self.raw = b""
 
@@ -241,6 +245,7 @@ _PROBLEMS = {
     ),
     K.DUPLICATE_INDEX: ("feature {idx}", "feature index {idx} appears twice in this line ({tok!r})"),
     K.INDEX_OVERFLOW: ("token", "feature index in {tok!r} is too large"),
+    K.MISSING_LABEL: ("label", "the label is missing (the line starts with {tok!r})"),
 }
 
 
@@ -283,8 +288,10 @@ def _parse(
     regroup: bool,
     n_threads: int,
 ) -> tuple[RankingDataset, Optional[Path]]:
-    chunks = src.chunks(n_threads)
     buf = src.buf
+    if len(buf) == 0:
+        raise LetorFormatError(src.path, None, None, "contains no documents (the file is empty)")
+    chunks = src.chunks(n_threads)
 
     def scan(chunk: tuple[int, int]) -> np.ndarray:
         stats = K.scan_chunk(buf, chunk[0], chunk[1])
