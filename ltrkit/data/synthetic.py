@@ -306,12 +306,14 @@ def generate_splits(
     reserved = sorted({"first_qid", "n_queries"} & set(kwargs))
     if reserved:
         raise ValueError(f"generate_splits sets {reserved} per split; do not pass them")
-    sizes = {"train": train_queries, "vali": vali_queries, "test": test_queries}
+    sizes = {
+        name: _check_positive_int(size, f"{name}_queries")
+        for name, size in (("train", train_queries), ("vali", vali_queries), ("test", test_queries))
+    }
     split_seeds = np.random.SeedSequence(seed).spawn(len(sizes))
     splits: dict[str, RankingDataset] = {}
     first_qid = 1
     for (name, size), split_seed in zip(sizes.items(), split_seeds):
-        size = _check_positive_int(size, f"{name}_queries")
         dataset = generate(
             size,
             n_features=n_features,
