@@ -167,7 +167,7 @@ def batch_all(emb: torch.Tensor, classes: List[int], margin: float, p: float, sq
         value = torch.clamp(margin + pnorm(emb[a], emb[pp], p, squared) - pnorm(emb[a], emb[q], p, squared), min=0.0)
         total = total + value
         per_anchor[a] = per_anchor[a] + value
-        positive += int(float(value) > 0)
+        positive += int(value.item() > 0)
     return total, positive, torch.stack(per_anchor)
 
 
@@ -182,8 +182,8 @@ def batch_hard(emb: torch.Tensor, classes: List[int], margin: float, p: float, s
             losses.append(emb.new_zeros(()))
             continue
         counted += 1
-        hardest = max(pos, key=float)
-        closest = min(neg, key=float)
+        hardest = max(pos, key=torch.Tensor.item)
+        closest = min(neg, key=torch.Tensor.item)
         losses.append(torch.clamp(margin + hardest - closest, min=0.0))
     return torch.stack(losses), counted
 
@@ -200,8 +200,8 @@ def semi_hard(emb: torch.Tensor, classes: List[int], margin: float, p: float, sq
                 continue
             counted += 1
             d_ap = pnorm(emb[a], emb[j], p, squared)
-            farther = [d for d in neg if float(d) > float(d_ap)]
-            chosen = min(farther, key=float) if farther else max(neg, key=float)
+            farther = [d for d in neg if d.item() > d_ap.item()]
+            chosen = min(farther, key=torch.Tensor.item) if farther else max(neg, key=torch.Tensor.item)
             total = total + torch.clamp(margin + d_ap - chosen, min=0.0)
         per_anchor.append(total)
     return torch.stack(per_anchor), counted
