@@ -41,7 +41,7 @@ def _index_base(value: str) -> object:
     _fail(f"--index-base must be auto, 0 or 1, got {value!r}")
 
 
-def _load(path: Path, *, query_file: Optional[Path], index_base: str, cache: bool):
+def _load(path: Path, *, query_file: Optional[Path], index_base: str, regroup: bool, cache: bool):
     """Load a data file or cache folder; every data error becomes one line and exit code 2."""
     from ltrkit.data.cache import CacheError, load_dataset
     from ltrkit.data.letor import LetorFormatError
@@ -50,7 +50,7 @@ def _load(path: Path, *, query_file: Optional[Path], index_base: str, cache: boo
         _fail(f"file not found: {path}")
     if query_file is not None and not query_file.is_file():
         _fail(f"--query-file: file not found: {query_file}")
-    options = {"index_base": _index_base(index_base)}
+    options = {"index_base": _index_base(index_base), "regroup": regroup}
     if query_file is not None:
         options["query_file"] = query_file
     data_errors = (LetorFormatError, CacheError, FileNotFoundError, ValueError)
@@ -133,6 +133,7 @@ def stats_command(
     drop_without_relevant: bool = typer.Option(False, "--drop-without-relevant", help="drop queries with no relevant document before counting"),
     relevance_threshold: float = typer.Option(1.0, "--relevance-threshold", help="label >= this counts as relevant"),
     index_base: str = typer.Option("auto", "--index-base", help="feature index base: auto, 0 or 1"),
+    regroup: bool = typer.Option(False, "--regroup", help="move the rows of a qid together when they are not contiguous (else an error)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of tables"),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="read/write the binary cache next to FILE"),
 ) -> None:
@@ -141,7 +142,7 @@ def stats_command(
 
     if min_docs < 0:
         _fail(f"--min-docs must be >= 0, got {min_docs}")
-    dataset = _load(file, query_file=query_file, index_base=index_base, cache=cache)
+    dataset = _load(file, query_file=query_file, index_base=index_base, regroup=regroup, cache=cache)
     try:
         filtered = filter_queries(
             dataset, min_docs=min_docs, drop_without_relevant=drop_without_relevant, relevance_threshold=relevance_threshold
@@ -216,6 +217,7 @@ def convert_command(
     query_file: Optional[Path] = typer.Option(None, "--query-file", help="group file of a libsvm SRC (default: SRC.query / SRC.group)"),
     group_out: Optional[Path] = typer.Option(None, "--group-out", help="group file written with --to libsvm (default: DST.query)"),
     index_base: str = typer.Option("auto", "--index-base", help="feature index base of SRC: auto, 0 or 1"),
+    regroup: bool = typer.Option(False, "--regroup", help="move the rows of a qid together when they are not contiguous (else an error)"),
     no_doc_ids: bool = typer.Option(False, "--no-doc-ids", help="omit '# docid' comments in text output"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing DST (a file, or a cache folder)"),
 ) -> None:
@@ -233,7 +235,7 @@ def convert_command(
         _fail(f"DST {dst} is a folder that is not an ltrkit cache; choose another path")
     if dst.exists() and not overwrite:
         _fail(f"DST {dst} already exists; pass --overwrite to replace it")
-    dataset = _load(src, query_file=query_file, index_base=index_base, cache=False)
+    dataset = _load(src, query_file=query_file, index_base=index_base, regroup=regroup, cache=False)
     try:
         if target == "cache":
             save_cache(dataset, dst)

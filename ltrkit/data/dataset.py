@@ -129,10 +129,12 @@ def pad_ragged(
     return padded, mask
 
 
-def _label_key(value: float) -> str:
-    """A label as text: ``"2"`` for integral values, else the shortest round-trip repr."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() else repr(value)
+def _label_key(value: np.floating) -> str:
+    """A label as text: ``"2"`` for integral values, else the shortest string that reads back
+    to the same value in the label's own dtype (float32 ``0.1`` is ``"0.1"``)."""
+    if float(value).is_integer():
+        return str(int(value))
+    return np.format_float_positional(value, unique=True, trim="-")
 
 
 def dataset_statistics(dataset: RankingDataset, *, relevance_threshold: float = 1.0) -> dict:

@@ -166,3 +166,14 @@ def test_stats_cache_is_written_and_reused(generated, tmp_path):
     assert first.exit_code == 0 and (tmp_path / "train.txt.ltrcache").is_dir()
     second = invoke("data", "stats", copy, "--json")
     assert json.loads(second.stdout) == json.loads(first.stdout)
+
+
+def test_stats_regroup_option(tmp_path):
+    split = tmp_path / "split.txt"
+    split.write_text("1 qid:1 1:1\n0 qid:2 1:2\n2 qid:1 1:3\n")
+    refused = invoke("data", "stats", split, "--no-cache", "--json")
+    assert refused.exit_code == 2 and "qid" in refused.stderr
+    result = invoke("data", "stats", split, "--no-cache", "--json", "--regroup")
+    assert result.exit_code == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert (stats["queries"], stats["list_length"]["max"], stats["queries_single_label"]) == (2, 2, 1)

@@ -19,7 +19,7 @@ def make_dataset(lengths, labels=None, seed=0) -> RankingDataset:
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     n_docs = int(offsets[-1])
     if labels is None:
-        labels = rng.choice([0.0, 0.5, 1.0, 2.0, 4.0], p=[0.5, 0.1, 0.2, 0.15, 0.05], size=n_docs)
+        labels = rng.choice([0.0, 0.1, 0.5, 1.0, 2.0, 4.0], p=[0.45, 0.05, 0.1, 0.2, 0.15, 0.05], size=n_docs)
     features = np.arange(n_docs * 2, dtype=np.float32).reshape(n_docs, 2)
     doc_ids = np.array([f"d{i}" for i in range(n_docs)])
     qids = np.array([f"q{i}" for i in range(len(lengths))])
@@ -38,10 +38,8 @@ def test_statistics_match_direct_counts(threshold):
     stats = dataset_statistics(dataset, relevance_threshold=threshold)
     assert json.loads(json.dumps(stats)) == stats, "JSON-serialisable"
     assert (stats["queries"], stats["documents"], stats["features"]) == (63, int(lengths.sum()), 2)
-    expected_labels = {}
-    for value in sorted(set(dataset.labels.tolist())):
-        key = str(int(value)) if value.is_integer() else str(value)
-        expected_labels[key] = int((dataset.labels == value).sum())
+    names = {0.0: "0", np.float32(0.1): "0.1", 0.5: "0.5", 1.0: "1", 2.0: "2", 4.0: "4"}
+    expected_labels = {names[value]: int((dataset.labels == value).sum()) for value in sorted(names)}
     assert stats["labels"] == expected_labels
     assert list(stats["labels"]) == list(expected_labels), "sorted by label value"
     groups = per_query_labels(dataset)
