@@ -33,7 +33,6 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from ltrkit._checks import check_k
 from ltrkit.data.dataset import RankingDataset
 from ltrkit.metrics import functional as F
 from ltrkit.metrics.ranking import check_gain
@@ -387,7 +386,9 @@ def _evaluate_flat(
 
 
 def _check_batch_size(batch_size: int) -> int:
-    return check_k(batch_size, "batch_size")  # type: ignore[return-value]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
 
 
 def evaluate_dataset(
@@ -485,7 +486,7 @@ def evaluate_run(
     As trec_eval: run documents absent from the qrels are non-relevant; relevant documents
     absent from the run count for ``R`` (recall, AP) and the ideal DCG; negative judgements are
     non-relevant (label 0); queries of the run without qrels are ignored; queries of the qrels
-    without a run are ignored (``missing="ignore"``, trec_eval's default) or scored as an empty
+    without a run (no document, or an empty dict) are ignored (``missing="ignore"``, trec_eval's default) or scored as an empty
     ranking, i.e. 0 (``missing="zero"``, trec_eval's ``-c``). The rank column of a run file plays
     no part: documents are ranked by score, ties by the ``ties`` rule.
 
@@ -514,9 +515,10 @@ def evaluate_run(
         raise ValueError(f"missing must be one of {list(MISSING_RULES)}, got {missing!r}")
     conv["missing"] = missing
     batch_size = _check_batch_size(batch_size)
-    qids = [str(q) for q in run if q in qrels]
+    # as in files, a query is in the qrels/run only if it has at least one line there
+    qids = [q for q in run if run[q] and qrels.get(q)]
     if missing == "zero":
-        qids += [str(q) for q in qrels if q not in run]
+        qids += [q for q in qrels if qrels[q] and not run.get(q)]
     scores: list[float] = []
     labels: list[float] = []
     retrieved: list[bool] = []
