@@ -98,7 +98,8 @@ class BatchLoader:
     Each epoch visits every kept query exactly once (queries with no documents are dropped when
     ``drop_empty``). With ``bucket_by_length`` queries are sorted by (truncated) length, ties
     broken at random per epoch when shuffling, cut into batches, and the batch order is shuffled
-    when ``shuffle``; this keeps padding small on heavy-tailed lengths. Without bucketing,
+    when ``shuffle``; this keeps padding small on heavy-tailed lengths (batch membership then
+    varies between epochs only among queries of equal length). Without bucketing,
     queries are taken in dataset order, or a random permutation per epoch when shuffling.
 
     Lists longer than ``max_slate_length`` are cut to that many documents: ``"random"`` keeps a
@@ -119,7 +120,8 @@ class BatchLoader:
             mask row.
 
     Raises:
-        ValueError: on a non-positive size, an unknown ``truncation`` or a non-dataset input.
+        ValueError: on a non-positive size, a negative seed, an unknown ``truncation`` or a
+            non-dataset input.
 
     Example:
         >>> from ltrkit.data.synthetic import generate
@@ -151,6 +153,8 @@ class BatchLoader:
         self.dataset = dataset
         self.batch_size = size
         self.shuffle = bool(shuffle)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         self.seed = int(seed)
         self.bucket_by_length = bool(bucket_by_length)
         self.max_slate_length = _check_optional_positive(max_slate_length, "max_slate_length")
@@ -159,11 +163,11 @@ class BatchLoader:
         self.drop_empty = bool(drop_empty)
         self._epoch = 0
         self._plan_cache: Optional[tuple[int, np.ndarray, np.ndarray]] = None
-        lengths = dataset.list_lengths
-        self._queries = np.flatnonzero(lengths > 0) if self.drop_empty else np.arange(lengths.shape[0])
-        self._lengths = lengths[self._queries]
+        self._all_lengths = dataset.list_lengths
+        self._queries = np.flatnonzero(self._all_lengths > 0) if self.drop_empty else np.arange(dataset.n_queries)
+        lengths = self._all_lengths[self._queries]
         cap = self.max_slate_length
-        self._kept_lengths = self._lengths if cap is None else np.minimum(self._lengths, cap)
+        self._kept_lengths = lengths if cap is None else np.minimum(lengths, cap)
 
     @property
     def epoch(self) -> int:
@@ -206,7 +210,7 @@ class BatchLoader:
         queries, bounds = self._plan()
         if queries.shape[0] == 0:
             return 0.0
-        kept = self.dataset.list_lengths[queries]
+        kept = self._all_lengths[queries]
         if self.max_slate_length is not None:
             kept = np.minimum(kept, self.max_slate_length)
         widths = np.maximum(np.maximum.reduceat(kept, bounds[:-1]), 1)
@@ -227,7 +231,7 @@ class BatchLoader:
         """
         dataset = self.dataset
         query_indices = np.asarray(query_indices, dtype=np.int64)
-        lengths = dataset.list_lengths[query_indices]
+        lengths = self._all_lengths[query_indices]
         rows = np.repeat(dataset.query_offsets[query_indices] - _starts_of(lengths), lengths) + np.arange(
             int(lengths.sum()), dtype=np.int64
         )

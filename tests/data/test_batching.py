@@ -206,6 +206,7 @@ def test_batch_to_device():
         (dict(batch_size=None), "batch_size must be a positive int"),
         (dict(max_slate_length=-1), "max_slate_length must be a positive int or None, got -1"),
         (dict(max_docs_per_batch=2.5), "max_docs_per_batch must be a positive int or None, got 2.5"),
+        (dict(seed=-1), "seed must be an int >= 0, got -1"),
         (dict(truncation="top"), r"truncation must be one of \['random', 'top_label'\], got 'top'"),
     ],
 )

@@ -108,6 +108,7 @@ def test_default_splits_are_generatable():
         (dict(n_features=7), "n_features must be an int >= 8, got 7"),
         (dict(mean_list_length=0.0), "mean_list_length must be a positive number, got 0.0"),
         (dict(noise=-1.0), "noise must be a number >= 0, got -1.0"),
+        (dict(seed=-2), "seed must be an int >= 0, got -2"),
         (dict(max_list_length=1.5), "max_list_length must be an int >= 1, got 1.5"),
     ],
 )
