@@ -233,7 +233,7 @@ def write_qrels(path: str | os.PathLike[str], dataset: RankingDataset) -> None:
     labels = np.asarray(dataset.labels, dtype=np.float64)
     if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
         bad = int(np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))[0])
-        raise ValueError(f"{dataset.source}: label {labels[bad]!r} at row {bad} is not an integer; qrels hold integer relevance")
+        raise ValueError(f"{dataset.source}: label {float(labels[bad])!r} at row {bad} is not an integer; qrels hold integer relevance")
     doc_ids = _dataset_doc_ids(dataset)
     _check_token(np.unique(np.asarray(dataset.qids).astype(str)), "qid", dataset.source)
     if dataset.doc_ids is not None:
