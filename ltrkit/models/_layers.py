@@ -62,12 +62,17 @@ class RankingModel(nn.Module):
     output at padded positions is always exactly 0.
 
     Attributes:
+        name: the registry name.
+        context_aware: False when a document's score depends on its own features only (any
+            grouping of documents into lists gives the same scores), True when it depends on the
+            other documents of its list (then the query grouping matters at prediction time).
         n_features: number of input features ``F``.
         config: the constructor keyword arguments, enough to rebuild the model with
             :func:`ltrkit.models.build_model` (``build_model(name, n_features, **config)``).
     """
 
     name: str = ""
+    context_aware: bool = False
 
     def __init__(self, n_features: int) -> None:
         super().__init__()

@@ -141,6 +141,8 @@ class AttentionRanker(RankingModel):
         )
         self.head = nn.Sequential(head_body, nn.Linear(head_width, 1))
         self.positional_encoding = positional_encoding
+        # without encoder layers or positions each document is scored on its own features
+        self.context_aware = n_layers > 0 or positional_encoding != "none"
         self.config = {
             "d_model": d_model,
             "n_heads": n_heads,

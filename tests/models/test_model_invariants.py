@@ -144,3 +144,20 @@ def test_missing_mask_means_all_real_and_float64_works(name: str, args: dict) ->
         torch.testing.assert_close(model(batch), model(batch, torch.ones(2, 4, dtype=torch.bool)))
         out64 = model.double()(batch.double())
     assert out64.dtype == torch.float64 and out64.shape == (2, 4)
+
+
+@pytest.mark.parametrize("name,args", CONFIGS, ids=IDS)
+def test_context_aware_flag_matches_behaviour(name: str, args: dict) -> None:
+    """``context_aware=False`` promises that grouping documents differently changes no score."""
+    model = _model(name, args).eval()
+    lists = _lists()
+    batch, mask = _pad(lists, 7, 0.0)
+    merged = torch.cat(lists)[None]  # every document in one list
+    with torch.no_grad():
+        per_list = model(batch, mask)[mask]
+        together = model(merged, torch.ones(merged.shape[:2], dtype=torch.bool))[0]
+    assert model.context_aware == (name == "attention" and model.config["n_layers"] > 0)
+    if model.context_aware:
+        assert not torch.allclose(per_list, together, atol=1e-4)
+    else:
+        torch.testing.assert_close(per_list, together, rtol=1e-5, atol=1e-5)
