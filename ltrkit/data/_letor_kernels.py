@@ -290,9 +290,10 @@ def fill_chunk(
     Args:
         features: ``[n_docs, n_features]`` float32, zero-filled; absent features stay 0.
         labels: ``[n_docs]`` float32.
-        qid_span: ``[n_docs, 2]`` int64 byte range of each row's qid (``[0, 0]`` when none).
-        doc_span: ``[n_docs, 2]`` int64 byte range of each row's doc id (``[-1, -1]`` when the
-            row has no comment), or ``[0, 2]`` when the file has no comment at all.
+        qid_span: ``[chunk rows, 2]`` int64 byte range in ``buf`` of each row's qid (``[0, 0]``
+            when none), indexed from this chunk's first row.
+        doc_span: ``[chunk rows, 2]`` int64 byte range of each row's doc id (``[-1, -1]`` when
+            the row has no comment), or ``[0, 2]`` to skip doc ids.
         seen: ``[n_features]`` int64 scratch, the last row that set each column (duplicates).
         slow: ``[capacity, 3]`` int64, (token start, row, column or -1 for the label) of values
             Python must re-parse; the count is returned even when it exceeds the capacity.
@@ -337,16 +338,17 @@ def fill_chunk(
         p = tok_end
         while p < line_end and _is_space(buf[p]):
             p += 1
-        qid_span[row, 0] = 0
-        qid_span[row, 1] = 0
+        local = row - row0
+        qid_span[local, 0] = 0
+        qid_span[local, 1] = 0
         if p + 4 <= line_end and buf[p] == 113 and buf[p + 1] == 105 and buf[p + 2] == 100 and buf[p + 3] == 58:
             q_end = _token_end(buf, p + 4, line_end)
-            qid_span[row, 0] = p + 4
-            qid_span[row, 1] = q_end
+            qid_span[local, 0] = p + 4
+            qid_span[local, 1] = q_end
             p = q_end
         if want_doc:
-            doc_span[row, 0] = -1
-            doc_span[row, 1] = -1
+            doc_span[local, 0] = -1
+            doc_span[local, 1] = -1
         while True:
             while p < line_end and _is_space(buf[p]):
                 p += 1
@@ -354,7 +356,7 @@ def fill_chunk(
                 break
             if buf[p] == 35:
                 if want_doc:
-                    _doc_id_span(buf, p + 1, line_end, doc_span, row)
+                    _doc_id_span(buf, p + 1, line_end, doc_span, local)
                 break
             tok = p
             tok_end = _token_end(buf, p, line_end)

@@ -12,9 +12,10 @@ Format (SVMlight with query ids, used by LETOR 3.0/4.0, MSLR-WEB10K/30K, Yahoo! 
   query size per line (``<file>.query`` or ``<file>.group``).
 * ``.gz``, ``.bz2`` and ``.xz`` files are (de)compressed transparently.
 
-Reading is done by numba byte kernels (:mod:`ltrkit.data._letor_kernels`) over a memory map of
-the file, in line-aligned chunks on several threads, straight into a preallocated dense float32
-matrix. Every value equals ``np.float32(float(token))``.
+Reading is done by numba byte kernels (:mod:`ltrkit.data._letor_kernels`) over line-aligned
+chunks of the file on several threads (two passes: count, then fill), straight into a
+preallocated dense float32 matrix; the text itself is never held in memory as a whole (compressed
+files excepted). Every value equals ``np.float32(float(token))``.
 
 Reference: T. Joachims, "Optimizing Search Engines using Clickthrough Data", KDD 2002 (SVMlight
 ranking format); T. Qin and T.-Y. Liu, "Introducing LETOR 4.0 Datasets", arXiv:1306.2597.
@@ -25,8 +26,8 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
-import mmap
 import os
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -151,77 +152,105 @@ def _default_threads() -> int:
 
 
 class _Source:
-    """Bytes of a data file as a read-only uint8 array (a memory map when uncompressed)."""
+    """Bytes of a data file, read chunk by chunk.
+
+    An uncompressed file is read with ``pread`` into one reusable buffer per thread, so the text
+    never sits in memory as a whole (and no page faults on a memory map of it); a compressed
+    file is decompressed into memory once.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.mm: Optional[mmap.mmap] = None
+        self.fd: Optional[int] = None
+        self.data: Optional[np.ndarray] = None
+        self._local = threading.local()
         opener = _COMPRESSORS.get(path.suffix)
         if opener is not None:
             try:
                 with opener(path, "rb") as f:
-                    self.raw: Union[bytes, mmap.mmap] = f.read()
+                    self.data = np.frombuffer(f.read(), dtype=np.uint8)
             except (EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
                 if isinstance(exc, FileNotFoundError):
                     raise
                 raise LetorFormatError(
                     path, None, "compression", f"cannot decompress {path.suffix} data ({exc}); the file is truncated or corrupt"
                 ) from None
+            self.size = len(self.data)
         else:
-            with open(path, "rb") as f:
-                if os.fstat(f.fileno()).st_size == 0:
-                    self.raw = b""
-                else:
-                    self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-                    self.raw = self.mm
-        self.buf = np.frombuffer(self.raw, dtype=np.uint8)
-
-    def release(self, start: int, end: int) -> None:
-        """Drop mapped pages of ``[start, end)`` from this process (they stay in the page
-        cache), so parsing a large file does not hold the whole text in resident memory."""
-        if self.mm is None or end <= start:
-            return
-        page = mmap.PAGESIZE
-        lo = start // page * page
-        self.mm.madvise(mmap.MADV_DONTNEED, lo, end - lo)
+            self.fd = os.open(path, os.O_RDONLY)
+            self.size = os.fstat(self.fd).st_size
 
     def close(self) -> None:
-        self.buf = np.empty(0, dtype=np.uint8)
-        if self.mm is not None:
-            try:
-                self.mm.close()
-            except BufferError:
-                # A traceback still references the array; the map closes when it is freed.
-                pass
-            self.mm = None
-        self.raw = b""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self.data = None
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        """``[start, end)`` as a uint8 array, valid until this thread's next ``read``."""
+        if self.data is not None:
+            return self.data[start:end]
+        n = end - start
+        buf = getattr(self._local, "buf", None)
+        if buf is None or len(buf) < n:
+            buf = np.empty(max(n, _CHUNK_BYTES), dtype=np.uint8)
+            self._local.buf = buf
+        view = buf[:n]
+        done = 0
+        while done < n:
+            got = os.preadv(self.fd, [view[done:]], start + done)
+            if got == 0:
+                raise LetorFormatError(self.path, None, None, "the file became shorter while it was read")
+            done += got
+        return view
+
+    def bytes(self, start: int, end: int) -> bytes:
+        """A copy of ``[start, end)`` (for small reads outside the parsing threads)."""
+        end = min(end, self.size)
+        if self.data is not None:
+            return self.data[start:end].tobytes()
+        return os.pread(self.fd, end - start, start)
+
+    def find_newline(self, pos: int) -> int:
+        """Position just after the first ``\\n`` at or after ``pos`` (or the file size)."""
+        while pos < self.size:
+            block = self.bytes(pos, pos + (1 << 16))
+            k = block.find(b"\n")
+            if k >= 0:
+                return pos + k + 1
+            pos += len(block)
+        return self.size
 
     def chunks(self, n_threads: int) -> list[tuple[int, int]]:
-        """Line-aligned ``(start, end)`` byte ranges covering the buffer."""
-        size = len(self.buf)
-        n_chunks = max(n_threads, -(-size // _CHUNK_BYTES))
+        """Line-aligned ``(start, end)`` byte ranges covering the file."""
+        n_chunks = max(n_threads, -(-self.size // _CHUNK_BYTES))
         bounds = [0]
         for k in range(1, n_chunks):
-            pos = max(k * size // n_chunks, bounds[-1])
-            nl = self.raw.find(b"\n", pos)
-            cut = size if nl < 0 else nl + 1
+            cut = self.find_newline(max(k * self.size // n_chunks, bounds[-1]))
             if cut > bounds[-1]:
                 bounds.append(cut)
-        if bounds[-1] != size:
-            bounds.append(size)
+        if bounds[-1] != self.size:
+            bounds.append(self.size)
         return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
     def line_number(self, pos: int) -> int:
-        return int(K.count_newlines(self.buf, pos)) + 1
+        """1-based number of the line holding byte ``pos``."""
+        if self.data is not None:
+            return int(K.count_newlines(self.data, pos)) + 1
+        count = 0
+        for start in range(0, pos, _CHUNK_BYTES):
+            block = np.frombuffer(self.bytes(start, min(start + _CHUNK_BYTES, pos)), dtype=np.uint8)
+            count += int(K.count_newlines(block, len(block)))
+        return count + 1
 
     def line_text(self, line_start: int) -> str:
-        end = self.raw.find(b"\n", line_start)
-        end = len(self.buf) if end < 0 else end
-        text = bytes(self.buf[line_start : min(end, line_start + 200)]).decode("utf-8", "replace").rstrip("\r")
-        return text + (" ..." if end > line_start + 200 else "")
+        raw = self.bytes(line_start, line_start + 201)
+        text = raw.split(b"\n", 1)[0]
+        suffix = " ..." if len(text) > 200 else ""
+        return text[:200].decode("utf-8", "replace").rstrip("\r") + suffix
 
     def text(self, start: int, end: int) -> str:
-        return bytes(self.buf[start:end]).decode("utf-8", "replace")
+        return self.bytes(start, end).decode("utf-8", "replace")
 
 
 _PROBLEMS = {
@@ -249,7 +278,10 @@ _PROBLEMS = {
 }
 
 
-def _kernel_error(src: _Source, code: int, line_pos: int, tok: int, tok_end: int, *, n_features: int, base: int) -> LetorFormatError:
+def _kernel_error(
+    src: _Source, code: int, line_pos: int, tok: int, tok_end: int, *, n_features: int, base: int
+) -> LetorFormatError:
+    """The error for a kernel's code and absolute byte positions (line start, token range)."""
     token = src.text(tok, tok_end)
     idx = token.split(":", 1)[0]
     field, problem = _PROBLEMS[code]
@@ -280,6 +312,17 @@ def _read_letor(
         src.close()
 
 
+class _ChunkResult:
+    """What pass 2 keeps of one chunk once its bytes are gone."""
+
+    def __init__(self) -> None:
+        self.error: Optional[LetorFormatError] = None
+        self.seg_rows = np.zeros(0, dtype=np.int64)  # absolute first row of each qid run
+        self.seg_pos = np.zeros(0, dtype=np.int64)  # absolute byte position of its qid
+        self.seg_qids = np.zeros(0, dtype="S1")
+        self.doc_ids: Optional[np.ndarray] = None
+
+
 def _parse(
     src: _Source,
     index_base: Union[int, str],
@@ -288,21 +331,24 @@ def _parse(
     regroup: bool,
     n_threads: int,
 ) -> tuple[RankingDataset, Optional[Path]]:
-    buf = src.buf
-    if len(buf) == 0:
+    if src.size == 0:
         raise LetorFormatError(src.path, None, None, "contains no documents (the file is empty)")
     chunks = src.chunks(n_threads)
 
     def scan(chunk: tuple[int, int]) -> np.ndarray:
-        stats = K.scan_chunk(buf, chunk[0], chunk[1])
-        src.release(*chunk)
+        start, end = chunk
+        stats = K.scan_chunk(src.read(start, end), 0, end - start)
+        for k in (K.S_ERR_LINE, K.S_ERR_TOK, K.S_ERR_TOKEND, K.S_FIRST_QID, K.S_FIRST_NOQID):
+            if stats[k] >= 0:
+                stats[k] += start
         return stats
 
     with ThreadPoolExecutor(max_workers=min(n_threads, len(chunks))) as pool:
         scans = list(pool.map(scan, chunks))
         for stats in scans:
             if stats[K.S_ERR] != K.OK:
-                raise _kernel_error(src, int(stats[K.S_ERR]), *map(int, stats[K.S_ERR_LINE : K.S_ERR_TOKEND + 1]), n_features=0, base=1)
+                positions = map(int, stats[K.S_ERR_LINE : K.S_ERR_TOKEND + 1])
+                raise _kernel_error(src, int(stats[K.S_ERR]), *positions, n_features=0, base=1)
 
         rows = np.array([s[K.S_ROWS] for s in scans], dtype=np.int64)
         n_docs = int(rows.sum())
@@ -311,70 +357,61 @@ def _parse(
         first_qid = min((int(s[K.S_FIRST_QID]) for s in scans if s[K.S_FIRST_QID] >= 0), default=-1)
         first_noqid = min((int(s[K.S_FIRST_NOQID]) for s in scans if s[K.S_FIRST_NOQID] >= 0), default=-1)
         has_qid = first_qid >= 0
-        if first_qid >= 0 and first_noqid >= 0:
-            if first_qid < first_noqid:
-                bad, other, problem = first_noqid, first_qid, "line has no 'qid:' token, but line {other} has one"
-            else:
-                bad, other, problem = first_qid, first_noqid, "line has a 'qid:' token, but line {other} has none"
-            problem = problem.format(other=src.line_number(other))
-            problem += " (give every line a qid, or none and a group file)"
-            raise LetorFormatError(src.path, src.line_number(bad), "qid", f"{problem}\n    {src.line_text(bad)}")
-        group_path: Optional[Path] = None
-        if has_qid and query_file is not None:
-            raise LetorFormatError(
-                src.path, src.line_number(first_qid), "qid",
-                f"lines have 'qid:' tokens and query_file={str(query_file)!r} was also given; use one or the other",
-            )
-        if not has_qid:
-            group_path = Path(query_file) if query_file is not None else find_query_file(src.path)
-            if group_path is None:
-                raise LetorFormatError(
-                    src.path, src.line_number(first_noqid), "qid",
-                    f"lines have no 'qid:' token and no group file was found ({src.path}.query or "
-                    f"{src.path}.group); pass query_file=",
-                )
+        group_path = _check_qid_layout(src, first_qid, first_noqid, query_file)
 
         max_idx = max(int(s[K.S_MAX_IDX]) for s in scans)
         min_idx = min((int(s[K.S_MIN_IDX]) for s in scans if s[K.S_MIN_IDX] >= 0), default=1)
         base = (0 if min_idx == 0 else 1) if index_base == "auto" else int(index_base)
         if n_features is None:
             n_features = max(max_idx + 1 - base, 0)
-        n_comments = sum(int(s[K.S_COMMENTS]) for s in scans)
+        has_comments = any(s[K.S_COMMENTS] > 0 for s in scans)
 
         features = np.zeros((n_docs, n_features), dtype=np.float32)
         labels = np.empty(n_docs, dtype=np.float32)
-        qid_span = np.zeros((n_docs, 2), dtype=np.int64)
-        doc_span = np.full((n_docs if n_comments else 0, 2), -1, dtype=np.int64)
         row0 = np.concatenate([[0], np.cumsum(rows)[:-1]])
 
-        def fill(k: int) -> tuple[np.ndarray, np.ndarray]:
+        def fill(k: int) -> _ChunkResult:
             start, end = chunks[k]
+            result = _ChunkResult()
+            n_rows = int(rows[k])
+            if n_rows == 0:
+                return result
+            buf = src.read(start, end)
+            qid_span = np.zeros((n_rows, 2), dtype=np.int64)
+            doc_span = np.full((n_rows if scans[k][K.S_COMMENTS] else 0, 2), -1, dtype=np.int64)
             seen = np.empty(n_features, dtype=np.int64)
             capacity = _SLOW_CAPACITY
             while True:
                 slow = np.empty((capacity, 3), dtype=np.int64)
                 res = K.fill_chunk(
-                    buf, start, end, int(row0[k]), base, features, labels, qid_span, doc_span, seen, slow,
+                    buf, 0, end - start, int(row0[k]), base, features, labels, qid_span, doc_span, seen, slow,
                     K._POW10, K._EXACT_POW10,
                 )
                 if res[K.F_ERR] != K.OK or res[K.F_SLOW] <= capacity:
                     break
                 capacity = int(res[K.F_SLOW])
-            src.release(start, end)
-            return res, slow[: min(int(res[K.F_SLOW]), capacity)]
+            if res[K.F_ERR] != K.OK:
+                positions = (int(p) + start for p in res[K.F_ERR_LINE : K.F_ERR_TOKEND + 1])
+                result.error = _kernel_error(src, int(res[K.F_ERR]), *positions, n_features=n_features, base=base)
+                return result
+            result.error = _fix_slow_values(src, buf, start, slow[: int(res[K.F_SLOW])], features, labels)
+            if has_qid:
+                local = np.flatnonzero(K.segment_starts(buf, qid_span))
+                result.seg_rows = local + row0[k]
+                result.seg_pos = qid_span[local, 0] + start
+                result.seg_qids = _gather(buf, qid_span[local])
+            if has_comments:
+                result.doc_ids = _gather(buf, doc_span) if len(doc_span) else np.zeros(n_rows, dtype="S1")
+            return result
 
-        fills = list(pool.map(fill, range(len(chunks))))
-    for res, _ in fills:
-        if res[K.F_ERR] != K.OK:
-            raise _kernel_error(
-                src, int(res[K.F_ERR]), *map(int, res[K.F_ERR_LINE : K.F_ERR_TOKEND + 1]), n_features=n_features, base=base
-            )
-    for _, slow in fills:
-        _fix_slow_values(src, slow, features, labels)
+        results = list(pool.map(fill, range(len(chunks))))
+    for result in results:
+        if result.error is not None:
+            raise result.error
 
-    doc_ids = _spans_to_str(buf, doc_span) if n_comments else None
+    doc_ids = _decode(np.concatenate([r.doc_ids for r in results if r.doc_ids is not None])) if has_comments else None
     if has_qid:
-        offsets, qids, order = _group_by_qid(src, qid_span, regroup)
+        offsets, qids, order = _group_by_qid(src, results, n_docs, regroup)
         if order is not None:
             features, labels = features[order], labels[order]
             doc_ids = None if doc_ids is None else doc_ids[order]
@@ -390,66 +427,103 @@ def _parse(
     return dataset, group_path
 
 
-def _fix_slow_values(src: _Source, slow: np.ndarray, features: np.ndarray, labels: np.ndarray) -> None:
+def _check_qid_layout(
+    src: _Source, first_qid: int, first_noqid: int, query_file: Optional[PathLike]
+) -> Optional[Path]:
+    """Raise unless all lines have a qid (and no group file is given) or none has; return the
+    group file to use for qid-less lines."""
+    if first_qid >= 0 and first_noqid >= 0:
+        if first_qid < first_noqid:
+            bad, other, problem = first_noqid, first_qid, "line has no 'qid:' token, but line {other} has one"
+        else:
+            bad, other, problem = first_qid, first_noqid, "line has a 'qid:' token, but line {other} has none"
+        problem = problem.format(other=src.line_number(other)) + " (give every line a qid, or none and a group file)"
+        raise LetorFormatError(src.path, src.line_number(bad), "qid", f"{problem}\n    {src.line_text(bad)}")
+    if first_qid >= 0:
+        if query_file is not None:
+            raise LetorFormatError(
+                src.path, src.line_number(first_qid), "qid",
+                f"lines have 'qid:' tokens and query_file={str(query_file)!r} was also given; use one or the other",
+            )
+        return None
+    group_path = Path(query_file) if query_file is not None else find_query_file(src.path)
+    if group_path is None:
+        raise LetorFormatError(
+            src.path, src.line_number(first_noqid), "qid",
+            f"lines have no 'qid:' token and no group file was found ({src.path}.query or {src.path}.group); "
+            "pass query_file=",
+        )
+    return group_path
+
+
+def _fix_slow_values(
+    src: _Source, buf: np.ndarray, start: int, slow: np.ndarray, features: np.ndarray, labels: np.ndarray
+) -> Optional[LetorFormatError]:
     """Re-parse with Python ``float()`` the tokens whose float32 rounding the kernel could not
-    decide (a rounding boundary lay within its error margin)."""
+    decide (a rounding boundary lay within its error margin); return an error for overflow."""
     for pos, row, col in slow.tolist():
-        end = int(K.token_end(src.buf, pos))
-        token = src.text(pos, end)
+        token = buf[pos : int(K.token_end(buf, pos))].tobytes().decode("ascii")
         value = np.float32(float(token))
         if not np.isfinite(value):
-            line = src.line_number(pos)
-            field = "label" if col < 0 else "feature value"
-            raise LetorFormatError(src.path, line, field, f"{token!r} overflows float32 (|x| > 3.4e38 is not allowed)")
+            field = "label" if col < 0 else f"feature {col}"
+            problem = f"{token!r} overflows float32 (|x| > 3.4e38 is not allowed)"
+            return LetorFormatError(src.path, src.line_number(start + pos), field, problem)
         if col < 0:
             labels[row] = value
         else:
             features[row, col] = value
+    return None
 
 
-def _spans_to_str(buf: np.ndarray, spans: np.ndarray) -> np.ndarray:
-    """Byte ranges of ``buf`` as a numpy str array (UTF-8; rows with ``start < 0`` give "")."""
+def _gather(buf: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Byte ranges ``spans[i] = (start, end)`` of ``buf`` as a bytes (``S``) array."""
     lengths = np.where(spans[:, 0] < 0, 0, spans[:, 1] - spans[:, 0])
     width = max(int(lengths.max(initial=0)), 1)
-    raw = K.gather_spans(buf, spans, width)
-    as_bytes = raw.view(f"S{width}").ravel()
-    if not (raw >= 128).any():
-        return as_bytes.astype(f"U{width}")
-    return np.char.decode(as_bytes, "utf-8", "replace")
+    return K.gather_spans(buf, spans, width).view(f"S{width}").ravel()
+
+
+def _decode(raw: np.ndarray) -> np.ndarray:
+    """UTF-8 bytes array to a str array (fast path for ASCII)."""
+    try:
+        return raw.astype(f"U{max(raw.dtype.itemsize, 1)}")
+    except UnicodeDecodeError:
+        return np.char.decode(raw, "utf-8", "replace")
 
 
 def _group_by_qid(
-    src: _Source, qid_span: np.ndarray, regroup: bool
+    src: _Source, results: list[_ChunkResult], n_docs: int, regroup: bool
 ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """Query offsets, qids and (when rows had to be regrouped) the row order."""
-    n_docs = qid_span.shape[0]
-    seg_rows = np.flatnonzero(K.segment_starts(src.buf, qid_span))
-    seg_qids = _spans_to_str(src.buf, qid_span[seg_rows])
+    seg_rows = np.concatenate([r.seg_rows for r in results])
+    seg_pos = np.concatenate([r.seg_pos for r in results])
+    seg_qids = _decode(np.concatenate([r.seg_qids for r in results]))
+    # A run of one qid may cross a chunk border: merge runs whose qid equals the previous one.
+    keep = np.ones(len(seg_rows), dtype=bool)
+    keep[1:] = seg_qids[1:] != seg_qids[:-1]
+    seg_rows, seg_pos, seg_qids = seg_rows[keep], seg_pos[keep], seg_qids[keep]
     first_segment: dict[str, int] = {}
     seg_group = np.empty(len(seg_rows), dtype=np.int64)
     for s, q in enumerate(seg_qids.tolist()):
         g = first_segment.setdefault(q, s)
         if g != s and not regroup:
-            line = src.line_number(int(qid_span[seg_rows[s], 0]))
-            first = src.line_number(int(qid_span[seg_rows[g], 0]))
             raise LetorFormatError(
-                src.path, line, "qid",
-                f"rows of qid {q!r} are not contiguous (the query started at line {first} and other queries "
-                f"came in between); pass regroup=True (CLI: --regroup) to group rows by qid",
+                src.path, src.line_number(int(seg_pos[s])), "qid",
+                f"rows of qid {q!r} are not contiguous (the query started at line "
+                f"{src.line_number(int(seg_pos[g]))} and other queries came in between); "
+                "pass regroup=True (CLI: --regroup) to group rows by qid",
             )
         seg_group[s] = g
-    seg_lengths = np.diff(np.append(seg_rows, n_docs))
     if len(first_segment) == len(seg_rows):
         return np.append(seg_rows, n_docs).astype(np.int64), seg_qids, None
     # Dense query numbers in order of first appearance, then a stable sort of rows by them.
+    seg_lengths = np.diff(np.append(seg_rows, n_docs))
     firsts = np.array(sorted(first_segment.values()), dtype=np.int64)
     number = np.full(len(seg_rows), -1, dtype=np.int64)
     number[firsts] = np.arange(len(firsts))
     row_query = np.repeat(number[seg_group], seg_lengths)
     order = np.argsort(row_query, kind="stable")
-    counts = np.bincount(row_query, minlength=len(firsts))
     offsets = np.zeros(len(firsts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    np.cumsum(np.bincount(row_query, minlength=len(firsts)), out=offsets[1:])
     return offsets, seg_qids[firsts], order
 
 
