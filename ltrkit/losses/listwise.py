@@ -222,8 +222,10 @@ def listmle_loss(
         \ell = -\sum_{r=1}^{n} \Big( s_{\pi(r)} - \log \sum_{t=r}^{n} \exp s_{\pi(t)} \Big)
 
     where ``pi`` orders the ``n`` real documents by descending label. Documents with equal
-    labels are ordered by a random permutation drawn from ``generator`` (a fresh one per call);
-    with ``generator=None`` they keep input order (deterministic). No global RNG is used.
+    labels are ordered by a random permutation drawn from ``generator`` (each call draws a new
+    one and advances the generator); with ``generator=None`` they keep input order
+    (deterministic). No global RNG is used. The per-list value is the sum over ranks, as in the
+    paper.
 
     Args:
         scores: ``[..., L]`` float scores.

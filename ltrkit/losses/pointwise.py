@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ltrkit._checks import check_ranking_inputs, check_reduction
-from ltrkit.losses._listwise_utils import check_finite, compute_mask, reduce_lists
+from ltrkit.losses._listwise_utils import check_finite, reduce_lists
 from ltrkit.losses.registry import register
 
 __all__ = [
@@ -191,7 +191,7 @@ def ordinal_probabilities(scores: torch.Tensor, cutpoints: torch.Tensor) -> torc
         ValueError: bad cutpoints.
     """
     cutpoints = _check_cutpoints(cutpoints)
-    above = torch.sigmoid(scores.unsqueeze(-1) - cutpoints.to(scores.dtype))
+    above = torch.sigmoid(scores.unsqueeze(-1) - cutpoints.to(device=scores.device, dtype=scores.dtype))
     ones = torch.ones_like(above[..., :1])
     zeros = torch.zeros_like(above[..., :1])
     return torch.cat([ones, above], dim=-1) - torch.cat([above, zeros], dim=-1)
@@ -241,7 +241,7 @@ def ordinal_loss(
     """
     scores, labels, mask = check_ranking_inputs(scores, labels, mask)
     check_reduction(reduction)
-    cutpoints = _check_cutpoints(cutpoints).to(scores.dtype)
+    cutpoints = _check_cutpoints(cutpoints).to(device=scores.device, dtype=scores.dtype)
     n_classes = cutpoints.numel() + 1
     _check_ordinal_labels(labels, mask, n_classes)
     valid = mask.any(dim=-1)
