@@ -129,7 +129,7 @@ def generate_command(
 def stats_command(
     file: Path = typer.Argument(..., help="LETOR/libsvm file (optionally .gz/.bz2/.xz) or a cache folder"),
     query_file: Optional[Path] = typer.Option(None, "--query-file", help="group file of a libsvm FILE (default: FILE.query / FILE.group)"),
-    min_docs: int = typer.Option(1, "--min-docs", help="drop queries with fewer documents before counting"),
+    min_docs: int = typer.Option(0, "--min-docs", help="drop queries with fewer documents before counting"),
     drop_without_relevant: bool = typer.Option(False, "--drop-without-relevant", help="drop queries with no relevant document before counting"),
     relevance_threshold: float = typer.Option(1.0, "--relevance-threshold", help="label >= this counts as relevant"),
     index_base: str = typer.Option("auto", "--index-base", help="feature index base: auto, 0 or 1"),

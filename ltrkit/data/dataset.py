@@ -216,7 +216,9 @@ def filter_queries(
 ) -> RankingDataset:
     """Keep the queries with at least ``min_docs`` documents (and a relevant one, if asked).
 
-    Kept queries stay in their order; rows are copied (see :meth:`RankingDataset.subset`).
+    Kept queries stay in their order and rows are copied (see :meth:`RankingDataset.subset`),
+    except when every query is kept: then ``dataset`` itself is returned, so filtering a
+    memory-mapped MSLR-WEB30K split that needs no filtering costs nothing.
 
     Args:
         dataset: the data to filter.
@@ -250,4 +252,6 @@ def filter_queries(
         if starts.size:
             has_relevant[nonempty] = np.maximum.reduceat(np.asarray(dataset.labels) >= threshold, starts)
         keep &= has_relevant
+    if keep.all():
+        return dataset
     return dataset.subset(np.flatnonzero(keep))

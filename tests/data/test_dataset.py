@@ -83,6 +83,7 @@ def test_filter_queries_matches_loop(min_docs, drop):
         if g.size >= min_docs and (not drop or (g >= 2.0).any())
     ]
     assert out.qids.tolist() == [dataset.qids[q] for q in kept]
+    assert (out is dataset) == (len(kept) == dataset.n_queries)
     for new, old in enumerate(kept):
         np.testing.assert_array_equal(out.features[out.query_slice(new)], dataset.features[dataset.query_slice(old)])
         np.testing.assert_array_equal(out.labels[out.query_slice(new)], dataset.labels[dataset.query_slice(old)])
