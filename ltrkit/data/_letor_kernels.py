@@ -106,8 +106,48 @@ def _is_nonfinite_word(buf, i, end):
 def parse_number(buf, i, end, pow10, exact_pow10):
     """Parse a decimal float token ``buf[i:end]`` (the whole range must be the number).
 
-    Returns ``(value_float32_as_float64, status)``.
+    Returns ``(value_float32_as_float64, status)``. Plain decimals of at most 15 digits (the
+    common case: ``3``, ``0.352941``, ``-12.5``) take a short exact path; anything else (an
+    exponent, longer mantissas, errors) goes to :func:`_parse_number_full`.
     """
+    p = i
+    neg = False
+    if p < end and (buf[p] == 45 or buf[p] == 43):
+        neg = buf[p] == 45
+        p += 1
+    mant = np.int64(0)
+    first = p
+    while p < end:
+        d = np.int64(buf[p]) - 48
+        if d < 0 or d > 9:
+            break
+        mant = mant * 10 + d
+        p += 1
+    n_digits = p - first
+    n_frac = 0
+    if p < end and buf[p] == 46:
+        p += 1
+        first = p
+        while p < end:
+            d = np.int64(buf[p]) - 48
+            if d < 0 or d > 9:
+                break
+            mant = mant * 10 + d
+            p += 1
+        n_frac = p - first
+        n_digits += n_frac
+    if p != end or n_digits == 0 or n_digits > 15:
+        return _parse_number_full(buf, i, end, pow10, exact_pow10)
+    # mant < 10**15 < 2**53 and n_frac <= 15: one correctly rounded division (Clinger).
+    value32 = np.float32(float(mant) / exact_pow10[n_frac])
+    if neg:
+        value32 = -value32
+    return float(value32), NUM_OK
+
+
+@njit(nogil=True, cache=True)
+def _parse_number_full(buf, i, end, pow10, exact_pow10):
+    """The general path of :func:`parse_number`: any length, exponents, nan/inf detection."""
     start = i
     neg = False
     if i < end and (buf[i] == 45 or buf[i] == 43):
