@@ -103,7 +103,8 @@ def sinkhorn_potentials(
     zeros_col = torch.zeros_like(logits[..., :1, :])
     u = -_BroadcastLogSumExp.apply(logits, zeros_col, -1).unsqueeze(-1)
     v = zeros_col
-    for _ in range(iterations):
+    # an empty batch (no list, or lists of length 0) has nothing to scale
+    for _ in range(iterations if logits.numel() else 0):
         v_next = -_BroadcastLogSumExp.apply(logits, u, -2).unsqueeze(-2)
         # column sums of exp(logits + u + v) are exp(v - v_next)
         if tol > 0 and bool(((v_next - v).detach().abs().max() < tol).item()):

@@ -12,6 +12,7 @@ based losses return ``1 - (relaxed) NDCG``.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -398,15 +399,16 @@ def neural_sort(
     temperature = check_positive("temperature", temperature)
     sinkhorn_tol = _check_sinkhorn(sinkhorn_iters, sinkhorn_tol)
     lead, length = scores.shape[:-1], scores.shape[-1]
+    n_lists = math.prod(lead)  # reshape(-1, 0) is ambiguous for lists of length 0
     valid, cmask = compute_mask(mask)
-    flat_mask = cmask.reshape(-1, length)
+    flat_mask = cmask.reshape(n_lists, length)
     order = compact(flat_mask)
     real = flat_mask.gather(-1, order)
-    s = scores.masked_fill(~mask, 0.0).reshape(-1, length).gather(-1, order)
+    s = scores.masked_fill(~mask, 0.0).reshape(n_lists, length).gather(-1, order)
     logits = neural_sort_logits(s, real, temperature=temperature, rows=length)
     u, v = sinkhorn_potentials(logits, iterations=sinkhorn_iters, tol=sinkhorn_tol)
     p = torch.exp(logits + u + v)
-    keep = real.unsqueeze(-1) & real.unsqueeze(-2) & valid.reshape(-1, 1, 1)
+    keep = real.unsqueeze(-1) & real.unsqueeze(-2) & valid.reshape(n_lists, 1, 1)
     p = p * keep
     # move the columns back from compacted to input order
     inverse = order.argsort(dim=-1)
@@ -472,12 +474,13 @@ def neural_ndcg_loss(
     check_gain(gain)
     sinkhorn_tol = _check_sinkhorn(sinkhorn_iters, sinkhorn_tol)
     lead, length = scores.shape[:-1], scores.shape[-1]
+    n_lists = math.prod(lead)  # reshape(-1, 0) is ambiguous for lists of length 0
     valid, cmask = compute_mask(mask)
-    flat_mask = cmask.reshape(-1, length)
+    flat_mask = cmask.reshape(n_lists, length)
     order = compact(flat_mask)
     real = flat_mask.gather(-1, order)
-    s = scores.masked_fill(~mask, 0.0).reshape(-1, length).gather(-1, order)
-    gains = (gain_values(labels, gain) * mask).reshape(-1, length).gather(-1, order)
+    s = scores.masked_fill(~mask, 0.0).reshape(n_lists, length).gather(-1, order)
+    gains = (gain_values(labels, gain) * mask).reshape(n_lists, length).gather(-1, order)
     cutoff = length if k is None else min(k, length)
     if sinkhorn_iters > 0:
         logits = neural_sort_logits(s, real, temperature=temperature, rows=length)

@@ -178,3 +178,43 @@ def test_bad_input_raises_a_clear_value_error(name, scores, labels, mask, messag
 def test_bad_reduction_is_rejected_at_construction(name):
     with pytest.raises(ValueError, match=r"reduction must be one of \['mean', 'sum', 'none'\], got 'avg'"):
         make(name, reduction="avg")
+
+
+@pytest.mark.parametrize("name", LIST_LOSSES)
+def test_a_single_unbatched_list(name):
+    scores, labels = real_batch(1, 6, seed=9)
+    for reduction in ("mean", "sum", "none"):
+        loss_fn = make(name, reduction=reduction)
+        single = loss_fn(scores[0], labels[0])
+        batched = loss_fn(scores, labels)
+        assert single.shape == ()
+        torch.testing.assert_close(single, batched.reshape(()), rtol=1e-12, atol=1e-12)
+
+
+# Known failures of losses that live in files this battery's author does not own, reported to
+# their owner; non-strict, so a fix turns them into XPASS without touching this file.
+KNOWN_FAILURES = {
+    (name, "lists-of-length-0"): "pairwise.py reshapes with reshape(-1, L), which is ambiguous for L = 0"
+    for name in ("ranknet", "ranknet_matrix", "lambdarank", "lambdaloss", "pairwise_hinge")
+}
+EMPTY_SHAPES = {"lists-of-length-0": (3, 0), "no-lists": (0, 5), "no-lists-3d": (2, 0, 4)}
+EMPTY_CASES = [
+    pytest.param(
+        name,
+        shape,
+        id=f"{case}-{name}",
+        marks=[pytest.mark.xfail(reason=KNOWN_FAILURES[name, case], strict=False)] if (name, case) in KNOWN_FAILURES else [],
+    )
+    for case, shape in EMPTY_SHAPES.items()
+    for name in LIST_LOSSES
+]
+
+
+@pytest.mark.parametrize("name, shape", EMPTY_CASES)
+def test_empty_batches_give_zero(name, shape):
+    scores = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    labels = torch.zeros(shape, dtype=torch.float64)
+    assert make(name, reduction="none")(scores, labels).shape == shape[:-1]
+    loss = make(name)(scores, labels)
+    (grad,) = torch.autograd.grad(loss, scores, allow_unused=True, materialize_grads=True)
+    assert float(loss.detach()) == 0 and grad.shape == shape
