@@ -7,9 +7,6 @@ from typing import Any, Dict
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
 def tiny_config(output_dir: Path, **sections: Any) -> Dict[str, Any]:
     """A complete config dict for a ~1 s run; keyword sections replace the defaults below."""
     config: Dict[str, Any] = {
@@ -32,7 +29,7 @@ def tiny_config(output_dir: Path, **sections: Any) -> Dict[str, Any]:
         "early_stopping": {"metric": "ndcg@10", "patience": None},
         "seed": 7,
         "num_threads": 1,
-        "output": {"dir": str(output_dir), "name": "tiny", "tensorboard": True, "plots": True},
+        "output": {"dir": str(output_dir), "name": "tiny", "tensorboard": False, "plots": False},
     }
     config.update(sections)
     return config
@@ -40,4 +37,11 @@ def tiny_config(output_dir: Path, **sections: Any) -> Dict[str, Any]:
 
 @pytest.fixture
 def tiny(tmp_path: Path) -> Dict[str, Any]:
+    """The tiny config writing into ``tmp_path/runs``."""
     return tiny_config(tmp_path / "runs")
+
+
+@pytest.fixture
+def make_tiny():
+    """:func:`tiny_config` itself, for tests that need variations."""
+    return tiny_config
