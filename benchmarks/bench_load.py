@@ -126,6 +126,16 @@ def _peak_rss_mb() -> float:
 
 def _measure(kind: str, path: str, cache_dir: str) -> dict:
     """One measurement, run in a fresh subprocess."""
+    if kind == "baseline-sklearn":
+        import sklearn.datasets  # noqa: F401  (the fixed RSS floor of the sklearn step)
+
+        return {"seconds": float("nan"), "peak_rss_mb": _peak_rss_mb(), "shape": [0, 0]}
+    if kind == "baseline-ltrkit":
+        from ltrkit.data.letor import read_letor
+
+        tiny = Path(cache_dir).with_name("warm.txt")
+        read_letor(tiny)  # imports plus numba's compiled kernels: the fixed RSS floor of ltrkit
+        return {"seconds": float("nan"), "peak_rss_mb": _peak_rss_mb(), "shape": [0, 0]}
     if kind == "sklearn":
         from sklearn.datasets import load_svmlight_file
 
@@ -194,7 +204,7 @@ def main() -> None:
     read_letor(warm)
 
     runs = {}
-    for kind in ("sklearn", "parse", "parse+cache", "reload", "reload+touch"):
+    for kind in ("baseline-sklearn", "baseline-ltrkit", "sklearn", "parse", "parse+cache", "reload", "reload+touch"):
         runs[kind] = _run(kind, path, cache_dir)
     n_docs, n_features = runs["parse"]["shape"]
     matrix_mb = n_docs * n_features * 4 / 1e6
@@ -203,6 +213,8 @@ def main() -> None:
           f"float32 matrix {matrix_mb:.0f} MB; {os.cpu_count()} CPUs)")
     print(f"{'step':<34}{'seconds':>9}{'MB/s':>9}{'peak RSS MB':>13}{'RSS/matrix':>12}")
     labels = {
+        "baseline-sklearn": "python + sklearn imports only",
+        "baseline-ltrkit": "python + ltrkit imports + kernels",
         "sklearn": "sklearn load_svmlight_file",
         "parse": "ltrkit parse (cache=False)",
         "parse+cache": "ltrkit parse + write cache",
@@ -211,8 +223,13 @@ def main() -> None:
     }
     for kind, result in runs.items():
         seconds = result["seconds"]
-        print(f"{labels[kind]:<34}{seconds:>9.3f}{size_mb / seconds:>9.0f}{result['peak_rss_mb']:>13.0f}"
-              f"{result['peak_rss_mb'] / matrix_mb:>12.2f}")
+        timing = f"{'-':>9}{'-':>9}" if kind.startswith("baseline") else f"{seconds:>9.3f}{size_mb / seconds:>9.0f}"
+        print(f"{labels[kind]:<34}{timing}{result['peak_rss_mb']:>13.0f}{result['peak_rss_mb'] / matrix_mb:>12.2f}")
+    floor_sk, floor_ltr = runs["baseline-sklearn"]["peak_rss_mb"], runs["baseline-ltrkit"]["peak_rss_mb"]
+    print(f"\n(peak RSS - its import baseline) / float32 matrix: "
+          f"sklearn {(runs['sklearn']['peak_rss_mb'] - floor_sk) / matrix_mb:.2f}, "
+          f"ltrkit parse {(runs['parse']['peak_rss_mb'] - floor_ltr) / matrix_mb:.2f}, "
+          f"ltrkit parse + cache {(runs['parse+cache']['peak_rss_mb'] - floor_ltr) / matrix_mb:.2f}")
     print(f"\nltrkit parse speedup vs sklearn:          {runs['sklearn']['seconds'] / runs['parse']['seconds']:.2f}x")
     print(f"cache reload speedup vs first parse:      {runs['parse']['seconds'] / runs['reload']['seconds']:.0f}x")
     print(f"cache reload+read-all speedup vs parse:   {runs['parse']['seconds'] / runs['reload+touch']['seconds']:.1f}x")

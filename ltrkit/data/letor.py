@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import os
 import threading
@@ -161,9 +162,10 @@ class _Source:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.fd: Optional[int] = None
+        self.file: Optional[io.FileIO] = None
         self.data: Optional[np.ndarray] = None
         self._local = threading.local()
+        self._lock = threading.Lock()
         opener = _COMPRESSORS.get(path.suffix)
         if opener is not None:
             try:
@@ -177,14 +179,22 @@ class _Source:
                 ) from None
             self.size = len(self.data)
         else:
-            self.fd = os.open(path, os.O_RDONLY)
-            self.size = os.fstat(self.fd).st_size
+            self.file = io.FileIO(path, "r")
+            self.size = os.fstat(self.file.fileno()).st_size
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
         self.data = None
+
+    def _read_into(self, view: np.ndarray, offset: int) -> int:
+        if hasattr(os, "preadv"):
+            # Positioned read: threads share the descriptor without a lock, GIL released.
+            return os.preadv(self.file.fileno(), [view], offset)
+        with self._lock:
+            self.file.seek(offset)
+            return self.file.readinto(view)
 
     def read(self, start: int, end: int) -> np.ndarray:
         """``[start, end)`` as a uint8 array, valid until this thread's next ``read``."""
@@ -193,12 +203,13 @@ class _Source:
         n = end - start
         buf = getattr(self._local, "buf", None)
         if buf is None or len(buf) < n:
-            buf = np.empty(max(n, _CHUNK_BYTES), dtype=np.uint8)
+            # Some slack: line-aligned chunks differ a little in size.
+            buf = np.empty(n + n // 8, dtype=np.uint8)
             self._local.buf = buf
         view = buf[:n]
         done = 0
         while done < n:
-            got = os.preadv(self.fd, [view[done:]], start + done)
+            got = self._read_into(view[done:], start + done)
             if got == 0:
                 raise LetorFormatError(self.path, None, None, "the file became shorter while it was read")
             done += got
@@ -209,7 +220,14 @@ class _Source:
         end = min(end, self.size)
         if self.data is not None:
             return self.data[start:end].tobytes()
-        return os.pread(self.fd, end - start, start)
+        out = np.empty(max(end - start, 0), dtype=np.uint8)
+        done = 0
+        while done < len(out):
+            got = self._read_into(out[done:], start + done)
+            if got == 0:
+                break
+            done += got
+        return out[:done].tobytes()
 
     def find_newline(self, pos: int) -> int:
         """Position just after the first ``\\n`` at or after ``pos`` (or the file size)."""

@@ -468,3 +468,12 @@ def test_writers_reject_unwritable_data(tmp_path):
     empty_query = RankingDataset(ds.features[:2], ds.labels[:2], np.array([0, 0, 2]), np.array(["a", "b"]))
     with pytest.raises(ValueError, match=r"query 0 has no documents; group files cannot hold size 0"):
         write_libsvm(empty_query, tmp_path / "x.txt")
+
+
+def test_reading_without_preadv_gives_the_same_arrays(monkeypatch):
+    expected = read_letor(MQ / "train.txt")
+    monkeypatch.setattr(letor, "_CHUNK_BYTES", 1 << 16)
+    monkeypatch.delattr(letor.os, "preadv")
+    got = read_letor(MQ / "train.txt", n_threads=2)
+    assert_same(got, expected)
+    assert got.doc_ids.tolist() == expected.doc_ids.tolist() and got.qids.tolist() == expected.qids.tolist()
