@@ -351,7 +351,7 @@ def load_config(
     else:
         label = str(source)
         raw = read_config_file(source)
-    raw = apply_overrides(raw, overrides)
+    raw = _default_components(apply_overrides(raw, overrides))
     errors: List[str] = []
     config: Optional[TrainConfig] = None
     try:
@@ -364,6 +364,21 @@ def load_config(
         raise ConfigError(errors, source=label)
     assert config is not None  # no errors means validation succeeded
     return config
+
+
+def _default_components(raw: Dict[str, Any]) -> Dict[str, Any]:
+    """A ``model``/``loss`` section without ``name`` means the default component, its default
+    args updated by the given ones (so ``--set model.args.dropout=0.3`` keeps the default MLP);
+    with a ``name``, ``args`` are exactly what is given."""
+    defaults = TrainConfig()
+    for key in ("model", "loss"):
+        section = raw.get(key)
+        if isinstance(section, dict) and "name" not in section:
+            default: ComponentConfig = getattr(defaults, key)
+            args = section.get("args", {})
+            merged_args = {**default.args, **args} if isinstance(args, dict) else args
+            raw[key] = {**section, "name": default.name, "args": merged_args}
+    return raw
 
 
 def _format_validation_error(error: ValidationError) -> List[str]:

@@ -124,7 +124,7 @@ def test_every_bad_field_is_reported_at_once():
         ({"loss": {"name": "listnet", "args": {"reduction": "sum"}}}, r"loss\.args: .*unknown argument\(s\) \['reduction'\]"),
         ({"model": {"name": "mlp", "args": {"dropout": 3}}}, r"model\.args: model 'mlp' rejects \{'dropout': 3\}: .*dropout"),
         ({"model": {"name": "mlp", "args": {"hidden": [3]}}}, r"model\.args: model 'mlp' got unknown argument\(s\) \['hidden'\]; it takes \[.*'hidden_sizes'"),
-        ({"model": {"args": {}}}, r"model\.name: Field required"),
+        ({"model": {"name": None}}, r"model\.name: Input should be a valid string"),
         ({"normalization": "ztransform"}, r"normalization: .*ztransform"),
         ({"early_stopping": {"metric": "accuracy"}}, r"early_stopping\.metric: .*accuracy"),
         ({"expected": {"test": {"ndcg@x": 0.5}}}, r"expected\.test\.ndcg@x"),
@@ -142,6 +142,15 @@ def test_every_bad_field_is_reported_at_once():
 def test_bad_config_messages(raw, match):
     with pytest.raises(ConfigError, match=match):
         load_config(raw)
+
+
+def test_component_without_name_is_the_default_with_args_updated():
+    default = TrainConfig().model
+    config = load_config({}, ["model.args.dropout=0.3"])
+    assert config.model.name == default.name
+    assert config.model.args == {**default.args, "dropout": 0.3}
+    # naming a component drops the default's args
+    assert load_config({}, ["model.name=linear"]).model.args == {}
 
 
 def test_component_checks_follow_the_registries():

@@ -1,0 +1,202 @@
+"""``ltrkit train``, ``ltrkit predict`` and ``ltrkit config`` through the CLI (typer's CliRunner)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ltrkit.cli.main import app
+from ltrkit.data.letor import write_letor
+from ltrkit.data.synthetic import generate_splits
+from ltrkit.training import Ranker, load_config
+from ltrkit.training.config import TrainConfig
+
+SYNTHETIC = {"train_queries": 30, "vali_queries": 10, "test_queries": 10, "n_features": 9, "mean_list_length": 10.0, "max_list_length": 25, "seed": 5}
+
+
+def _runner() -> CliRunner:
+    return CliRunner()
+
+
+def _tiny_args(out: Path, name: str = "cli") -> list[str]:
+    return [
+        "--set", f"data.synthetic={json.dumps(SYNTHETIC)}",
+        "--set", "model.args.hidden_sizes=[8]",
+        "--set", "training.epochs=2",
+        "--set", "training.batch_size=8",
+        "--set", "num_threads=1",
+        "--set", "output.tensorboard=false",
+        "--set", "output.plots=false",
+        "--set", f"output.dir={out}",
+        "--name", name,
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    result = _runner().invoke(app, ["train", *_tiny_args(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out / "cli"
+
+
+def test_train_quiet_prints_one_summary_line(trained_run):
+    assert (trained_run / "report.json").is_file()
+    result = _runner().invoke(app, ["train", *_tiny_args(trained_run.parent, "again"), "--quiet"])
+    assert result.exit_code == 0
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and "best epoch" in lines[0] and "test ndcg@10=" in lines[0]
+
+
+def test_train_shows_tables_when_not_quiet(tmp_path):
+    result = _runner().invoke(app, ["train", *_tiny_args(tmp_path), "--set", "training.epochs=1"])
+    assert result.exit_code == 0, result.output
+    assert "ndcg@10" in result.stdout and "random" in result.stdout and "feature" in result.stdout
+
+
+def test_train_refuses_existing_run_then_overwrites(trained_run):
+    result = _runner().invoke(app, ["train", *_tiny_args(trained_run.parent), "--quiet"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and "--overwrite" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--set", "loss.name=lambdarnk"], "loss.name: unknown list loss 'lambdarnk'"),
+        (["--set", "training.epochs=0", "--set", "optimizer.name=rms"], "optimizer.name: Input should be 'adamw', 'adam' or 'sgd' (got 'rms'); training.epochs: Input should be greater than or equal to 1 (got 0)"),
+        (["--set", "data.synthetic=null", "--set", "data.train=/no/such/file.txt"], "data.train: file not found: '/no/such/file.txt'"),
+        (["--set", "training.epochs"], "must look like key.path=value"),
+    ],
+)
+def test_train_bad_input_exits_2_with_one_line(tmp_path, args, match):
+    result = _runner().invoke(app, ["train", *_tiny_args(tmp_path), *args, "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert match in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_train_from_a_config_file_and_missing_config(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"training": {"epochs": 1}, "data": {"synthetic": SYNTHETIC}, "model": {"name": "linear"}}))
+    result = _runner().invoke(app, ["train", str(config), "--set", f"output.dir={tmp_path}", "--name", "y", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "y" / "config.resolved.json").read_text())["model"]["name"] == "linear"
+    result = _runner().invoke(app, ["train", str(tmp_path / "missing.json")])
+    assert result.exit_code == 2 and "file not found" in result.stderr
+
+
+def test_regression_gate_exit_code(tmp_path):
+    result = _runner().invoke(app, ["train", *_tiny_args(tmp_path), "--set", 'expected={"test": {"ndcg@10": 1.5}}', "--quiet"])
+    assert result.exit_code == 1
+    assert "regression gate failed" in result.stderr and "test ndcg@10" in result.stderr
+    assert (tmp_path / "cli" / "report.json").is_file()
+
+
+def test_resume_via_cli(trained_run, tmp_path):
+    result = _runner().invoke(app, ["train", "--resume", str(trained_run), "--set", "training.epochs=3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((trained_run / "history.json").read_text())) == 3
+    result = _runner().invoke(app, ["train", "--resume", str(tmp_path / "nothing")])
+    assert result.exit_code == 2 and "run folder not found" in result.stderr
+    result = _runner().invoke(app, ["train", "some.json", "--resume", str(trained_run)])
+    assert result.exit_code == 2 and "not both" in result.stderr
+
+
+def _test_file(folder: Path, n_features: int = 9) -> tuple[Path, object]:
+    test = generate_splits(**{**SYNTHETIC, "n_features": max(n_features, 8)})["test"]
+    if n_features < test.n_features:
+        from ltrkit.data.dataset import RankingDataset
+
+        test = RankingDataset(test.features[:, :n_features].copy(), test.labels, test.query_offsets, test.qids)
+    path = folder / "test.txt"
+    write_letor(test, path)
+    return path, test
+
+
+def test_predict_scores_and_trec(trained_run, tmp_path):
+    path, test = _test_file(tmp_path)
+    out = tmp_path / "scores.txt"
+    result = _runner().invoke(app, ["predict", "--run", str(trained_run), "--data", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    scores = np.loadtxt(out)
+    assert scores.shape == (test.n_docs,)
+    np.testing.assert_allclose(scores, Ranker.load(trained_run).predict(test), rtol=1e-6, atol=1e-7)
+
+    trec = tmp_path / "run.trec"
+    result = _runner().invoke(app, ["predict", "--run", str(trained_run), "--data", str(path), "--out", str(trec), "--checkpoint", "last"])
+    assert result.exit_code == 0, result.output
+    lines = trec.read_text().splitlines()
+    assert len(lines) == test.n_docs and lines[0].split()[1] == "Q0"
+
+    # `ltrkit evaluate` reads what predict wrote
+    result = _runner().invoke(app, ["evaluate", "--data", str(path), "--scores", str(out), "--metrics", "ndcg@10", "--json"])
+    assert result.exit_code == 0, result.output
+    from ltrkit.metrics import evaluate_dataset
+
+    assert json.loads(result.stdout)["mean"]["ndcg@10"] == pytest.approx(evaluate_dataset(test, scores, ["ndcg@10"]).mean["ndcg@10"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--checkpoint", "final"], "checkpoint must be 'best' or 'last'"),
+        (["--format", "csv"], "--format must be 'scores' or 'trec'"),
+    ],
+)
+def test_predict_bad_options(trained_run, tmp_path, extra, match):
+    path, _ = _test_file(tmp_path)
+    result = _runner().invoke(app, ["predict", "--run", str(trained_run), "--data", str(path), "--out", str(tmp_path / "s.txt"), *extra])
+    assert result.exit_code == 2 and match in result.stderr
+
+
+def test_predict_feature_count_mismatch(trained_run, tmp_path):
+    # a dense file with more features than the model: an index beyond the trained count
+    test = generate_splits(**{**SYNTHETIC, "n_features": 12})["test"]
+    path = tmp_path / "wide.txt"
+    write_letor(test, path)
+    result = _runner().invoke(app, ["predict", "--run", str(trained_run), "--data", str(path), "--out", str(tmp_path / "s.txt")])
+    assert result.exit_code == 2
+    assert "wide.txt" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = _runner().invoke(app, ["predict", "--run", str(tmp_path), "--data", str(path), "--out", str(tmp_path / "s.txt")])
+    assert result.exit_code == 2 and "config.resolved.json is missing" in result.stderr
+
+
+def test_config_show_json_and_yaml(tmp_path):
+    result = _runner().invoke(app, ["config", "show", "--set", "training.epochs=7"])
+    assert result.exit_code == 0
+    shown = json.loads(result.stdout)
+    assert shown["training"]["epochs"] == 7
+    assert TrainConfig.model_validate(shown) == load_config({"training": {"epochs": 7}})
+    result = _runner().invoke(app, ["config", "show", str(Path(__file__).resolve().parents[2] / "configs" / "mq2008.json"), "--format", "yaml"])
+    assert result.exit_code == 0
+    assert yaml.safe_load(result.stdout)["data"]["n_features"] == 46
+    result = _runner().invoke(app, ["config", "show", "--set", "model.name=nope"])
+    assert result.exit_code == 2 and "model.name: unknown model 'nope'" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_config_init_writes_a_loadable_default(tmp_path, suffix):
+    path = tmp_path / f"my{suffix}"
+    result = _runner().invoke(app, ["config", "init", str(path)])
+    assert result.exit_code == 0
+    assert load_config(path) == TrainConfig()
+    if suffix == ".yaml":
+        assert "# peak learning rate" in path.read_text()
+    result = _runner().invoke(app, ["config", "init", str(path)])
+    assert result.exit_code == 2 and "--force" in result.stderr
+    result = _runner().invoke(app, ["config", "init", str(tmp_path / "x.toml")])
+    assert result.exit_code == 2 and "suffix" in result.stderr
+
+
+def test_config_schema_is_json():
+    result = _runner().invoke(app, ["config", "schema"])
+    assert result.exit_code == 0
+    assert "properties" in json.loads(result.stdout)
