@@ -89,9 +89,10 @@ ALL = ["ndcg", "dcg", "rr", "ap", "err", "p", "r"]
 @pytest.mark.parametrize("metric", ALL)
 @pytest.mark.parametrize("ties", ["input_order", "pessimistic", "optimistic"])
 @pytest.mark.parametrize("k", [None, 1, 3, 20])
-def test_matches_loop_reference(metric, ties, k):
+@pytest.mark.parametrize("tie_levels", [4, 50])  # most rows tied / most rows tie-free
+def test_matches_loop_reference(metric, ties, k, tie_levels):
     scores, labels, mask, retrieved = random_batch(
-        100 * ALL.index(metric) + 10 * len(ties) + (k or 0), partial_retrieval=True
+        100 * ALL.index(metric) + 10 * len(ties) + (k or 0) + tie_levels, tie_levels=tie_levels, partial_retrieval=True
     )
     for empty in ("zero", "one", "skip"):
         got = call(metric, scores, labels, mask, retrieved, k=k, ties=ties, empty=empty).numpy()
