@@ -21,7 +21,8 @@ Relevance is a known nonlinear function of the first eight features (:func:`rele
            + 0.5 \\tanh(\\log_{10}(1 + x_4) - 2) - 0.06 (x_5 - 10)^2
            + 0.35 \\sqrt{x_6}\\,[x_7 > 0.05]
 
-A document's label is ``r(x) + d_q + noise * eps`` cut at fixed global quantiles, where
+A document's label is ``r(x) + d_q + noise * eps`` cut at fixed thresholds (the quantiles of
+:data:`LABEL_PROPORTIONS` of that quantity's distribution, the same for every split), where
 ``d_q ~ N(0, 0.6)`` is a per-query offset (so absolute relevance is not comparable across
 queries; only within-query differences of ``r`` decide a ranking) and ``eps ~ N(0, 1)``.
 Ranking by :func:`relevance` is therefore the best a scorer can do up to the noise, and it
@@ -32,6 +33,8 @@ different seeds share their feature semantics.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -114,7 +117,7 @@ def _column_layout(n_features: int) -> dict[str, np.ndarray]:
     loading = np.zeros(n_features)
     noise_sd = np.ones(n_features)
     scale = np.ones(n_features)
-    # informative columns: each driven by one latent factor, little noise
+    # informative columns: each a deterministic transform of its own latent factor
     kind[:8] = [_COUNT, _HEAVY, _BINARY, _UNIT, _POPULARITY, _LINEAR, _COUNT, _LINEAR]
     source[:8] = np.arange(8)
     loading[:8] = 1.0
@@ -155,6 +158,27 @@ def _apply_kind(kind: int, a: np.ndarray, scale: float) -> np.ndarray:
     return np.zeros_like(a)  # _CONSTANT
 
 
+@functools.lru_cache(maxsize=16)
+def _cut_points(noise: float) -> np.ndarray:
+    """Label cut points: quantiles of ``r(x) + d_q + noise * eps`` at :data:`LABEL_PROPORTIONS`.
+
+    Estimated once per ``noise`` on a fixed reference sample (2^18 documents in groups of 64
+    sharing query draws, fixed seed), so every split and every call labels documents by the
+    same thresholds: labels mean the same thing in train and test.
+    """
+    rng = np.random.default_rng(_LAYOUT_SEED + 1)
+    n_groups, group = 1 << 12, 64
+    group_of_doc = np.repeat(np.arange(n_groups), group)
+    latent = rng.standard_normal((n_groups * group, _N_LATENT)) + rng.normal(0.0, 0.5, size=(n_groups, _N_LATENT))[group_of_doc]
+    layout = _column_layout(MIN_FEATURES)
+    informative = np.column_stack([
+        _apply_kind(int(layout["kind"][j]), latent[:, j].astype(np.float32), float(layout["scale"][j])) for j in range(MIN_FEATURES)
+    ]).astype(np.float32)
+    sample = relevance(informative) + rng.normal(0.0, _QUERY_OFFSET_SD, size=n_groups)[group_of_doc]
+    sample += noise * rng.standard_normal(sample.shape[0])
+    return np.quantile(sample, np.cumsum(LABEL_PROPORTIONS)[:-1])
+
+
 def _list_lengths(rng: np.random.Generator, n_queries: int, mean_list_length: float, max_list_length: int) -> np.ndarray:
     mu = np.log(mean_list_length) - 0.5 * _LOGNORMAL_SIGMA**2
     lengths = np.rint(rng.lognormal(mu, _LOGNORMAL_SIGMA, size=n_queries))
@@ -182,9 +206,11 @@ def generate(
 
     Lengths are ``round(lognormal)`` with mean ``mean_list_length`` (sigma 0.8) clipped to
     ``[1, max_list_length]`` (clipping lowers the realised mean slightly for large means). Labels
-    are ``r(x) + d_q + noise * eps`` cut at the global quantiles of :data:`LABEL_PROPORTIONS`
-    over the generated documents, so every call reproduces MSLR's label skew; ``d_q`` is a
-    per-query offset (sd 0.6), so queries differ in their number of relevant documents.
+    are ``r(x) + d_q + noise * eps`` cut at fixed thresholds: the quantiles of
+    :data:`LABEL_PROPORTIONS` of that quantity's distribution (estimated once per ``noise`` on a
+    fixed reference sample), so labels mean the same in every call and split and their shares
+    match MSLR's up to sampling noise; ``d_q`` is a per-query offset (sd 0.6), so queries differ
+    in their number of relevant documents.
     Features are float32, written in chunks of rows so memory stays at the output size.
 
     Args:
@@ -255,8 +281,7 @@ def generate(
 
     latent_relevance = relevance(features) + query_label_offset[query_of_doc]
     latent_relevance += noise * rng.standard_normal(n_docs)
-    cut_points = np.quantile(latent_relevance, np.cumsum(LABEL_PROPORTIONS)[:-1])
-    labels = np.searchsorted(cut_points, latent_relevance, side="right").astype(np.float32)
+    labels = np.searchsorted(_cut_points(float(noise)), latent_relevance, side="right").astype(np.float32)
 
     qids = np.array([f"{qid_prefix}{first_qid + i}" for i in range(n_queries)])
     return RankingDataset(
@@ -282,8 +307,7 @@ def generate_splits(
 
     Each split is :func:`generate` with its own seed stream (derived from ``seed``) and its own
     qid range (train ``1..``, vali and test following on), so qids are disjoint and the splits
-    are independent samples of the same distribution. Label cut points are computed per split
-    from the same target proportions.
+    are independent samples of the same distribution, labelled by the same thresholds.
 
     Args:
         train_queries: queries in ``"train"`` (>= 1); likewise ``vali_queries``, ``test_queries``.
