@@ -549,7 +549,8 @@ class ListMLELoss(nn.Module):
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         tie_break: ``"random"`` (default: equal labels ordered by a fresh random permutation on
             every call, from a private ``torch.Generator``) or ``"input_order"``.
-        seed: seed of the private generator; None seeds it from the OS (non-reproducible).
+        seed: seed of the private generator; None uses ``torch.initial_seed()`` (the seed of
+            the last ``torch.manual_seed``), so seeded runs stay reproducible.
     """
 
     def __init__(self, *, reduction: str = "mean", tie_break: str = "random", seed: Optional[int] = None) -> None:
@@ -561,11 +562,9 @@ class ListMLELoss(nn.Module):
         self.seed = seed
         self.generator: Optional[torch.Generator] = None
         if tie_break == "random":
-            self.generator = torch.Generator()
-            if seed is None:
-                self.generator.seed()
-            else:
-                self.generator.manual_seed(seed)
+            # torch.initial_seed() reads, and does not advance, the global seed: a run seeded
+            # with torch.manual_seed(s) stays reproducible without this loss touching global RNG
+            self.generator = torch.Generator().manual_seed(torch.initial_seed() if seed is None else seed)
 
     def forward(self, scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         return listmle_loss(scores, labels, mask, reduction=self.reduction, generator=self.generator)

@@ -393,3 +393,16 @@ def test_mean_is_over_lists_with_a_real_document(fn):
     per_list = fn(scores, labels, mask, reduction="none")
     assert per_list[3] == 0
     torch.testing.assert_close(fn(scores, labels, mask), per_list.sum() / 4)
+
+
+def test_listmle_module_without_seed_follows_torch_manual_seed_without_consuming_it():
+    scores = torch.randn(2, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    labels = torch.tensor([[1.0, 1, 1, 0, 0, 2], [0.0, 0, 0, 1, 1, 1]], dtype=torch.float64)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        state = torch.get_rng_state()
+        loss = get("listmle")
+        runs.append([float(loss(scores, labels)) for _ in range(3)])
+        assert torch.equal(torch.get_rng_state(), state)  # the global RNG was not advanced
+    assert runs[0] == runs[1] and len(set(runs[0])) > 1
