@@ -117,7 +117,8 @@ def _evaluate(
             f"--scores {scores} has {values.shape[0]} scores but --data {data} has {dataset.n_docs} documents; "
             f"give one score per document, in the data file's row order"
         )
-    options.pop("missing")
+    if options.pop("missing") != "ignore":
+        raise _InputError("--missing applies to --qrels/--run only (every query of --data has its documents)")
     return evaluate_dataset(dataset, values, **options)  # type: ignore[arg-type]
 
 

@@ -103,6 +103,7 @@ def test_skipped_queries_are_json_null(tmp_path):
         (["--gain", "log"], r"gain must be one of \['exp2', 'linear'\], got 'log'"),
         (["--preset", "trec_eval"], r"conventions preset must be one of"),
         (["--ties", "average", "--metrics", "map"], r"ties='average' is not supported by \['map'\]"),
+        (["--missing", "zero"], r"--missing applies to --qrels/--run only"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(scored, args, message):
