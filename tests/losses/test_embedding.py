@@ -190,3 +190,36 @@ def test_mining_bad_inputs():
         batch_triplet_loss(torch.zeros(2, 2, 2), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match=r"called as loss\(embeddings, classes\), got 3 inputs"):
         get("triplet", mining="batch_hard")(emb, emb, emb)
+
+
+PAIR_LOSSES = {
+    "contrastive": lambda a, b, c, **kw: contrastive_loss(a, b, c > 0, margin=2.5, **kw),
+    "contrastive_cosine": lambda a, b, c, **kw: contrastive_loss(a, b, c > 0, distance="cosine", margin=0.7, **kw),
+    "cosine_embedding": lambda a, b, c, **kw: cosine_embedding_loss(a, b, torch.where(c > 0, 1, -1), margin=0.1, **kw),
+    "triplet": lambda a, b, c, **kw: triplet_margin_loss(a, b, c.unsqueeze(-1) * b, margin=2.0, swap=True, **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(PAIR_LOSSES))
+def test_pair_losses_batch_dims_reductions_and_gradcheck(name):
+    fn = PAIR_LOSSES[name]
+    a, b = randn(2, 3, 4, seed=20), randn(2, 3, 4, seed=21)
+    c = torch.tensor([[1.0, -1.0, 1.0], [-1.0, -1.0, 1.0]], dtype=torch.float64)
+    none = fn(a, b, c, reduction="none")
+    assert none.shape == (2, 3)
+    torch.testing.assert_close(none, fn(a.reshape(6, 4), b.reshape(6, 4), c.reshape(6), reduction="none").reshape(2, 3))
+    torch.testing.assert_close(none.sum(), fn(a, b, c, reduction="sum"))
+    torch.testing.assert_close(none.mean(), fn(a, b, c, reduction="mean"))
+    assert float(none.sum()) > 0
+    leaves = (a.clone().requires_grad_(True), b.clone().requires_grad_(True))
+    assert torch.autograd.gradcheck(lambda x, y: fn(x, y, c), leaves)
+
+
+@pytest.mark.parametrize("mining", ["batch_all", "batch_hard", "semi_hard"])
+def test_mining_gradcheck_and_none_sums_to_sum(mining):
+    emb = randn(9, 3, seed=22)
+    classes = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0, 3])
+    none = batch_triplet_loss(emb, classes, mining=mining, margin=1.5, reduction="none")
+    torch.testing.assert_close(none.sum(), batch_triplet_loss(emb, classes, mining=mining, margin=1.5, reduction="sum"))
+    leaf = emb.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda e: batch_triplet_loss(e, classes, mining=mining, margin=1.5), (leaf,))
