@@ -232,7 +232,9 @@ def batch_triplet_loss(
       TensorFlow Addons convention); ``"mean"`` averages over positive pairs whose anchor has
       a negative; ``"none"`` gives each anchor's sum over its positives ``[N]``.
 
-    ``"sum"`` always equals ``"none"`` summed.
+    ``"sum"`` always equals ``"none"`` summed. Ties in a max/min share its gradient evenly.
+    Memory: ``"batch_all"`` and ``"semi_hard"`` build ``[N, N, N]`` tensors (N = 256: 64 MiB
+    each in float32); ``"batch_hard"`` stays ``[N, N]``.
 
     Args:
         embeddings: ``[N, D]`` embeddings.
