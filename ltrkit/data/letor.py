@@ -47,7 +47,6 @@ _COMPRESSORS: dict[str, Callable] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": 
 _CHUNK_BYTES = 32 << 20
 _SLOW_CAPACITY = 1024
 _WRITE_BLOCK = 4096
-_MAX_EXACT_INT = 2**24
 
 
 class LetorFormatError(ValueError):
@@ -170,7 +169,7 @@ class _Source:
         if opener is not None:
             try:
                 with opener(path, "rb") as f:
-                    self.data = np.frombuffer(f.read(), dtype=np.uint8)
+                    self.data = _read_all(f)
             except (EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
                 if isinstance(exc, FileNotFoundError):
                     raise
@@ -269,6 +268,24 @@ class _Source:
 
     def text(self, start: int, end: int) -> str:
         return self.bytes(start, end).decode("utf-8", "replace")
+
+
+def _read_all(f: io.BufferedIOBase) -> np.ndarray:
+    """All bytes of a (decompressing) stream as a uint8 array, with a peak of about the data
+    size plus one piece (``f.read()`` would join pieces and hold the data twice)."""
+    pieces = []
+    while True:
+        piece = f.read(_CHUNK_BYTES)
+        if not piece:
+            break
+        pieces.append(piece)
+    data = np.empty(sum(len(p) for p in pieces), dtype=np.uint8)
+    pos = 0
+    for k in range(len(pieces)):
+        piece, pieces[k] = pieces[k], b""
+        data[pos : pos + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
+        pos += len(piece)
+    return data
 
 
 _PROBLEMS = {
@@ -587,17 +604,14 @@ def read_group_file(path: PathLike, *, n_docs: Optional[int] = None, data_path: 
     return result
 
 
-def _format_numbers(values: np.ndarray) -> np.ndarray:
-    """Shortest strings that read back to the same float32 (integers without ``.0``)."""
-    values = np.asarray(values, dtype=np.float32)
-    text = values.astype(str)
-    negative_zero = (values == 0) & np.signbit(values)
-    integral = (values == np.trunc(values)) & (np.abs(values) < _MAX_EXACT_INT) & ~negative_zero
-    if integral.any():
-        text = text.astype(object)
-        text[integral] = values[integral].astype(np.int64).astype(str)
-        text = text.astype(str)
-    return text
+def _format_numbers(values: np.ndarray) -> list[str]:
+    """Shortest strings that read back to the same float32, integers without ``.0``.
+
+    numpy's float32 ``str`` is the shortest round-tripping form (Dragon4 in unique mode); a
+    trailing ``.0`` only ever follows an integral value, so dropping it changes nothing on read.
+    """
+    text = np.asarray(values, dtype=np.float32).astype(str).tolist()
+    return [t[:-2] if t.endswith(".0") else t for t in text]
 
 
 def _check_writable(dataset: RankingDataset, index_base: int) -> None:
@@ -636,10 +650,10 @@ def _write_lines(
                 bad = a + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
                 raise ValueError(f"{dataset.source}: features of row {bad} contain NaN/inf, which LETOR files cannot hold")
             rows, cols = np.nonzero((block != 0) | np.signbit(block))
-            tokens = np.strings.add(np.strings.add((cols + index_base).astype(str), ":"), _format_numbers(block[rows, cols]))
-            tokens = tokens.tolist()
+            values = _format_numbers(block[rows, cols])
+            tokens = [f"{c}:{v}" for c, v in zip((cols + index_base).tolist(), values)]
             ends = np.cumsum(np.bincount(rows, minlength=b - a)).tolist()
-            label_text = _format_numbers(dataset.labels[a:b]).tolist()
+            label_text = _format_numbers(dataset.labels[a:b])
             lines = []
             begin = 0
             for j in range(b - a):
