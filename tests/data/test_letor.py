@@ -477,3 +477,13 @@ def test_reading_without_preadv_gives_the_same_arrays(monkeypatch):
     got = read_letor(MQ / "train.txt", n_threads=2)
     assert_same(got, expected)
     assert got.doc_ids.tolist() == expected.doc_ids.tolist() and got.qids.tolist() == expected.qids.tolist()
+
+
+def test_compressed_file_read_in_pieces_and_chunks(tmp_path, monkeypatch):
+    path = tmp_path / "train.txt.gz"
+    path.write_bytes(gzip.compress((MQ / "train.txt").read_bytes()))
+    monkeypatch.setattr(letor, "_CHUNK_BYTES", 1000)
+    got = read_letor(path, n_threads=2)
+    expected = read_letor(MQ / "train.txt")
+    assert_same(got, expected)
+    assert got.doc_ids.tolist() == expected.doc_ids.tolist()
