@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ltrkit.data.batching import Batch, BatchLoader, scores_to_rows
 from ltrkit.data.dataset import RankingDataset
@@ -226,3 +228,39 @@ def test_bad_inputs():
         scores_to_rows(batch, torch.zeros(2, 2), np.zeros(5))
     with pytest.raises(ValueError, match="out has only 3 rows"):
         scores_to_rows(batch, torch.zeros(2, 3), np.zeros(3))
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(
+    lengths=st.lists(st.integers(0, 40), min_size=0, max_size=30),
+    batch_size=st.integers(1, 9),
+    shuffle=st.booleans(),
+    bucket=st.booleans(),
+    max_slate=st.one_of(st.none(), st.integers(1, 12)),
+    truncation=st.sampled_from(["random", "top_label"]),
+    max_docs=st.one_of(st.none(), st.integers(1, 120)),
+    drop_empty=st.booleans(),
+    epoch=st.integers(0, 3),
+)
+def test_invariants_hold_for_any_configuration(lengths, batch_size, shuffle, bucket, max_slate, truncation, max_docs, drop_empty, epoch):
+    dataset = make_dataset(lengths)
+    loader = BatchLoader(
+        dataset, batch_size, shuffle=shuffle, seed=epoch, bucket_by_length=bucket, max_slate_length=max_slate,
+        truncation=truncation, max_docs_per_batch=max_docs, drop_empty=drop_empty,
+    )
+    loader.set_epoch(epoch)
+    expected_lengths = dataset.list_lengths if max_slate is None else np.minimum(dataset.list_lengths, max_slate)
+    seen, cells, real = [], 0, 0
+    for batch in loader:
+        check_batch_content(batch, dataset)
+        assert 1 <= len(batch) <= batch_size
+        if max_docs is not None and len(batch) > 1:
+            assert batch.mask.numel() <= max_docs
+        np.testing.assert_array_equal(batch.mask.sum(dim=1).numpy(), expected_lengths[batch.query_index.numpy()])
+        seen.extend(batch.query_index.tolist())
+        cells += batch.mask.numel()
+        real += int(batch.mask.sum())
+    wanted = [q for q in range(len(lengths)) if lengths[q] > 0 or not drop_empty]
+    assert sorted(seen) == wanted
+    assert len(loader) == sum(1 for _ in loader)
+    assert loader.padding_fraction() == pytest.approx(0.0 if cells == 0 else 1 - real / cells)
