@@ -203,6 +203,8 @@ class BatchLoader:
         return plan
 
     def __len__(self) -> int:
+        """Batches in the current epoch. The same for every epoch, except with
+        ``max_docs_per_batch`` and ``shuffle`` but no bucketing (the cuts follow the order)."""
         return int(self._plan()[1].shape[0] - 1)
 
     def padding_fraction(self) -> float:
