@@ -104,11 +104,11 @@ def _is_nonfinite_word(buf, i, end):
 
 @njit(inline="always")
 def parse_number(buf, i, end, pow10, exact_pow10):
-    """Parse a decimal float token ``buf[i:end]`` (the whole range must be the number).
+    """Parse the float token starting at ``buf[i]``; it ends at whitespace, ``#`` or ``end``.
 
-    Returns ``(value_float32_as_float64, status)``. Plain decimals of at most 15 digits (the
-    common case: ``3``, ``0.352941``, ``-12.5``) take a short exact path; anything else (an
-    exponent, longer mantissas, errors) goes to :func:`_parse_number_full`.
+    Returns ``(value_float32_as_float64, status, token_end)``. Plain decimals of at most 15
+    digits (the common case: ``3``, ``0.352941``, ``-12.5``) take a short exact path; anything
+    else (an exponent, longer mantissas, errors) goes to :func:`_parse_number_full`.
     """
     p = i
     neg = False
@@ -136,13 +136,16 @@ def parse_number(buf, i, end, pow10, exact_pow10):
             p += 1
         n_frac = p - first
         n_digits += n_frac
-    if p != end or n_digits == 0 or n_digits > 15:
-        return _parse_number_full(buf, i, end, pow10, exact_pow10)
+    at_end = p == end or _is_space(buf[p]) or buf[p] == 35
+    if not at_end or n_digits == 0 or n_digits > 15:
+        tok_end = _token_end(buf, p, end)
+        value, status = _parse_number_full(buf, i, tok_end, pow10, exact_pow10)
+        return value, status, tok_end
     # mant < 10**15 < 2**53 and n_frac <= 15: one correctly rounded division (Clinger).
     value32 = np.float32(float(mant) / exact_pow10[n_frac])
     if neg:
         value32 = -value32
-    return float(value32), NUM_OK
+    return float(value32), NUM_OK, p
 
 
 @njit(nogil=True, cache=True)
@@ -360,8 +363,7 @@ def fill_chunk(
             p += 1
         if p == line_end or buf[p] == 35:
             continue
-        tok_end = _token_end(buf, p, line_end)
-        value, status = parse_number(buf, p, tok_end, pow10, exact_pow10)
+        value, status, tok_end = parse_number(buf, p, line_end, pow10, exact_pow10)
         if status == NUM_BAD or status == NUM_NONFINITE:
             out[F_ERR] = BAD_LABEL if status == NUM_BAD else NONFINITE_LABEL
             out[F_ERR_LINE] = line
@@ -399,14 +401,15 @@ def fill_chunk(
                     _doc_id_span(buf, p + 1, line_end, doc_span, local)
                 break
             tok = p
-            tok_end = _token_end(buf, p, line_end)
             idx = 0
             q = p
+            # Pass 1 checked that the token starts with digits and ':'.
             while buf[q] != 58:
                 idx = idx * 10 + (buf[q] - 48)
                 q += 1
             col = idx - base
             err = OK
+            tok_end = q + 1
             if col < 0:
                 err = INDEX_ZERO
             elif col >= n_features:
@@ -414,10 +417,10 @@ def fill_chunk(
             elif seen[col] == row:
                 err = DUPLICATE_INDEX
             if err == OK:
-                if q + 1 == tok_end:
+                if q + 1 == line_end or _is_space(buf[q + 1]) or buf[q + 1] == 35:
                     err = MISSING_VALUE
                 else:
-                    value, status = parse_number(buf, q + 1, tok_end, pow10, exact_pow10)
+                    value, status, tok_end = parse_number(buf, q + 1, line_end, pow10, exact_pow10)
                     if status == NUM_BAD:
                         err = BAD_VALUE
                     elif status == NUM_NONFINITE:
@@ -432,7 +435,7 @@ def fill_chunk(
                 out[F_ERR] = err
                 out[F_ERR_LINE] = line
                 out[F_ERR_TOK] = tok
-                out[F_ERR_TOKEND] = tok_end
+                out[F_ERR_TOKEND] = _token_end(buf, tok, line_end)
                 return out
             seen[col] = row
             features[row, col] = value

@@ -241,12 +241,13 @@ class _Source:
     def chunks(self, n_threads: int) -> list[tuple[int, int]]:
         """Line-aligned ``(start, end)`` byte ranges covering the file."""
         n_chunks = max(n_threads, -(-self.size // _CHUNK_BYTES))
-        bounds = [0]
+        # A UTF-8 byte order mark (files saved by some Windows editors) is not data.
+        bounds = [3 if self.bytes(0, 3) == b"\xef\xbb\xbf" else 0]
         for k in range(1, n_chunks):
             cut = self.find_newline(max(k * self.size // n_chunks, bounds[-1]))
             if cut > bounds[-1]:
                 bounds.append(cut)
-        if bounds[-1] != self.size:
+        if bounds[-1] != self.size or len(bounds) == 1:
             bounds.append(self.size)
         return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 

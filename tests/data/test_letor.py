@@ -487,3 +487,11 @@ def test_compressed_file_read_in_pieces_and_chunks(tmp_path, monkeypatch):
     expected = read_letor(MQ / "train.txt")
     assert_same(got, expected)
     assert got.doc_ids.tolist() == expected.doc_ids.tolist()
+
+
+def test_utf8_byte_order_mark_is_skipped(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    plain = tmp_path / "plain.txt"
+    plain.write_text(GOOD)
+    assert_same(read_letor(path), read_letor(plain))
