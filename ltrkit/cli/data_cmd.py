@@ -53,17 +53,10 @@ def _load(path: Path, *, query_file: Optional[Path], index_base: str, regroup: b
     options = {"index_base": _index_base(index_base), "regroup": regroup}
     if query_file is not None:
         options["query_file"] = query_file
-    data_errors = (LetorFormatError, CacheError, FileNotFoundError, ValueError)
     try:
         return load_dataset(path, cache=cache, **options)
-    except data_errors as error:
+    except (LetorFormatError, CacheError, FileNotFoundError, ValueError) as error:
         _fail(str(error))
-    except BufferError as error:
-        # the parser's cleanup can fail while a format error is propagating (its memory map
-        # still has views in the traceback); report the format error, which is the real cause
-        if isinstance(error.__context__, data_errors):
-            _fail(str(error.__context__))
-        raise
 
 
 @data_app.command("generate")
