@@ -456,7 +456,8 @@ def _doc_id_span(buf, p, line_end, doc_span, row):
         e -= 1
     doc_span[row, 0] = p
     doc_span[row, 1] = e
-    if e - p >= 5 and buf[p] == 100 and buf[p + 1] == 111 and buf[p + 2] == 99 and buf[p + 3] == 105 and buf[p + 4] == 100:
+    is_docid = e - p >= 5 and buf[p] == 100 and buf[p + 1] == 111 and buf[p + 2] == 99
+    if is_docid and buf[p + 3] == 105 and buf[p + 4] == 100:
         q = p + 5
         while q < e and _is_space(buf[q]):
             q += 1

@@ -222,10 +222,11 @@ def load_dataset(
     if path.is_dir():
         return load_cache(path)
     folder = cache_folder_for(path, cache_dir)
+    query_file = read_options.get("query_file")
     options = {
         "index_base": read_options.get("index_base", "auto"),
         "n_features": read_options.get("n_features"),
-        "query_file": None if read_options.get("query_file") is None else str(Path(read_options["query_file"]).resolve()),
+        "query_file": None if query_file is None else str(Path(query_file).resolve()),
         "regroup": bool(read_options.get("regroup", False)),
     }
     if cache and is_cache_folder(folder):

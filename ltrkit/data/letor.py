@@ -174,7 +174,8 @@ class _Source:
                 if isinstance(exc, FileNotFoundError):
                     raise
                 raise LetorFormatError(
-                    path, None, "compression", f"cannot decompress {path.suffix} data ({exc}); the file is truncated or corrupt"
+                    path, None, "compression",
+                    f"cannot decompress {path.suffix} data ({exc}); the file is truncated or corrupt",
                 ) from None
             self.size = len(self.data)
         else:
@@ -563,7 +564,9 @@ def _group_by_qid(
     return offsets, seg_qids[firsts], order
 
 
-def read_group_file(path: PathLike, *, n_docs: Optional[int] = None, data_path: Optional[PathLike] = None) -> np.ndarray:
+def read_group_file(
+    path: PathLike, *, n_docs: Optional[int] = None, data_path: Optional[PathLike] = None
+) -> np.ndarray:
     """Read a LightGBM/XGBoost group file: one positive integer (query size) per line.
 
     Blank lines are skipped. Returns ``[n_queries]`` int64 sizes.
@@ -580,7 +583,8 @@ def read_group_file(path: PathLike, *, n_docs: Optional[int] = None, data_path: 
     except (EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise LetorFormatError(path, None, "compression", f"cannot decompress ({exc}); the file is truncated or corrupt") from None
+        problem = f"cannot decompress ({exc}); the file is truncated or corrupt"
+        raise LetorFormatError(path, None, "compression", problem) from None
     sizes = []
     for number, text in enumerate(lines, start=1):
         text = text.strip()
@@ -649,7 +653,9 @@ def _write_lines(
             block = np.asarray(dataset.features[a:b], dtype=np.float32)
             if not np.isfinite(block).all():
                 bad = a + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-                raise ValueError(f"{dataset.source}: features of row {bad} contain NaN/inf, which LETOR files cannot hold")
+                raise ValueError(
+                    f"{dataset.source}: features of row {bad} contain NaN/inf, which LETOR files cannot hold"
+                )
             rows, cols = np.nonzero((block != 0) | np.signbit(block))
             values = _format_numbers(block[rows, cols])
             tokens = [f"{c}:{v}" for c, v in zip((cols + index_base).tolist(), values)]
@@ -722,7 +728,8 @@ def write_libsvm(
     _check_writable(dataset, index_base)
     lengths = dataset.list_lengths
     if (lengths == 0).any():
-        raise ValueError(f"{dataset.source}: query {int(np.flatnonzero(lengths == 0)[0])} has no documents; group files cannot hold size 0")
+        empty = int(np.flatnonzero(lengths == 0)[0])
+        raise ValueError(f"{dataset.source}: query {empty} has no documents; group files cannot hold size 0")
     group_path = Path(str(path) + ".query") if group_path is None else Path(group_path)
     _write_lines(dataset, path, index_base=index_base, write_qids=False, write_doc_ids=write_doc_ids)
     _atomic_write(group_path, ["".join(f"{n}\n" for n in lengths.tolist())])
