@@ -55,7 +55,7 @@ def _load(path: Path, *, query_file: Optional[Path], index_base: str, regroup: b
         options["query_file"] = query_file
     try:
         return load_dataset(path, cache=cache, **options)
-    except (LetorFormatError, CacheError, FileNotFoundError, ValueError) as error:
+    except (LetorFormatError, CacheError, OSError, ValueError) as error:
         _fail(str(error))
 
 
