@@ -309,12 +309,24 @@ class EvaluationResult:
         }
 
 
-def _docid_desc_permutation(doc_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Row permutation putting each query's documents in descending document-id order."""
-    # np.unique orders str by code point, which equals strcmp's UTF-8 byte order
-    _, codes = np.unique(np.asarray(doc_ids).astype(str), return_inverse=True)
+def _docid_desc_permutation(doc_ids: Optional[np.ndarray], lengths: np.ndarray) -> np.ndarray:
+    """Row permutation putting each query's documents in descending document-id order.
+
+    ``doc_ids=None`` stands for the positional ids ``"<qid>_<position>"``: within a query they
+    share the prefix, so their order is that of the positions' decimal strings, found without
+    building a string per document.
+    """
     query_of_row = np.repeat(np.arange(lengths.shape[0]), lengths)
-    return np.lexsort((-codes.reshape(-1).astype(np.int64), query_of_row))
+    if doc_ids is None:
+        positions = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        width = int(lengths.max(initial=0))
+        text_rank = np.empty(width, dtype=np.int64)
+        text_rank[np.argsort(np.arange(width).astype(str), kind="stable")] = np.arange(width)
+        codes = text_rank[positions]
+    else:
+        # np.unique orders str by code point, which equals strcmp's UTF-8 byte order
+        codes = np.unique(np.asarray(doc_ids).astype(str), return_inverse=True)[1].reshape(-1)
+    return np.lexsort((-codes.astype(np.int64), query_of_row))
 
 
 def positional_doc_ids(qids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -339,8 +351,6 @@ def _evaluate_flat(
     lengths = np.diff(offsets)
     tensor_conv = dict(conv)
     if conv["ties"] == "docid_desc":
-        if doc_ids is None:
-            doc_ids = positional_doc_ids(np.asarray(qids), lengths)
         perm = _docid_desc_permutation(doc_ids, lengths)
         scores, labels = scores[perm], labels[perm]
         retrieved = None if retrieved is None else retrieved[perm]

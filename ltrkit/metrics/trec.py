@@ -201,7 +201,7 @@ def write_trec_run(
     query_of_row = np.repeat(np.arange(dataset.n_queries), lengths)
     # Rank order = lexicographic (query, -score, tie key, row): built by one lexsort.
     if ties == "docid_desc":
-        prior = _docid_desc_permutation(doc_ids, lengths)
+        prior = _docid_desc_permutation(dataset.doc_ids, lengths)
     elif ties in ("pessimistic", "optimistic"):
         labels = np.asarray(dataset.labels, dtype=np.float64)
         prior = np.lexsort((labels if ties == "pessimistic" else -labels, query_of_row))
