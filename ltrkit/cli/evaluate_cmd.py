@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import typer
@@ -24,10 +24,6 @@ import typer
 from ltrkit.metrics.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate_dataset, evaluate_run
 
 USAGE_ERROR = 2
-
-
-class _InputError(ValueError):
-    """A problem with the command's inputs, reported as one line on stderr."""
 
 
 def read_scores(path: Path) -> np.ndarray:
@@ -95,31 +91,33 @@ def _evaluate(
     scores: Optional[Path],
     qrels: Optional[Path],
     run: Optional[Path],
+    *,
     cache: bool,
-    **options: object,
+    missing: str,
+    **options: Any,
 ) -> EvaluationResult:
-    if (data is None) != (scores is None) or (qrels is None) != (run is None):
-        raise _InputError("give --data with --scores, or --qrels with --run")
-    if (data is None) == (qrels is None):
-        raise _InputError("give either --data/--scores or --qrels/--run (exactly one pair)")
-    if qrels is not None and run is not None:
+    if data is not None and scores is not None and qrels is None and run is None:
+        if missing != "ignore":
+            raise ValueError("--missing applies to --qrels/--run only (every query of --data has its documents)")
+        if not data.exists():
+            raise ValueError(f"--data {data}: no such file or folder")
+        from ltrkit.data.cache import load_dataset
+
+        dataset = load_dataset(data, cache=cache)
+        values = read_scores(scores)
+        if values.shape[0] != dataset.n_docs:
+            raise ValueError(
+                f"--scores {scores} has {values.shape[0]} scores but --data {data} has {dataset.n_docs} documents; "
+                f"give one score per document, in the data file's row order"
+            )
+        return evaluate_dataset(dataset, values, **options)
+    if qrels is not None and run is not None and data is None and scores is None:
         from ltrkit.metrics.trec import read_qrels, read_run
 
-        return evaluate_run(read_qrels(qrels), read_run(run), **options)  # type: ignore[arg-type]
-    from ltrkit.data.cache import load_dataset
-
-    if not data.exists():  # type: ignore[union-attr]
-        raise _InputError(f"--data {data}: no such file or folder")
-    dataset = load_dataset(data, cache=cache)  # type: ignore[arg-type]
-    values = read_scores(scores)  # type: ignore[arg-type]
-    if values.shape[0] != dataset.n_docs:
-        raise _InputError(
-            f"--scores {scores} has {values.shape[0]} scores but --data {data} has {dataset.n_docs} documents; "
-            f"give one score per document, in the data file's row order"
-        )
-    if options.pop("missing") != "ignore":
-        raise _InputError("--missing applies to --qrels/--run only (every query of --data has its documents)")
-    return evaluate_dataset(dataset, values, **options)  # type: ignore[arg-type]
+        return evaluate_run(read_qrels(qrels), read_run(run), missing=missing, **options)
+    if (data is None) != (scores is None) or (qrels is None) != (run is None):
+        raise ValueError("give --data with --scores, or --qrels with --run")
+    raise ValueError("give either --data/--scores or --qrels/--run (exactly one pair)")
 
 
 def evaluate(
@@ -142,7 +140,7 @@ def evaluate(
     """Evaluate ranking scores with IR metrics (NDCG, MAP, MRR, ERR, P@k, recall@k)."""
     try:
         result = _evaluate(
-            data, scores, qrels, run, cache,
+            data, scores, qrels, run, cache=cache,
             metrics=metrics, conventions=preset, gain=gain, empty=empty, ties=ties,
             relevance_threshold=threshold, max_grade=max_grade, missing=missing,
         )
