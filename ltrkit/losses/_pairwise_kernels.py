@@ -12,19 +12,49 @@ relevant one the RankNet cost is ``softplus(-x_ij) = -log sigmoid(x_ij)`` and
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch.autograd.function import once_differentiable
 
-# Elements per [B, rows, cols] block: 2^21 float32 values (8 MiB) keeps the dozen temporaries of
-# one block inside the caches of a small CPU while amortising the per-op dispatch overhead.
-BLOCK_ELEMENTS = 1 << 21
+# Elements per [B, rows, cols] block: 2^18 float32 values (1 MiB) keeps the temporaries of one
+# block in the caches of a small CPU and below glibc's mmap threshold churn, while amortising
+# the per-op dispatch overhead.
+BLOCK_ELEMENTS = 1 << 18
+
+# A term function maps (rows, cols) slices to the two [B, rows, cols] tensors of a block:
+# ``cost`` (each pair's cost times its weight, 0 for non-pairs) and ``grad`` (its derivative
+# with respect to s_i; the derivative with respect to s_j is -grad).
+PairTerms = Callable[[slice, slice], Tuple[torch.Tensor, torch.Tensor]]
 
 
 def rows_per_chunk(batch: int, cols: int, block_elements: int = BLOCK_ELEMENTS) -> int:
     """How many rows of a ``[batch, rows, cols]`` block fit in ``block_elements`` values (>= 1)."""
     return max(1, block_elements // max(1, batch * cols))
+
+
+def _accumulate(terms: PairTerms, like: torch.Tensor, top: int, block_elements: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Sum a symmetric pair cost over the pairs with at least one index below ``top``.
+
+    Rows ``[a, b)`` are paired with columns ``[a, L)`` only, so each unordered pair is visited
+    once (plus the small ``[a, b) x [a, b)`` square, where it is visited twice and weighs half):
+    about half the work of the full ``L x L`` matrix. Row sums of ``grad`` go to the rows, minus
+    column sums of the off-square part to the columns.
+    """
+    batch, length = like.shape
+    value = like.new_zeros(batch)
+    lambdas = torch.zeros_like(like)
+    step = rows_per_chunk(batch, length, block_elements)
+    for start in range(0, top, step):
+        stop = min(top, start + step)
+        width = stop - start
+        cost, grad = terms(slice(start, stop), slice(start, length))
+        cost[:, :, :width].mul_(0.5)
+        value += cost.sum(dim=(1, 2))
+        lambdas[:, start:stop] += grad.sum(dim=2)
+        if stop < length:
+            lambdas[:, stop:] -= grad[:, :, width:].sum(dim=1)
+    return value, lambdas
 
 
 def ranknet_value_and_lambdas(
@@ -38,40 +68,36 @@ def ranknet_value_and_lambdas(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-list RankNet cost summed over unordered pairs ``[B]`` and its lambdas ``[B, L]``.
 
-    Every unordered pair appears twice among the ordered pairs ``(i, j)`` with the same cost, so
-    the value is half the sum over ordered pairs and the lambda of document ``i`` is the plain
-    row sum ``sum_j sigma * (sigmoid(x_ij) - target_ij)``.
+    ``lambda_i = sum_j sigma * (sigmoid(x_ij) - target_ij)`` over the pairs of ``i``.
     """
-    batch, length = scores.shape
     scores = scores.masked_fill(~mask, 0.0)
-    valid = mask.to(scores.dtype)
-    value = scores.new_zeros(batch)
-    lambdas = torch.empty_like(scores)
-    step = rows_per_chunk(batch, length, block_elements)
-    cols = torch.arange(length, device=scores.device)
-    for start in range(0, length, step):
-        stop = min(length, start + step)
-        x = scores[:, start:stop, None] - scores[:, None, :]
+    valid = None if bool(mask.all()) else mask.to(scores.dtype)
+
+    def terms(rows: slice, cols: slice) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = scores[:, rows, None] - scores[:, None, cols]
         if sigma != 1.0:
             x.mul_(sigma)
-        # sign of l_i - l_j, zero for pairs touching padding: the pair weight and the target at once
-        sign = torch.sign(labels[:, start:stop, None] - labels[:, None, :])
-        sign.mul_(valid[:, start:stop, None]).mul_(valid[:, None, :])
+        # sign of l_j - l_i: +1 when the column document is the more relevant one
+        flip = torch.sub(labels[:, None, cols], labels[:, rows, None]).sign_()
+        if valid is not None:
+            flip.mul_(valid[:, rows, None]).mul_(valid[:, None, cols])
         if include_ties:
-            pair = valid[:, start:stop, None] * valid[:, None, :]
-            pair[:, cols[start:stop] - start, cols[start:stop]] = 0.0  # the diagonal is no pair
-            target = sign.add(1.0).mul_(0.5)
-            # C = softplus(-x) + (1 - target) * x ; dC/dx = sigmoid(x) - target
-            cost = torch.nn.functional.softplus(-x).add_(x * (1.0 - target)).mul_(pair)
+            pair = torch.ones_like(x) if valid is None else valid[:, rows, None] * valid[:, None, cols]
+            width = rows.stop - rows.start
+            diagonal = torch.arange(width, device=x.device)
+            pair[:, diagonal, diagonal] = 0.0
+            target = flip.neg_().add_(1.0).mul_(0.5)  # (1 + sign(l_i - l_j)) / 2
+            # C = softplus(-x) + (1 - target) x ;  dC/dx = sigmoid(x) - target
             grad = torch.sigmoid(x).sub_(target).mul_(pair)
-        else:
-            z = x.mul_(sign).neg_()  # -x for more-relevant rows, +x for less-relevant ones
-            cost = torch.nn.functional.softplus(z).mul_(sign.abs())
-            # dC/dx_ij = -sign * sigmoid(-sign * x) = -sign * sigmoid(z)
-            grad = torch.sigmoid(z).mul_(sign).neg_()
-        value += cost.sum(dim=(1, 2))
-        lambdas[:, start:stop] = grad.sum(dim=2)
-    return value * 0.5, lambdas * sigma
+            cost = torch.nn.functional.softplus(-x).add_(x.mul_(target.neg_().add_(1.0))).mul_(pair)
+            return cost, grad.mul_(sigma)
+        # pairs with l_i > l_j cost softplus(-x), pairs with l_i < l_j cost softplus(x): softplus(flip x)
+        z = x.mul_(flip)
+        grad = torch.sigmoid(z).mul_(flip).mul_(sigma)
+        cost = torch.nn.functional.softplus(z).mul_(flip.abs_())
+        return cost, grad
+
+    return _accumulate(terms, scores, scores.shape[-1], block_elements)
 
 
 def lambdarank_value_and_lambdas(
@@ -90,41 +116,25 @@ def lambdarank_value_and_lambdas(
     ``G_i / IDCG`` (0 for padding and for lists with IDCG 0), ``discounts`` the truncated
     ``1 / log2(1 + rank)`` (0 beyond ``top`` and for padding), ``valid`` the float mask.
     A pair weighs ``|dNDCG_ij| = |g_i - g_j| * |d_i - d_j|``; only pairs with at least one document
-    among the first ``top`` positions can be non-zero, so rows run over ``[0, top)`` only:
-    the block of columns ``[0, top)`` holds each pair twice (half value, row sums), the block
-    ``[top, L)`` holds each pair once (full value, row sums and minus column sums).
+    among the first ``top`` positions can weigh anything, so rows run over ``[0, top)`` only.
     """
-    batch, length = scores.shape
-    value = scores.new_zeros(batch)
-    lambdas = torch.zeros_like(scores)
-    for col_start, col_stop, twice in ((0, top, True), (top, length, False)):
-        if col_stop <= col_start:
-            continue
-        s_cols = scores[:, None, col_start:col_stop]
-        g_cols = gains[:, None, col_start:col_stop]
-        d_cols = discounts[:, None, col_start:col_stop]
-        v_cols = valid[:, None, col_start:col_stop]
-        step = rows_per_chunk(batch, col_stop - col_start, block_elements)
-        for start in range(0, top, step):
-            stop = min(top, start + step)
-            x = scores[:, start:stop, None] - s_cols
-            if sigma != 1.0:
-                x.mul_(sigma)
-            delta = (gains[:, start:stop, None] - g_cols).mul_(v_cols).mul_(valid[:, start:stop, None])
-            weight = (discounts[:, start:stop, None] - d_cols).abs_().mul_(delta)  # signed |dD| * dg
-            z = x.mul_(torch.sign(delta)).neg_()
-            cost = torch.nn.functional.softplus(z).mul_(weight.abs())
-            # d(|w| C)/dx_ij = -|w| sign(dg) sigmoid(z) = -(signed weight) * sigmoid(z)
-            grad = torch.sigmoid(z).mul_(weight)
-            block_value = cost.sum(dim=(1, 2))
-            if twice:
-                value += 0.5 * block_value
-                lambdas[:, start:stop] -= grad.sum(dim=2)
-            else:
-                value += block_value
-                lambdas[:, start:stop] -= grad.sum(dim=2)
-                lambdas[:, col_start:col_stop] += grad.sum(dim=1)
-    return value, lambdas * sigma
+    masked = not bool((valid != 0).all())
+
+    def terms(rows: slice, cols: slice) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = scores[:, rows, None] - scores[:, None, cols]
+        if sigma != 1.0:
+            x.mul_(sigma)
+        # signed weight: (g_j - g_i) |d_i - d_j|, positive when the column document is more relevant
+        weight = torch.sub(discounts[:, rows, None], discounts[:, None, cols]).abs_()
+        weight.mul_(torch.sub(gains[:, None, cols], gains[:, rows, None]))
+        if masked:
+            weight.mul_(valid[:, rows, None]).mul_(valid[:, None, cols])
+        z = x.mul_(torch.sign(weight))
+        grad = torch.sigmoid(z).mul_(weight).mul_(sigma)
+        cost = torch.nn.functional.softplus(z).mul_(weight.abs_())
+        return cost, grad
+
+    return _accumulate(terms, scores, top, block_elements)
 
 
 class RankNetFunction(torch.autograd.Function):
