@@ -1,6 +1,6 @@
 """NDCG@10 and MAP over 30,000 queries x 120 documents: ltrkit vs ranx vs pytrec_eval.
 
-Random graded labels (0-4) and random float64 scores (no ties), the same data for every library, one run.
+Random graded labels (0-4) and random distinct scores (a random permutation per query), the same data for every library, one run.
 Two timings per library, reported separately:
 
 * ``metric``: the computation alone, on inputs already in the library's own form (ltrkit:
@@ -57,9 +57,9 @@ def main() -> None:
     n_q, n_d = args.queries, args.docs
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 5, size=(n_q, n_d)).astype(np.float32)
-    # float64 scores: float32 would tie in about one query in 2,300, and ties are ranked by input
-    # order in ltrkit and ranx but by document id in trec_eval
-    scores = rng.random((n_q, n_d))
+    # distinct scores within each query, exact in float32: ties are ranked by input order in ltrkit
+    # and ranx but by document id in trec_eval, which also rounds scores to float32
+    scores = np.argsort(rng.random((n_q, n_d)), axis=1).astype(np.float64) / n_d
     offsets = np.arange(0, n_q * n_d + 1, n_d, dtype=np.int64)
     qids = np.array([f"q{i}" for i in range(n_q)])
     doc_names = [f"d{j}" for j in range(n_d)]

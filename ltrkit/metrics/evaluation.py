@@ -9,12 +9,16 @@
 
 Conventions are explicit and recorded in every :class:`EvaluationResult`. Two presets:
 
-=========  ========  =========  ==============  ==========  =================================
-preset     gain      empty      ties            threshold   matches
-=========  ========  =========  ==============  ==========  =================================
-ltrkit     exp2      zero       input_order     1           LTR practice (LightGBM gain)
-trec       linear    zero       docid_desc      1           trec_eval / pytrec_eval exactly
-=========  ========  =========  ==============  ==========  =================================
+=========  ========  =====  ===========  =========  ===============  =============================
+preset     gain      empty  ties         threshold  score_precision  matches
+=========  ========  =====  ===========  =========  ===============  =============================
+ltrkit     exp2      zero   input_order  1          exact            LTR practice (LightGBM gain)
+trec       linear    zero   docid_desc   1          float32          trec_eval / pytrec_eval
+=========  ========  =====  ===========  =========  ===============  =============================
+
+``score_precision="float32"`` compares scores after rounding them to float32, because trec_eval
+stores run scores as C ``float``: two float64 scores that round to the same float32 are tied
+there (and ordered by document id). ``"exact"`` compares the scores as given.
 
 ``ties="docid_desc"`` is trec_eval's rule: documents with equal scores are ranked by document id
 in descending byte order (``strcmp``). Datasets without document ids use ``"<qid>_<position>"``
@@ -80,9 +84,10 @@ TIE_RULES_EVAL: tuple[str, ...] = F.TIE_RULES + ("docid_desc",)
 MISSING_RULES: tuple[str, ...] = ("ignore", "zero")
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "ltrkit": {"gain": "exp2", "empty": "zero", "ties": "input_order", "relevance_threshold": 1.0},
-    "trec": {"gain": "linear", "empty": "zero", "ties": "docid_desc", "relevance_threshold": 1.0},
+    "ltrkit": {"gain": "exp2", "empty": "zero", "ties": "input_order", "relevance_threshold": 1.0, "score_precision": "exact"},
+    "trec": {"gain": "linear", "empty": "zero", "ties": "docid_desc", "relevance_threshold": 1.0, "score_precision": "float32"},
 }
+SCORE_PRECISIONS: tuple[str, ...] = ("exact", "float32")
 
 _CHUNK_QUERIES = 1024
 
@@ -156,11 +161,13 @@ def resolve_conventions(
     ties: Optional[str] = None,
     relevance_threshold: Optional[float] = None,
     max_grade: Optional[float] = None,
+    score_precision: Optional[str] = None,
 ) -> dict[str, Any]:
     """Conventions from a preset (``"ltrkit"`` default, or ``"trec"``) with explicit overrides.
 
     Returns a dict with keys ``preset``, ``gain``, ``empty``, ``ties``, ``relevance_threshold``,
-    ``max_grade`` (``None`` = the largest label of the data evaluated), every value validated.
+    ``max_grade`` (``None`` = the largest label of the data evaluated) and ``score_precision``
+    (``"exact"`` or ``"float32"``), every value validated.
 
     Raises:
         ValueError: for an unknown preset or option value.
@@ -182,7 +189,10 @@ def resolve_conventions(
             base["relevance_threshold"] if relevance_threshold is None else relevance_threshold
         ),
         "max_grade": None,
+        "score_precision": base["score_precision"] if score_precision is None else score_precision,
     }
+    if conv["score_precision"] not in SCORE_PRECISIONS:
+        raise ValueError(f"score_precision must be one of {list(SCORE_PRECISIONS)}, got {conv['score_precision']!r}")
     if max_grade is not None:
         if isinstance(max_grade, bool) or not isinstance(max_grade, (int, float)) or not math.isfinite(max_grade) or max_grade < 0:
             raise ValueError(f"max_grade must be a finite number >= 0 or None, got {max_grade!r}")
@@ -349,6 +359,8 @@ def _evaluate_flat(
 ) -> EvaluationResult:
     """Evaluate CSR-laid-out queries in chunks of similar length (shared by datasets and runs)."""
     lengths = np.diff(offsets)
+    if conv["score_precision"] == "float32":
+        scores = scores.astype(np.float32)
     tensor_conv = dict(conv)
     if conv["ties"] == "docid_desc":
         perm = _docid_desc_permutation(doc_ids, lengths)
@@ -412,6 +424,7 @@ def evaluate_dataset(
     ties: Optional[str] = None,
     relevance_threshold: Optional[float] = None,
     max_grade: Optional[float] = None,
+    score_precision: Optional[str] = None,
     batch_size: int = _CHUNK_QUERIES,
 ) -> EvaluationResult:
     """Evaluate one score per document of ``dataset``, query by query.
@@ -430,6 +443,8 @@ def evaluate_dataset(
             ``"docid_desc"`` (trec_eval).
         relevance_threshold: binary relevance is ``label >= relevance_threshold``.
         max_grade: ERR's top grade; ``None`` = the dataset's largest label.
+        score_precision: ``"exact"`` or ``"float32"`` (round scores to float32 first, as
+            trec_eval does).
         batch_size: queries per chunk.
 
     Returns:
@@ -449,7 +464,10 @@ def evaluate_dataset(
         {'a': {'mrr': 1.0}, 'b': {'mrr': 0.5}}
     """
     specs = _parse_all(metrics)
-    conv = resolve_conventions(conventions, gain=gain, empty=empty, ties=ties, relevance_threshold=relevance_threshold, max_grade=max_grade)
+    conv = resolve_conventions(
+        conventions, gain=gain, empty=empty, ties=ties, relevance_threshold=relevance_threshold,
+        max_grade=max_grade, score_precision=score_precision,
+    )
     batch_size = _check_batch_size(batch_size)
     if isinstance(scores, torch.Tensor):
         scores = scores.detach().cpu().numpy()
@@ -488,6 +506,7 @@ def evaluate_run(
     ties: Optional[str] = None,
     relevance_threshold: Optional[float] = None,
     max_grade: Optional[float] = None,
+    score_precision: Optional[str] = None,
     missing: str = "ignore",
     batch_size: int = _CHUNK_QUERIES,
 ) -> EvaluationResult:
@@ -503,8 +522,8 @@ def evaluate_run(
     Args:
         qrels: judgements, e.g. from :func:`ltrkit.metrics.trec.read_qrels`.
         run: scores, e.g. from :func:`ltrkit.metrics.trec.read_run`.
-        metrics, conventions, gain, empty, ties, relevance_threshold, max_grade, batch_size:
-            as :func:`evaluate_dataset`; use ``conventions="trec"`` to reproduce trec_eval.
+        metrics, conventions, gain, empty, ties, relevance_threshold, max_grade,
+            score_precision, batch_size: as :func:`evaluate_dataset`; use ``conventions="trec"`` to reproduce trec_eval.
         missing: ``"ignore"`` or ``"zero"``.
 
     Returns:
@@ -520,7 +539,10 @@ def evaluate_run(
         {'recall': 0.5, 'mrr': 0.5}
     """
     specs = _parse_all(metrics)
-    conv = resolve_conventions(conventions, gain=gain, empty=empty, ties=ties, relevance_threshold=relevance_threshold, max_grade=max_grade)
+    conv = resolve_conventions(
+        conventions, gain=gain, empty=empty, ties=ties, relevance_threshold=relevance_threshold,
+        max_grade=max_grade, score_precision=score_precision,
+    )
     if missing not in MISSING_RULES:
         raise ValueError(f"missing must be one of {list(MISSING_RULES)}, got {missing!r}")
     conv["missing"] = missing

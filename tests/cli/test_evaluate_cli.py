@@ -51,7 +51,7 @@ def test_options_reach_the_conventions(scored):
                     "--gain", "linear", "--empty", "skip", "--ties", "average", "--threshold", "2", "--max-grade", "4")
     assert result.exit_code == 0, result.stderr
     conventions = json.loads(result.stdout)["conventions"]
-    assert conventions == {"preset": "ltrkit", "gain": "linear", "empty": "skip", "ties": "average", "relevance_threshold": 2.0, "max_grade": 4.0}
+    assert conventions == {"preset": "ltrkit", "gain": "linear", "empty": "skip", "ties": "average", "relevance_threshold": 2.0, "max_grade": 4.0, "score_precision": "exact"}
 
 
 def test_table_output(scored):

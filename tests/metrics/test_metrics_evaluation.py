@@ -76,6 +76,20 @@ def test_trec_preset_equals_pytrec_eval(seed):
             assert values[ours] == pytest.approx(expected[qid][theirs], abs=1e-12), (qid, ours)
 
 
+def test_trec_preset_ties_scores_equal_in_float32_as_trec_eval():
+    qrels, run = random_trec(9, ties=False)
+    # float64 scores 1e-9 apart are distinct, but equal once stored as trec_eval's C float
+    near = {q: {d: 1.0 + (i % 3) * 1e-9 for i, d in enumerate(docs)} for q, docs in run.items()}
+    expected = pytrec_values(qrels, near, ["recip_rank", "ndcg_cut.5"])
+    trec = evaluate_run(qrels, near, ["mrr", "ndcg@5"], conventions="trec")
+    exact = evaluate_run(qrels, near, ["mrr", "ndcg@5"], conventions="trec", score_precision="exact")
+    assert trec.conventions["score_precision"] == "float32"
+    for qid, values in trec.per_query.items():
+        assert values["mrr"] == pytest.approx(expected[qid]["recip_rank"], abs=1e-12)
+        assert values["ndcg@5"] == pytest.approx(expected[qid]["ndcg_cut_5"], abs=1e-12)
+    assert any(exact.per_query[q]["mrr"] != trec.per_query[q]["mrr"] for q in trec.per_query)
+
+
 def test_trec_relevance_level_matches_threshold():
     qrels, run = random_trec(2)
     evaluator = pytrec_eval.RelevanceEvaluator(qrels, {"map", "P.5", "recip_rank", "ndcg_cut.5"}, relevance_level=3)
@@ -243,7 +257,7 @@ def test_conventions_are_recorded_and_to_dict_is_json_ready():
     assert set(as_dict) == {"conventions", "mean", "per_query"}
     assert as_dict["conventions"] == {
         "preset": "ltrkit", "gain": "exp2", "empty": "skip", "ties": "input_order",
-        "relevance_threshold": 1.0, "max_grade": float(data.labels.max()),
+        "relevance_threshold": 1.0, "max_grade": float(data.labels.max()), "score_precision": "exact",
     }
     assert as_dict["per_query"]["q3"] == {"err@5": None, "ndcg@3": None}
     assert list(as_dict["per_query"]) == list(data.qids)
@@ -307,6 +321,8 @@ def test_resolve_conventions_errors():
         resolve_conventions("trec_eval")
     with pytest.raises(ValueError, match=r"ties must be one of .*'docid_desc'\], got 'docid'"):
         resolve_conventions(ties="docid")
+    with pytest.raises(ValueError, match=r"score_precision must be one of \['exact', 'float32'\], got 'float16'"):
+        resolve_conventions(score_precision="float16")
 
 
 def test_dataset_input_errors():
