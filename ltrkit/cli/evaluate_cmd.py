@@ -132,6 +132,7 @@ def evaluate(
     ties: Optional[str] = typer.Option(None, "--ties", help="input_order, pessimistic, optimistic, average or docid_desc."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Binary relevance: label >= threshold (default 1)."),
     max_grade: Optional[float] = typer.Option(None, "--max-grade", help="ERR's top grade (default: the largest label)."),
+    score_precision: Optional[str] = typer.Option(None, "--score-precision", help="exact, or float32 (trec_eval stores scores as float; the trec preset's default)."),
     missing: str = typer.Option("ignore", "--missing", help="Qrels queries absent from the run: ignore (trec_eval) or zero (trec_eval -c)."),
     per_query: bool = typer.Option(False, "--per-query", help="Show every query's values."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object {conventions, mean, per_query}."),
@@ -142,7 +143,7 @@ def evaluate(
         result = _evaluate(
             data, scores, qrels, run, cache=cache,
             metrics=metrics, conventions=preset, gain=gain, empty=empty, ties=ties,
-            relevance_threshold=threshold, max_grade=max_grade, missing=missing,
+            relevance_threshold=threshold, max_grade=max_grade, score_precision=score_precision, missing=missing,
         )
     except (ValueError, FileNotFoundError, OSError) as error:
         message = " ".join(str(error).split())

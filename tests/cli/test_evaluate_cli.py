@@ -48,10 +48,11 @@ def test_data_and_scores_json(scored):
 def test_options_reach_the_conventions(scored):
     _, _, path = scored
     result = invoke("--data", str(TEST_FILE), "--scores", str(path), "--no-cache", "--json", "--metrics", "ndcg@5",
-                    "--gain", "linear", "--empty", "skip", "--ties", "average", "--threshold", "2", "--max-grade", "4")
+                    "--gain", "linear", "--empty", "skip", "--ties", "average", "--threshold", "2", "--max-grade", "4",
+                    "--preset", "trec", "--score-precision", "exact")
     assert result.exit_code == 0, result.stderr
     conventions = json.loads(result.stdout)["conventions"]
-    assert conventions == {"preset": "ltrkit", "gain": "linear", "empty": "skip", "ties": "average", "relevance_threshold": 2.0, "max_grade": 4.0, "score_precision": "exact"}
+    assert conventions == {"preset": "trec", "gain": "linear", "empty": "skip", "ties": "average", "relevance_threshold": 2.0, "max_grade": 4.0, "score_precision": "exact"}
 
 
 def test_table_output(scored):
