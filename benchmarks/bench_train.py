@@ -28,7 +28,9 @@ number of lists in the batch, a constant factor that Adam's update is invariant 
 Adam with the same learning rate and no schedule, the same batch size (queries), the same number
 of epochs and the same training slate length (longer lists randomly sampled down, as allRank's
 ``FixLength`` does), on ``torch.set_num_threads(--threads)`` threads. The last epoch's model is
-evaluated (no model selection on validation data).
+evaluated (no model selection on validation data). LightGBM (``LGBMRanker``, lambdarank, 500 trees
+at learning rate 0.05 on the small set, 200 at 0.1 on the synthetic one, 31 leaves) is the GBDT
+reference.
 
 All three are evaluated by the same code, ltrkit's ``ndcg`` on the test split: exp2 gain
 (``2^rel - 1``), tied scores averaged (``ties="average"``, which matters for tree ensembles), and
@@ -58,10 +60,10 @@ from typing import Callable, Dict, Iterator, List, Optional
 import numpy as np
 import torch
 
-from ltrkit.data.dataset import RankingDataset, pad_ragged
+from ltrkit.data.dataset import RankingDataset
 from ltrkit.data.letor import read_letor, write_letor
 from ltrkit.data.synthetic import generate_splits
-from ltrkit.metrics.functional import ndcg
+from ltrkit.metrics import evaluate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO / ".." / "shared" / "data"
@@ -90,9 +92,9 @@ def _relevant_queries(dataset: RankingDataset) -> np.ndarray:
     return np.flatnonzero(has > 0)
 
 
-def load_small(*, seed: int) -> Dict[str, RankingDataset]:
+def load_small(data_dir: Path, *, seed: int) -> Dict[str, RankingDataset]:
     """LightGBM's example: train (80% of rank.train's queries), vali (the other 20%), test."""
-    folder = SHARED_DATA / "lightgbm-rank"
+    folder = data_dir / "lightgbm-rank"
     train = read_letor(folder / "rank.train")
     test = read_letor(folder / "rank.test", n_features=train.n_features)
     order = np.random.default_rng(seed).permutation(train.n_queries)
@@ -136,10 +138,9 @@ def docs_per_epoch(train: RankingDataset, slate_length: int) -> int:
 
 def evaluate(test: RankingDataset, scores: np.ndarray) -> Dict[int, float]:
     """Mean NDCG@k over test queries (exp2 gain, averaged ties, empty queries score 1)."""
-    padded_scores, mask = pad_ragged(scores.astype(np.float64), test.query_offsets)
-    padded_labels, _ = pad_ragged(test.labels.astype(np.float64), test.query_offsets)
-    s, y, m = torch.from_numpy(padded_scores), torch.from_numpy(padded_labels), torch.from_numpy(mask)
-    return {k: float(ndcg(s, y, m, k=k, gain="exp2", empty=EMPTY, ties=TIES).mean()) for k in EVAL_KS}
+    names = [f"ndcg@{k}" for k in EVAL_KS]
+    result = evaluate_dataset(test, scores, names, gain="exp2", empty=EMPTY, ties=TIES)
+    return {k: float(result.mean[f"ndcg@{k}"]) for k in EVAL_KS}
 
 
 # --------------------------------------------------------------------------- contenders
@@ -277,7 +278,7 @@ def run_lightgbm(splits: Dict[str, RankingDataset], opts: argparse.Namespace) ->
     train = splits["train"]
     ranker = lightgbm.LGBMRanker(
         objective="lambdarank", n_estimators=opts.trees, learning_rate=opts.gbdt_lr, num_leaves=31,
-        random_state=opts.seed, n_jobs=opts.threads, verbose=-1,
+        random_state=opts.seed, n_jobs=opts.gbdt_threads, verbose=-1,
     )
     start = time.perf_counter()
     ranker.fit(train.features, train.labels, group=train.list_lengths)
@@ -298,7 +299,9 @@ def bench_dataset(name: str, splits: Dict[str, RankingDataset], opts: argparse.N
           f"longest train list {int(train.list_lengths.max())}")
     print(f"   MLP {train.n_features}->{'->'.join(map(str, opts.hidden))}->1 ReLU dropout={opts.dropout}, "
           f"LambdaLoss NDCG-Loss2++, Adam lr={opts.lr}, batch={opts.batch_size} queries, "
-          f"slate={opts.slate_length}, epochs={opts.epochs}, threads={opts.threads}")
+          f"slate={opts.slate_length}, epochs={opts.epochs}, threads={opts.threads}; "
+          f"LightGBM {opts.trees} trees lr={opts.gbdt_lr}, {opts.gbdt_threads} thread(s)")
+    print(f"   test NDCG: exp2 gain, ties averaged, queries without a relevant document = 1 ({EMPTY!r})")
     outcomes: List[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         folder = Path(tmp)
@@ -337,7 +340,8 @@ def bench_dataset(name: str, splits: Dict[str, RankingDataset], opts: argparse.N
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default="small,synthetic", help="comma list of: small, synthetic")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: 30 small, 5 synthetic)")
+    parser.add_argument("--data-dir", default=str(SHARED_DATA), help="folder holding lightgbm-rank/ (default: ../shared/data)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: 20 small, 2 synthetic)")
     parser.add_argument("--synthetic-queries", type=int, default=5000, help="training queries of the synthetic set")
     parser.add_argument("--batch-size", type=int, default=64, help="queries per batch")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
@@ -347,9 +351,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "--slate-length", type=int, default=None,
         help="training slate length, allRank's slate_length (default: the longest training list, at most 240)",
     )
-    parser.add_argument("--trees", type=int, default=500, help="LightGBM trees")
-    parser.add_argument("--gbdt-lr", type=float, default=0.05, help="LightGBM learning rate")
-    parser.add_argument("--threads", type=int, default=2, help="torch/LightGBM threads")
+    parser.add_argument("--trees", type=int, default=None, help="LightGBM trees (default: 500 small, 200 synthetic)")
+    parser.add_argument("--gbdt-lr", type=float, default=None, help="LightGBM learning rate (default: 0.05 small, 0.1 synthetic)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of both neural contenders")
+    parser.add_argument(
+        "--gbdt-threads", type=int, default=1,
+        help="LightGBM threads (default 1: on a shared, oversubscribed machine its OpenMP barriers make 2 threads "
+             "several times slower than 1; its scores do not depend on it)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-allrank", action="store_true")
     parser.add_argument("--skip-lightgbm", action="store_true")
@@ -362,10 +371,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(opts.threads))
     print(f"bench_train: torch {torch.__version__}, {torch.get_num_threads()} threads, python {sys.version.split()[0]}")
     for name in opts.datasets.split(","):
-        epochs = opts.epochs if opts.epochs is not None else (30 if name == "small" else 5)
-        run_opts = argparse.Namespace(**{**vars(opts), "epochs": epochs})
+        small = name == "small"
+        defaults = {"epochs": 20 if small else 2, "trees": 500 if small else 200, "gbdt_lr": 0.05 if small else 0.1}
+        run_opts = argparse.Namespace(
+            **{**vars(opts), **{key: value for key, value in defaults.items() if getattr(opts, key) is None}}
+        )
         if name == "small":
-            bench_dataset("lightgbm-rank (small, real)", load_small(seed=opts.seed), run_opts)
+            bench_dataset("lightgbm-rank (small, real)", load_small(Path(opts.data_dir), seed=opts.seed), run_opts)
         elif name == "synthetic":
             bench_dataset(f"synthetic MSLR-shaped ({opts.synthetic_queries} train queries)",
                           load_synthetic(opts.synthetic_queries, seed=opts.seed), run_opts)
