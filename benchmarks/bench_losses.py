@@ -7,7 +7,8 @@ Run inside the benchmark venv (``bash benchmarks/allrank_env.sh`` creates it)::
 
 For each (loss, list length L) it times ``loss(scores, labels, mask).backward()`` on one batch of
 64 queries (float32, CPU, ``torch.set_num_threads(2)``, labels uniform in 0..4, every list full),
-taking the median of ``--repeats`` runs (fewer on long lists) after one warm-up, for ltrkit and for allRank's equivalent:
+taking the best of ``--repeats`` runs (fewer on long lists) after one warm-up (the
+minimum: on a shared machine noise only ever adds time), for ltrkit and for allRank's equivalent:
 
 =================  ===========================================  ======================================
 row                ltrkit                                       allRank 1.4.3
@@ -32,8 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import statistics
 import subprocess
 import sys
 import time
@@ -48,9 +47,9 @@ STUBS = ROOT / "benchmarks" / "stubs"
 
 # row name -> (ltrkit registry name, allRank function name, allRank keyword arguments)
 ROWS: Dict[str, Tuple[str, str, Dict[str, object]]] = {
-    "ranknet_matrix": ("ranknet_matrix", "rankNet", {}),
     "ranknet": ("ranknet", "rankNet", {}),
     "lambdarank": ("lambdarank", "lambdaLoss", {"weighing_scheme": "lambdaRank_scheme"}),
+    "ranknet_matrix": ("ranknet_matrix", "rankNet", {}),
     "listnet": ("listnet", "listNet", {}),
     "neural_ndcg": ("neural_ndcg", "neuralNDCG", {}),
 }
@@ -137,7 +136,7 @@ def worker(lib: str, row: str, length: int, repeats: int) -> None:
             times.append(elapsed)
         del loss, leaf
     peak = _rss_kib("VmHWM")
-    print(json.dumps({"ms": 1000 * statistics.median(times), "peak_mib": (peak - before) / 1024}))
+    print(json.dumps({"ms": 1000 * min(times), "peak_mib": (peak - before) / 1024}))
 
 
 def _repeats(repeats: int, length: int) -> int:
@@ -209,7 +208,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     torch = _setup_torch()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH} queries, "
-          f"forward+backward, median of {args.repeats} timed runs after a warm-up "
+          f"forward+backward, best of {args.repeats} timed runs after a warm-up "
           f"({_repeats(args.repeats, 512)} for L=512..1024, {_repeats(args.repeats, 4096)} beyond)")
     print(agreement())
     from ltrkit.losses import names

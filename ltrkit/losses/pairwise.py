@@ -104,8 +104,9 @@ def _flatten(
     """Validate and view ``[..., L]`` inputs as ``[B, L]``; also return the leading shape."""
     scores, labels, mask = check_ranking_inputs(scores, labels, mask)
     lead = scores.shape[:-1]
-    length = scores.shape[-1]
-    return scores.reshape(-1, length), labels.reshape(-1, length), mask.reshape(-1, length), lead
+    # an explicit row count: reshape(-1, 0) is ambiguous for lists of length 0
+    shape = (math.prod(lead), scores.shape[-1])
+    return scores.reshape(shape), labels.reshape(shape), mask.reshape(shape), lead
 
 
 def _reduce(

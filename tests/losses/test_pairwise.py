@@ -410,6 +410,18 @@ def test_gradcheck_float64(name, hp):
     assert torch.autograd.gradcheck(lambda s: loss(s, labels, mask), (scores,))
 
 
+@pytest.mark.parametrize("name, hp", LOSS_CASES)
+@pytest.mark.parametrize("shape", [(3, 0), (0, 5), (2, 0, 4), (0,)])
+def test_empty_inputs_give_zero(name, hp, shape):
+    scores = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    labels = torch.zeros(shape, dtype=torch.float64)
+    assert get(name, reduction="none", **hp)(scores, labels).shape == shape[:-1]
+    loss = get(name, **hp)(scores, labels)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert scores.grad is None or (scores.grad == 0).all()
+
+
 def test_registry_names_kinds_and_hyperparameters():
     assert {"ranknet", "ranknet_matrix", "lambdarank", "lambdaloss", "pairwise_hinge"} <= set(names("list"))
     assert "margin_ranking" in names("embedding")
