@@ -40,7 +40,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=30_000)
     parser.add_argument("--docs", type=int, default=120)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch and numba (ranx) threads")
+    # one thread each by default: pytrec_eval is single-threaded, and on a shared 2-core machine a
+    # second thread mostly waits for a core (measured: torch with 2 threads was 2x slower here)
+    parser.add_argument("--threads", type=int, default=1, help="torch and numba (ranx) threads")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 

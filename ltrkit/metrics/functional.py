@@ -227,16 +227,13 @@ def _descending_order(
     """
     if keyed.device.type != "cpu" or keyed.dtype not in (torch.float32, torch.float64) or keyed.numel() == 0:
         return _stable_descending_order(keyed, labels, ties)
-    values = keyed.detach().numpy()
-    order_np = np.argsort(-values, axis=-1)
-    sorted_values = np.take_along_axis(values, order_np, axis=-1)
-    sorted_ranked = np.take_along_axis(retrieved.numpy(), order_np, axis=-1)
+    order = torch.from_numpy(np.argsort(-keyed.detach().numpy(), axis=-1))
+    sorted_values = torch.gather(keyed, -1, order)
+    sorted_ranked = torch.gather(retrieved, -1, order)
     ties_found = (sorted_values[:, 1:] == sorted_values[:, :-1]) & sorted_ranked[:, 1:] & sorted_ranked[:, :-1]
-    redo = ties_found.any(axis=-1) | real_neginf.numpy().any(axis=-1)
-    order = torch.from_numpy(order_np)
-    if redo.any():
-        rows = torch.from_numpy(np.flatnonzero(redo))
-        order[rows] = _stable_descending_order(keyed[rows], labels[rows], ties)
+    redo = torch.nonzero(ties_found.any(dim=-1) | real_neginf.any(dim=-1)).reshape(-1)
+    if redo.numel():
+        order[redo] = _stable_descending_order(keyed[redo], labels[redo], ties)
     return order
 
 
