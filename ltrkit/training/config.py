@@ -216,7 +216,8 @@ class TrainConfig(_Strict):
         description="scoring model from ltrkit.models",
     )
     loss: ComponentConfig = Field(
-        default_factory=lambda: ComponentConfig(name="lambdarank", args={}), description="list loss from ltrkit.losses"
+        default_factory=lambda: ComponentConfig(name="lambdaloss", args={"weighting": "ndcg_loss2pp"}),
+        description="list loss from ltrkit.losses",
     )
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="optimiser")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="learning-rate schedule")
@@ -229,7 +230,9 @@ class TrainConfig(_Strict):
     seed: int = Field(0, description="seed of model init, dropout, shuffling and slate sampling")
     device: str = Field("auto", description="auto (cuda if available), cpu, cuda or cuda:N")
     num_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (None: all cores)")
-    deterministic: bool = Field(True, description="torch.use_deterministic_algorithms during training")
+    deterministic: bool = Field(
+        True, description="torch.use_deterministic_algorithms on GPUs (CPU runs are deterministic for a fixed seed and thread count)"
+    )
     output: OutputConfig = Field(default_factory=OutputConfig, description="run folder")
 
     @field_validator("device")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ __all__ = [
     "evaluate_scores",
     "metric_conventions",
     "random_scores",
+    "resolved_conventions",
     "score_dataset",
 ]
 
@@ -83,14 +85,21 @@ def best_single_feature(
     then to ``+``. Queries are processed in padded batches (all features of a batch at once), so
     memory is bounded by the batch, not the dataset.
 
+    Args:
+        dataset: the queries to choose on (normally the validation split).
+        metric: the metric to maximise.
+        conventions: keyword arguments of ``evaluate_dataset`` (see :func:`metric_conventions`).
+        batch_size: queries per padded batch.
+
     Returns:
         ``{"feature": column (0-based), "sign": +1 or -1, "value": mean metric on dataset}``.
     """
     from ltrkit.data.batching import BatchLoader
     from ltrkit.metrics import compute_metrics
 
+    accepted = inspect.signature(compute_metrics).parameters
+    conventions = {key: value for key, value in resolved_conventions(conventions).items() if key in accepted and key != "metrics"}
     # compute_metrics has no document ids; trec_eval's docid rule cannot apply to feature scores
-    conventions = dict(conventions)
     if conventions.get("ties") == "docid_desc":
         conventions["ties"] = "input_order"
     metric = canonical_metric(metric)
@@ -116,19 +125,22 @@ def best_single_feature(
 
 
 def metric_conventions(evaluation: Any) -> Dict[str, Any]:
-    """Resolved metric conventions (gain, empty, ties, relevance_threshold, max_grade) of an
-    EvaluationConfig, as keyword arguments of ``evaluate_dataset``/``compute_metrics``."""
+    """Keyword arguments of :func:`ltrkit.metrics.evaluate_dataset` for an EvaluationConfig:
+    the preset plus the conventions the config sets explicitly."""
+    conventions: Dict[str, Any] = {"conventions": evaluation.preset, "relevance_threshold": evaluation.relevance_threshold}
+    for key in ("gain", "empty", "ties"):
+        value = getattr(evaluation, key)
+        if value is not None:
+            conventions[key] = value
+    return conventions
+
+
+def resolved_conventions(conventions: Mapping[str, Any]) -> Dict[str, Any]:
+    """Every convention in force (preset expanded), as :func:`ltrkit.metrics.resolve_conventions` gives them."""
     from ltrkit.metrics import resolve_conventions
 
-    resolved = resolve_conventions(
-        evaluation.preset,
-        gain=evaluation.gain,
-        empty=evaluation.empty,
-        ties=evaluation.ties,
-        relevance_threshold=evaluation.relevance_threshold,
-    )
-    resolved.pop("preset", None)
-    return resolved
+    options = dict(conventions)
+    return resolve_conventions(options.pop("conventions", None), **options)
 
 
 def canonical_metric(name: str) -> str:
