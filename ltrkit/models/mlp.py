@@ -11,12 +11,12 @@ from ltrkit.models._layers import (
     ACTIVATIONS,
     NORMS,
     RankingModel,
+    RealRows,
     check_choice,
     check_dropout,
     check_sizes,
     dense_stack,
     make_input_norm,
-    scatter_rows,
 )
 
 
@@ -28,7 +28,7 @@ class MLPRanker(RankingModel):
 
     Each hidden block is ``Linear -> norm -> activation -> dropout``; with ``residual=True`` the
     block input is added back (through a bias-free projection when the widths differ).
-    The network runs on the real documents only (``features[mask]``), so batch normalisation
+    The network runs on the real documents only (:class:`~ltrkit.models._layers.RealRows`), so batch normalisation
     sees real documents' statistics only and padding never changes a real document's score;
     the output at padded positions is 0.
 
@@ -90,7 +90,8 @@ class MLPRanker(RankingModel):
         }
 
     def score_padded(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        rows = features[mask]
+        real = RealRows(mask)
+        rows = real.gather(features)
         if self.input_norm_layer is not None:
             rows = self.input_norm_layer(rows)
-        return scatter_rows(self.head(self.body(rows)).squeeze(-1), mask)
+        return real.scatter(self.head(self.body(rows)).squeeze(-1))
