@@ -31,7 +31,9 @@ from ltrkit.data.dataset import RankingDataset
 
 __all__ = ["LTRRanker", "NotFittedError"]
 
-_POINTWISE_CHUNK = 4096
+# rows per pseudo-query when a per-document model predicts without qids: the Ranker scores
+# eval_batch_size (256) queries per padded batch, so this bounds a batch at 256 * 256 rows
+_POINTWISE_CHUNK = 256
 
 
 class NotFittedError(ValueError, AttributeError):
