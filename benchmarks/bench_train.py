@@ -7,8 +7,9 @@ Run in the benchmark venv (``bash benchmarks/allrank_env.sh`` creates it)::
 
 Datasets:
 
-* ``small``: LightGBM's lambdarank example (``../shared/data/lightgbm-rank``, libsvm + .query
-  files). It has no validation split: 20% of the training queries (seeded) are held out as one.
+* ``small``: LightGBM's lambdarank example (``<--data-dir>/lightgbm-rank``, default
+  ``../shared/data``; libsvm + .query files). It has no validation split: 20% of the training
+  queries (seeded) are held out as one. The training slate length defaults to its longest list.
 * ``synthetic``: ``ltrkit.data.synthetic.generate_splits`` (MSLR-shaped, 136 features,
   ``--synthetic-queries`` training queries, a tenth of that for validation, a fifth for test).
 
@@ -32,7 +33,7 @@ evaluated (no model selection on validation data). LightGBM (``LGBMRanker``, lam
 at learning rate 0.05 on the small set, 200 at 0.1 on the synthetic one, 31 leaves) is the GBDT
 reference.
 
-All three are evaluated by the same code, ltrkit's ``ndcg`` on the test split: exp2 gain
+All three are evaluated by the same code, ``ltrkit.metrics.evaluate_dataset`` on the test split: exp2 gain
 (``2^rel - 1``), tied scores averaged (``ties="average"``, which matters for tree ensembles), and
 a query without a relevant document scores 1 (``empty="one"``, the LightGBM/allRank convention).
 
@@ -41,6 +42,12 @@ DataLoader inside ``fit``, measured by wrapping the loader; ltrkit: the epoch's 
 from its history). ``fit s/epoch`` is the wall clock of the whole fit divided by epochs, including
 each library's per-epoch evaluation (allRank also re-scores the whole training set every epoch).
 ``docs/s`` = real training documents per epoch (after slate sampling) / ``train s/epoch``.
+ltrkit's ``fit s/epoch`` also carries its fixed per-run costs (run folder, checkpoints, final
+evaluation and report), which dominate on the small set.
+
+Timings on a busy shared machine are dominated by contention: with more runnable threads than
+cores, every OpenMP barrier waits for a descheduled thread, so the op-heavy loops (and
+LightGBM with 2 threads: ``--gbdt-threads``) slow down many times. Compare ratios from one run.
 """
 
 from __future__ import annotations
