@@ -210,7 +210,7 @@ def _metrics_of_ranking(
         if spec.family == "ndcg":
             values = F.ndcg_from_ranking(ranking, k=k, gain=gain, empty=empty)
         elif spec.family == "dcg":
-            values = F._apply_empty(F.dcg_from_ranking(ranking, k=k, gain=gain), F._has_graded(ranking), empty)
+            values = F.dcg_from_ranking(ranking, k=k, gain=gain, empty=empty)
         elif spec.family == "map":
             values = F.ap_from_ranking(ranking, k=k, threshold=threshold, empty=empty)
         elif spec.family == "mrr":

@@ -258,6 +258,7 @@ def _position_weights(base: torch.Tensor, k: Optional[int], ranking: Ranking) ->
 
 
 def _apply_empty(values: torch.Tensor, has_relevant: torch.Tensor, empty: str) -> torch.Tensor:
+    """Replace the values of lists without relevant documents by the ``empty`` rule's value."""
     fill = {"zero": 0.0, "one": 1.0, "skip": math.nan}[empty]
     return torch.where(has_relevant, values, torch.full_like(values, fill))
 
@@ -278,8 +279,10 @@ def _not_averaged(ranking: Ranking, metric: str) -> None:
         )
 
 
-def dcg_from_ranking(ranking: Ranking, *, k: Optional[int], gain: str) -> torch.Tensor:
-    """DCG@k ``[N]`` of a ranked batch (internal)."""
+def dcg_from_ranking(ranking: Ranking, *, k: Optional[int], gain: str, empty: Optional[str] = None) -> torch.Tensor:
+    """DCG@k ``[N]`` of a ranked batch (internal); ``empty`` given = apply that rule."""
+    if empty is not None:
+        return _apply_empty(dcg_from_ranking(ranking, k=k, gain=gain), _has_graded(ranking), empty)
     discounts = rank_discounts(ranking.length, dtype=torch.float64, device=ranking.labels.device)
     if ranking.ties != "average" and k is not None and k < ranking.length:
         gains = gain_values(ranking.labels[:, :k], gain) * ranking.ranked[:, :k]
@@ -309,10 +312,12 @@ def ideal_dcg_from_ranking(ranking: Ranking, *, k: Optional[int], gain: str) -> 
 
 
 def _has_graded(ranking: Ranking) -> torch.Tensor:
+    """``[N]`` bool: the list has a real document with a positive label."""
     return ((ranking.all_labels > 0) & ranking.all_mask).any(dim=-1)
 
 
 def ndcg_from_ranking(ranking: Ranking, *, k: Optional[int], gain: str, empty: str) -> torch.Tensor:
+    """NDCG@k ``[N]`` of a ranked batch (internal; see :func:`ndcg`)."""
     ideal = ideal_dcg_from_ranking(ranking, k=k, gain=gain)
     actual = dcg_from_ranking(ranking, k=k, gain=gain)
     values = torch.where(ideal > 0, actual / ideal.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(actual))
@@ -320,6 +325,7 @@ def ndcg_from_ranking(ranking: Ranking, *, k: Optional[int], gain: str, empty: s
 
 
 def rr_from_ranking(ranking: Ranking, *, k: Optional[int], threshold: float, empty: str) -> torch.Tensor:
+    """RR@k ``[N]`` of a ranked batch (internal; see :func:`reciprocal_rank`)."""
     _not_averaged(ranking, "reciprocal_rank")
     relevant, n_relevant = _binary_relevance(ranking, threshold)
     relevant = relevant[:, :k] if k is not None else relevant
@@ -330,6 +336,7 @@ def rr_from_ranking(ranking: Ranking, *, k: Optional[int], threshold: float, emp
 
 
 def ap_from_ranking(ranking: Ranking, *, k: Optional[int], threshold: float, empty: str) -> torch.Tensor:
+    """AP@k ``[N]`` of a ranked batch (internal; see :func:`average_precision`)."""
     _not_averaged(ranking, "average_precision")
     relevant, n_relevant = _binary_relevance(ranking, threshold)
     relevant = relevant[:, :k] if k is not None else relevant
@@ -340,6 +347,7 @@ def ap_from_ranking(ranking: Ranking, *, k: Optional[int], threshold: float, emp
 
 
 def err_from_ranking(ranking: Ranking, *, k: Optional[int], max_grade: Optional[float], empty: str) -> torch.Tensor:
+    """ERR@k ``[N]`` of a ranked batch (internal; see :func:`err`)."""
     _not_averaged(ranking, "err")
     top = ranking.all_labels.max() if ranking.all_labels.numel() else torch.zeros((), dtype=torch.float64)
     if max_grade is None:
@@ -362,6 +370,7 @@ def err_from_ranking(ranking: Ranking, *, k: Optional[int], max_grade: Optional[
 
 
 def precision_from_ranking(ranking: Ranking, *, k: Optional[int], threshold: float, empty: str) -> torch.Tensor:
+    """P@k ``[N]`` of a ranked batch (internal; see :func:`precision`)."""
     relevant, n_relevant = _binary_relevance(ranking, threshold)
     if k is None:
         n_ranked = ranking.ranked.sum(dim=-1).to(torch.float64)
@@ -373,6 +382,7 @@ def precision_from_ranking(ranking: Ranking, *, k: Optional[int], threshold: flo
 
 
 def recall_from_ranking(ranking: Ranking, *, k: Optional[int], threshold: float, empty: str) -> torch.Tensor:
+    """Recall@k ``[N]`` of a ranked batch (internal; see :func:`recall`)."""
     relevant, n_relevant = _binary_relevance(ranking, threshold)
     ones = torch.ones(ranking.length, dtype=torch.float64, device=relevant.device)
     hits = (relevant * _position_weights(ones, k, ranking)).sum(dim=-1)
@@ -425,8 +435,7 @@ def dcg(
     check_gain(gain)
     check_empty(empty)
     ranking = rank_batch(scores, labels, mask, ties=ties, retrieved=retrieved)
-    values = _apply_empty(dcg_from_ranking(ranking, k=k, gain=gain), _has_graded(ranking), empty)
-    return ranking.restore(values)
+    return ranking.restore(dcg_from_ranking(ranking, k=k, gain=gain, empty=empty))
 
 
 def ndcg(
