@@ -1,6 +1,7 @@
 """``ltrkit train``, ``ltrkit predict`` and ``ltrkit config show|init|schema``.
 
-Exit codes: 0 success; 1 the regression gate failed (the run itself finished); 2 bad input
+Exit codes: 0 success; 1 the regression gate failed (the run itself finished) or the loss
+diverged (NaN/inf); 2 bad input
 (config, data, run folder), reported as one line on stderr without a traceback; 130 interrupted
 (the run folder keeps its last checkpoint: continue with ``ltrkit train --resume RUN_DIR``).
 """
@@ -53,7 +54,7 @@ def train_command(
             result = resume_run(resume, set=overrides, quiet=quiet)
         else:
             result = train(config, set=overrides, overwrite=overwrite, quiet=quiet)
-    except RegressionGateError as error:
+    except (RegressionGateError, FloatingPointError) as error:
         _fail(str(error), code=1)
     except (ConfigError, FileExistsError) as error:
         _fail(_config_error_line(error))

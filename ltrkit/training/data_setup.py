@@ -101,7 +101,8 @@ def prepare_data(
 
     Raises:
         ConfigError: any data problem (see :func:`load_splits`), a training set that filtering
-            empties, a missing validation split when early stopping needs it.
+            empties, a missing validation split when early stopping needs it, a split named in
+            ``expected`` that has no data.
     """
     from ltrkit.data.dataset import filter_queries
     from ltrkit.data.transforms import Normalizer
@@ -125,6 +126,13 @@ def prepare_data(
             ["early_stopping.split: 'vali' needs validation data; set data.vali or data.vali_fraction, or early_stopping.split=train"],
             source="config",
         )
+    missing_gate = [
+        f"expected.{split}: the regression gate needs {split} data, but none is configured"
+        for split in config.expected
+        if raw.get(split) is None
+    ]
+    if missing_gate:
+        raise ConfigError(missing_gate, source="config")
     data = config.data
     summary = {name: split_summary(ds) for name, ds in raw.items() if ds is not None}
     train = filter_queries(

@@ -225,6 +225,14 @@ def test_no_validation_data_for_early_stopping(tmp_path, make_tiny):
         train(make_tiny(tmp_path / "runs", data={**paths, "cache": False}))
 
 
+def test_gate_on_a_missing_split_fails_before_training(tmp_path, make_tiny):
+    paths = _write_split_files(tmp_path / "data")
+    del paths["test"]
+    with pytest.raises(ConfigError, match=r"expected\.test: the regression gate needs test data"):
+        train(make_tiny(tmp_path / "runs", data={**paths, "cache": False}, expected={"test": {"ndcg@10": 0.1}}))
+    assert not (tmp_path / "runs").exists()
+
+
 def test_filtering_everything_fails(tmp_path, make_tiny):
     config = make_tiny(tmp_path / "runs")
     config["data"]["min_docs_per_query"] = 10_000
@@ -264,3 +272,15 @@ def test_learnable_loss_parameters_are_trained(tiny):
 
     fresh = ltrkit.losses.get("ordinal", n_classes=5).state_dict()
     assert any(not torch.equal(fresh[key], first["loss"][key]) for key in fresh)
+
+
+def test_a_diverging_loss_stops_with_a_clear_error(tiny, monkeypatch):
+    import ltrkit.losses
+
+    class NanLoss(torch.nn.Module):
+        def forward(self, scores, labels, mask):
+            return (scores * float("nan")).sum()
+
+    monkeypatch.setattr(ltrkit.losses, "get", lambda name, **args: NanLoss())
+    with pytest.raises(FloatingPointError, match=r"epoch 1: the lambdarank loss became nan; lower optimizer\.lr"):
+        train(tiny)
