@@ -287,6 +287,12 @@ def parse_override(text: str) -> tuple[List[str], Any]:
 
     Raises:
         ConfigError: no ``=``, or an empty key / key segment.
+
+    Example:
+        >>> parse_override("model.args.hidden_sizes=[64, 32]")
+        (['model', 'args', 'hidden_sizes'], [64, 32])
+        >>> parse_override("model.name=mlp")
+        (['model', 'name'], 'mlp')
     """
     key, sep, value_text = text.partition("=")
     key = key.strip()
@@ -309,6 +315,10 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str] | Mapping[s
     mapping ``{"key.path": value}`` (values used as given). Missing intermediate sections are
     created; an intermediate that holds a non-mapping value (or ``null``) is replaced by a new
     section. Unknown keys are not rejected here: validation reports them with their path.
+
+    Example:
+        >>> apply_overrides({"training": {"epochs": 5}}, ["training.batch_size=8", "seed=3"])
+        {'training': {'epochs': 5, 'batch_size': 8}, 'seed': 3}
     """
     result = copy.deepcopy(dict(raw))
     items = (
@@ -343,6 +353,15 @@ def load_config(
 
     Raises:
         ConfigError: listing every problem found, each with its dotted path.
+
+    Example:
+        >>> load_config({"training": {"epochs": 3}}, ["optimizer.lr=0.01"]).optimizer.lr
+        0.01
+        >>> load_config({"training": {"epochs": 0}}, check_components=False)
+        Traceback (most recent call last):
+        ...
+        ltrkit.training.config.ConfigError: config has 1 error(s):
+          - training.epochs: Input should be greater than or equal to 1 (got 0)
     """
     label = "config"
     if source is None:

@@ -28,7 +28,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from ltrkit.training import _io
 from ltrkit.training.config import ConfigError
 
-__all__ = ["RunFolder", "create_run_folder", "default_run_name", "render_report_markdown"]
+__all__ = [
+    "RunFolder",
+    "check_run_folder",
+    "create_run_folder",
+    "default_run_name",
+    "render_report_markdown",
+    "report_table",
+]
 
 
 def default_run_name() -> str:

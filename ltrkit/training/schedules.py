@@ -35,6 +35,11 @@ def lr_factor(step: int, *, config: ScheduleConfig, total_steps: int, steps_per_
 
     with ``W`` warm-up steps, ``T`` total steps, ``r`` = ``min_lr_ratio``, ``E`` = ``step_epochs``
     and ``S`` steps per epoch. Warm-up starts at ``1/W`` (not 0) so the first step already learns.
+
+    Example:
+        >>> config = ScheduleConfig(name="cosine", warmup_steps=2)
+        >>> [round(lr_factor(t, config=config, total_steps=6, steps_per_epoch=3), 3) for t in range(6)]
+        [0.5, 1.0, 1.0, 0.854, 0.5, 0.146]
     """
     warmup = config.warmup_steps
     if step < warmup:

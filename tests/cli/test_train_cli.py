@@ -200,3 +200,25 @@ def test_config_schema_is_json():
     result = _runner().invoke(app, ["config", "schema"])
     assert result.exit_code == 0
     assert "properties" in json.loads(result.stdout)
+
+
+def test_interrupt_keeps_the_last_epoch_and_exits_130(tmp_path, monkeypatch):
+    from ltrkit.training import trainer
+
+    real_epoch = trainer._Session._train_epoch
+
+    def interrupt_second_epoch(self, epoch, *args):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch, *args)
+
+    monkeypatch.setattr(trainer._Session, "_train_epoch", interrupt_second_epoch)
+    result = _runner().invoke(app, ["train", *_tiny_args(tmp_path), "--quiet"])
+    assert result.exit_code == 130
+    assert "--resume" in result.stderr
+    run = tmp_path / "cli"
+    assert (run / "checkpoints" / "last.pt").is_file() and not (run / "report.json").exists()
+    monkeypatch.setattr(trainer._Session, "_train_epoch", real_epoch)
+    result = _runner().invoke(app, ["train", "--resume", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert [record["epoch"] for record in json.loads((run / "history.json").read_text())] == [1, 2]
