@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import platform
 import random
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 import torch
 
+import ltrkit
 from ltrkit.data.dataset import RankingDataset
 from ltrkit.training import _io
 from ltrkit.training.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
@@ -210,7 +212,7 @@ def _torch_settings(config: TrainConfig) -> Iterator[None]:
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     warn_only_before = torch.is_deterministic_algorithms_warn_only_enabled()
     cuda = config.deterministic and _resolved_device_type(config.device) == "cuda"
-    torch.set_num_threads(config.num_threads or os.cpu_count() or 1)
+    torch.set_num_threads(config.num_threads or _available_cores())
     # CPU kernels are deterministic for a fixed thread count already; the switch matters on GPUs
     # (and its first call imports torch's compiler stack, seconds of start-up on a small machine)
     if cuda:
@@ -453,7 +455,10 @@ class _Session:
         baselines = self._baselines(data) if config.evaluation.baselines else {}
         report: Dict[str, Any] = {
             "run_name": folder.path.name,
-            "run_dir": str(folder.path),
+            "run_dir": str(folder.path.resolve()),
+            "device": str(device),
+            "seed": config.seed,
+            "versions": {"ltrkit": ltrkit.__version__, "torch": torch.__version__, "python": platform.python_version()},
             "model": config.model.name,
             "loss": config.loss.name,
             "best_epoch": best_epoch,
@@ -557,6 +562,13 @@ def _amp_dtype(setting: str, device: torch.device) -> Optional[torch.dtype]:
     if setting == "bf16" or torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
+
+
+def _available_cores() -> int:
+    """Cores this process may run on (the affinity mask in containers), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
 
 
 def _resolved_device_type(name: str) -> str:
