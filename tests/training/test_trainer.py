@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,7 +37,12 @@ def test_run_folder_contents_and_report(tiny):
                  "report.json", "report.md", "checkpoints/best.pt", "checkpoints/last.pt",
                  "predictions/test.scores", "predictions/test.trec"):
         assert (run / name).is_file(), name
-    assert any((run / "tensorboard").iterdir())
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("train_loss")] == [1, 2, 3]
+    assert "vali_ndcg_at_10" in events.Tags()["scalars"]
     assert not [p for p in run.rglob("*.tmp")]
 
     history = json.loads((run / "history.json").read_text())
@@ -53,6 +59,7 @@ def test_run_folder_contents_and_report(tiny):
     assert report["best_epoch"] == max(history, key=lambda r: r["vali_ndcg@10"])["epoch"]
     assert "| ndcg@10 |" in (run / "report.md").read_text()
     assert json.loads((run / "config.resolved.json").read_text())["training"]["epochs"] == 3
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_reported_metrics_match_an_independent_evaluation(tiny):
@@ -284,3 +291,21 @@ def test_a_diverging_loss_stops_with_a_clear_error(tiny, monkeypatch):
     monkeypatch.setattr(ltrkit.losses, "get", lambda name, **args: NanLoss())
     with pytest.raises(FloatingPointError, match=r"epoch 1: the lambdarank loss became nan; lower optimizer\.lr"):
         train(tiny)
+
+
+def test_shipped_lightgbm_config_trains_on_the_real_files(tmp_path, monkeypatch):
+    """The example config's relative ../shared/data paths resolve from the repository root."""
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / ".." / "shared" / "data" / "lightgbm-rank" / "rank.train").is_file():
+        pytest.skip("../shared/data is not present")
+    monkeypatch.chdir(repo)
+    result = train(
+        repo / "configs" / "lightgbm_rank.json",
+        set=["training.epochs=2", "data.cache=false", "num_threads=1", f"output.dir={json.dumps(str(tmp_path))}",
+             "output.tensorboard=false", "output.plots=false"],
+    )
+    data = result.report["data"]
+    assert (data["train"]["queries"] + data["vali"]["queries"], data["test"]["queries"]) == (201, 50)
+    assert (data["train"]["documents"] + data["vali"]["documents"], data["test"]["documents"]) == (3005, 768)
+    assert data["train"]["features"] == 300
+    assert len(np.loadtxt(result.run_dir / "predictions" / "test.scores")) == 768
