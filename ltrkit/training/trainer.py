@@ -164,17 +164,48 @@ def resume(
     """Continue an interrupted (or finished) run from ``run_dir/checkpoints/last.pt``.
 
     The run's ``config.resolved.json`` is reloaded; overrides may raise ``training.epochs`` to
-    train longer (any other change makes the continuation differ from an uninterrupted run).
-    With the same config the result equals the uninterrupted run's weights exactly (on CPU).
+    train longer, or change ``early_stopping.patience``, ``expected`` and the TensorBoard/plot
+    switches; anything else would make the continuation a different run and is refused. With
+    the same config the result equals the uninterrupted run's weights exactly (CPU and GPU, same
+    machine). A run that early stopping ended stays ended.
 
     Raises:
-        ConfigError: ``run_dir`` is not a run folder or has no last checkpoint.
+        ConfigError: ``run_dir`` is not a run folder, has no last checkpoint, or an override
+            changes a field that cannot change.
     """
     folder = check_run_folder(run_dir)
     if not folder.checkpoint_path("last").is_file():
         raise ConfigError([f"{str(folder.path)!r} has no checkpoints/last.pt to resume from (no epoch finished)"], source="run")
-    resolved = load_config(folder.config_path, _merge_overrides(set, overrides))
+    saved = load_config(folder.config_path)
+    resolved = load_config(saved, _merge_overrides(set, overrides))
+    before, after = _flat(saved.to_dict()), _flat(resolved.to_dict())
+    changed = [
+        key
+        for key in dict.fromkeys([*before, *after])
+        if before.get(key) != after.get(key) and not key.startswith(_RESUMABLE_CHANGES)
+    ]
+    if changed:
+        raise ConfigError(
+            [f"{key}: cannot change when resuming (only {', '.join(_RESUMABLE_CHANGES)} may change); start a new run instead" for key in changed],
+            source="--resume",
+        )
     return _Session(resolved, quiet=quiet).run_resume(folder, datasets=datasets, on_epoch_end=on_epoch_end)
+
+
+# what may differ between a run's saved config and its resumed config: training longer, patience,
+# the regression gate, and where/how outputs are written
+_RESUMABLE_CHANGES = ("training.epochs", "early_stopping.patience", "expected", "output.tensorboard", "output.plots")
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    flat: Dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value and not path.endswith(".args"):
+            flat.update(_flat(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
 
 
 def _merge_overrides(set_items: Sequence[str], overrides: Mapping[str, Any]) -> Dict[str, Any]:
@@ -243,6 +274,8 @@ class _Session:
         device = resolve_device(self.config.device)
         data = prepare_data(self.config, datasets=datasets)
         folder = create_run_folder(self.config.output.dir, self.config.output.name, overwrite=overwrite)
+        # the saved config names its own folder (a timestamp when output.name was not given)
+        self.config.output.name = folder.path.name
         folder.write_config(self.config.to_dict())
         data.normalizer.save(folder.normalizer_path)
         return self._train(folder, data, device, state=None, on_epoch_end=on_epoch_end)

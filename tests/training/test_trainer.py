@@ -309,3 +309,17 @@ def test_shipped_lightgbm_config_trains_on_the_real_files(tmp_path, monkeypatch)
     assert (data["train"]["documents"] + data["vali"]["documents"], data["test"]["documents"]) == (3005, 768)
     assert data["train"]["features"] == 300
     assert len(np.loadtxt(result.run_dir / "predictions" / "test.scores")) == 768
+
+
+def test_resume_refuses_changes_that_make_another_run(tiny):
+    first = train(tiny, training={"epochs": 1, "batch_size": 8, "max_slate_length": 20})
+    with pytest.raises(ConfigError, match=r"(?s)model\.args: cannot change when resuming.*optimizer\.lr: cannot change"):
+        resume(first.run_dir, set=["optimizer.lr=0.5", "model.args={\"hidden_sizes\": [4]}"])
+    assert resume(first.run_dir, set=["training.epochs=2", "early_stopping.patience=3"]).history[-1]["epoch"] == 2
+
+
+def test_timestamp_run_name_is_saved(tmp_path, make_tiny):
+    config = make_tiny(tmp_path / "runs")
+    config["output"]["name"] = None
+    result = train(config, training={"epochs": 1})
+    assert json.loads((result.run_dir / "config.resolved.json").read_text())["output"]["name"] == result.run_dir.name
