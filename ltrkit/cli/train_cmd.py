@@ -88,20 +88,9 @@ def predict_command(
         _fail(f"--format must be 'scores' or 'trec', got {fmt!r}")
     try:
         ranker = Ranker.load(run, checkpoint=checkpoint)
-        from ltrkit.data.cache import load_dataset
-
         if not data.exists():
             _fail(f"--data: file not found: {str(data)!r}")
-        options = ranker.config.data
-        dataset = load_dataset(
-            data,
-            cache=options.cache,
-            cache_dir=options.cache_dir,
-            index_base=options.index_base,
-            n_features=ranker.n_features,
-            query_file=query_file,
-            regroup=options.regroup,
-        )
+        dataset = ranker.read(data, query_file=query_file)
         scores = ranker.predict(dataset)
         if fmt == "trec":
             from ltrkit.metrics import write_trec_run

@@ -69,35 +69,40 @@ class Ranker:
         normalizer = Normalizer.from_state_dict(state["normalizer"])
         return cls(model, normalizer, config, device=device)
 
-    def predict(self, data: Union[RankingDataset, str, Path], *, query_file: Optional[Union[str, Path]] = None) -> np.ndarray:
-        """Scores ``[n_docs]`` (float32) of a dataset or a LETOR/libsvm file, in its row order.
+    def read(self, path: Union[str, Path], *, query_file: Optional[Union[str, Path]] = None) -> RankingDataset:
+        """Read a LETOR/libsvm file (or cache folder) with the run's data options and feature count.
 
-        Files are read with the run's data options (index base, cache, regroup) and the
-        model's feature count: a file with a feature index beyond it is an error, absent
+        A file with a feature index beyond the model's feature count is an error; absent
         trailing features are zeros (sparse files).
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: a malformed file (:class:`ltrkit.data.letor.LetorFormatError`).
+        """
+        from ltrkit.data.cache import load_dataset
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"data file not found: {str(path)!r}")
+        options = self.config.data
+        return load_dataset(
+            path,
+            cache=options.cache,
+            cache_dir=options.cache_dir,
+            index_base=options.index_base,
+            n_features=self.n_features,
+            query_file=query_file,
+            regroup=options.regroup,
+        )
+
+    def predict(self, data: Union[RankingDataset, str, Path], *, query_file: Optional[Union[str, Path]] = None) -> np.ndarray:
+        """Scores ``[n_docs]`` (float32) of a dataset or a file (see :meth:`read`), in its row order.
 
         Raises:
             ValueError: the data's feature count differs from the model's, or the file is bad.
             FileNotFoundError: no such file.
         """
-        if isinstance(data, RankingDataset):
-            dataset = data
-        else:
-            from ltrkit.data.cache import load_dataset
-
-            path = Path(data)
-            if not path.exists():
-                raise FileNotFoundError(f"data file not found: {str(path)!r}")
-            options = self.config.data
-            dataset = load_dataset(
-                path,
-                cache=options.cache,
-                cache_dir=options.cache_dir,
-                index_base=options.index_base,
-                n_features=self.n_features,
-                query_file=query_file,
-                regroup=options.regroup,
-            )
+        dataset = data if isinstance(data, RankingDataset) else self.read(data, query_file=query_file)
         if dataset.n_features != self.n_features:
             raise ValueError(f"{dataset.source}: has {dataset.n_features} features but the model was trained on {self.n_features}")
         normalised = self.normalizer.transform(dataset)

@@ -222,3 +222,9 @@ def test_interrupt_keeps_the_last_epoch_and_exits_130(tmp_path, monkeypatch):
     result = _runner().invoke(app, ["train", "--resume", str(run), "--quiet"])
     assert result.exit_code == 0, result.output
     assert [record["epoch"] for record in json.loads((run / "history.json").read_text())] == [1, 2]
+
+
+def test_predict_missing_data_file(trained_run, tmp_path):
+    result = _runner().invoke(app, ["predict", "--run", str(trained_run), "--data", str(tmp_path / "none.txt"), "--out", str(tmp_path / "s.txt")])
+    assert result.exit_code == 2 and "--data: file not found" in result.stderr and "none.txt" in result.stderr
+    assert not (tmp_path / "s.txt").exists()
