@@ -22,8 +22,9 @@ __all__ = [
     "score_dataset",
 ]
 
-# a cap on B x L of scoring batches, so 1,250-document lists do not blow up memory
-EVAL_MAX_DOCS_PER_BATCH = 65536
+# a cap on B x L of scoring batches: at L = 1,250 the attention model holds [B, heads, L, L]
+# scores, so B stays around a dozen lists
+EVAL_MAX_DOCS_PER_BATCH = 16384
 
 
 def autocast_context(device: torch.device, dtype: Optional[torch.dtype]) -> contextlib.AbstractContextManager:

@@ -323,3 +323,17 @@ def test_timestamp_run_name_is_saved(tmp_path, make_tiny):
     config["output"]["name"] = None
     result = train(config, training={"epochs": 1})
     assert json.loads((result.run_dir / "config.resolved.json").read_text())["output"]["name"] == result.run_dir.name
+
+
+@pytest.mark.parametrize(
+    ("model", "loss"),
+    [
+        ({"name": "linear", "args": {}}, {"name": "listnet", "args": {}}),
+        ({"name": "attention", "args": {"n_layers": 1, "d_model": 16, "n_heads": 2}}, {"name": "neural_ndcg", "args": {}}),
+    ],
+)
+def test_other_models_and_losses_train_and_predict(tiny, model, loss):
+    result = train(tiny, model=model, loss=loss, training={"epochs": 1, "batch_size": 8}, optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.9})
+    scores = np.loadtxt(result.run_dir / "predictions" / "test.scores")
+    assert np.isfinite(scores).all() and scores.shape == (result.report["data"]["test"]["documents"],)
+    assert result.report["model"] == model["name"] and result.report["loss"] == loss["name"]
