@@ -539,7 +539,9 @@ def _check_loss(name: str, args: Dict[str, Any]) -> List[str]:
         scores = torch.linspace(-1.0, 1.0, 8).reshape(2, 4).requires_grad_(True)
         labels = torch.tensor([[0.0, 1.0, 2.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
         mask = torch.tensor([[True, True, True, True], [True, True, True, False]])
-        loss(scores, labels, mask).backward()
+        value = loss(scores, labels, mask)
+        if value.requires_grad:
+            value.backward()
     except Exception as error:  # any failure here is a bad hyperparameter value; report it
         return [f"loss.args: loss {name!r} rejects {args}: {_one_line(error)}"]
     return []

@@ -433,18 +433,21 @@ class _Session:
             # losses run in float32 whatever the autocast dtype: their sorts and exps need the range
             loss = loss_fn(scores.float(), batch.labels, batch.mask)
             optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if config.training.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, config.training.grad_clip)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            # a batch without any pair/list signal (e.g. only one-document lists) may give a
+            # constant loss with no graph: nothing to learn from it, but the schedule still advances
+            if loss.requires_grad:
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    loss.backward()
+                if config.training.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, config.training.grad_clip)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
             scheduler.step()
             n_lists = int(batch.mask.any(dim=-1).sum())
             loss_value = float(loss.detach())

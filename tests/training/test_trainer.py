@@ -337,3 +337,17 @@ def test_other_models_and_losses_train_and_predict(tiny, model, loss):
     scores = np.loadtxt(result.run_dir / "predictions" / "test.scores")
     assert np.isfinite(scores).all() and scores.shape == (result.report["data"]["test"]["documents"],)
     assert result.report["model"] == model["name"] and result.report["loss"] == loss["name"]
+
+
+def test_a_batch_without_signal_is_skipped_not_fatal(tiny, monkeypatch):
+    import ltrkit.losses
+
+    class ConstantLoss(torch.nn.Module):
+        def forward(self, scores, labels, mask):
+            return torch.zeros(())
+
+    monkeypatch.setattr(ltrkit.losses, "get", lambda name, **args: ConstantLoss())
+    result = train(tiny, training={"epochs": 1}, model={"name": "linear", "args": {}})
+    first = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
+    assert result.history[0]["train_loss"] == 0.0
+    assert first["scheduler"]["last_epoch"] > 0
