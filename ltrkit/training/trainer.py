@@ -434,7 +434,7 @@ class _Session:
             loss = loss_fn(scores.float(), batch.labels, batch.mask)
             optimizer.zero_grad(set_to_none=True)
             # a batch without any pair/list signal (e.g. only one-document lists) may give a
-            # constant loss with no graph: nothing to learn from it, but the schedule still advances
+            # constant loss with no graph: nothing to learn from it, so no optimiser/schedule step
             if loss.requires_grad:
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -448,7 +448,7 @@ class _Session:
                     scaler.update()
                 else:
                     optimizer.step()
-            scheduler.step()
+                scheduler.step()
             n_lists = int(batch.mask.any(dim=-1).sum())
             loss_value = float(loss.detach())
             if not np.isfinite(loss_value):
