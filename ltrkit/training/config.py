@@ -583,7 +583,6 @@ def config_to_yaml(config: Optional[TrainConfig] = None, *, comments: bool = Tru
         lines += [
             "# ltrkit training config. Every field is optional; `ltrkit config show FILE` prints the",
             "# resolved values and `ltrkit train FILE --set key.path=value` overrides any of them.",
-            "",
         ]
     _yaml_lines(config, 0, lines, comments)
     return "\n".join(lines) + "\n"
@@ -600,9 +599,13 @@ def _yaml_lines(model: BaseModel, indent: int, lines: List[str], comments: bool)
             lines.append(f"{pad}{name}:{note}")
             _yaml_lines(value, indent + 1, lines, comments)
             continue
-        plain = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-        dumped = yaml.safe_dump(plain, default_flow_style=True, sort_keys=False).strip()
-        if dumped.endswith("\n..."):
-            dumped = dumped[: -len("\n...")]
+        dumped = yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip()
         dumped = dumped.removesuffix("...").strip()
         lines.append(f"{pad}{name}: {dumped}{note}")
+        section = _model_in(field.annotation)
+        if comments and value is None and section is not None:
+            # an optional section left out: show its fields, commented, so users see what it takes
+            nested: List[str] = []
+            _yaml_lines(section(), indent + 1, nested, comments)
+            lines.append(f"{pad}# {name}:")
+            lines.extend(f"{pad}# {line[len(pad):]}" for line in nested)
