@@ -53,7 +53,7 @@ class ProgressReporter:
             return
         title = (
             f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, lr {record['lr']:.2e}, "
-            f"{record['seconds']:.1f} s, {record['docs_per_s']:,.0f} docs/s" + ("  [best]" if best else "")
+            f"{record['seconds']:.2f} s, {record['docs_per_s']:,.0f} docs/s" + ("  [best]" if best else "")
         )
         table = Table(title=title, title_justify="left")
         table.add_column("split")

@@ -558,7 +558,7 @@ class _Session:
         chosen = best_single_feature(data.split(selection_split), metric=self.stop_metric, conventions=self.conventions)
         scores = chosen["sign"] * np.asarray(test.features[:, chosen["feature"]], dtype=np.float64)
         baselines["single_feature"] = {
-            "label": f"feature {chosen['feature']}{'' if chosen['sign'] > 0 else ' (negated)'}",
+            "label": f"feature col {chosen['feature']}{'' if chosen['sign'] > 0 else ' negated'}",
             "feature_column": chosen["feature"],
             "sign": chosen["sign"],
             "chosen_on": selection_split,
