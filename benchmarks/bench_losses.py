@@ -141,15 +141,13 @@ def worker(lib: str, row: str, length: int, repeats: int) -> None:
 
 def _repeats(repeats: int, length: int) -> int:
     """Fewer timed runs on long lists, where one run already takes seconds."""
-    if length <= 128:
-        return repeats
-    return max(1, repeats - 1) if length <= 1024 else 1
+    return repeats if length <= 128 else max(1, repeats - 1)
 
 
 def measure(lib: str, row: str, length: int, args: argparse.Namespace) -> Dict[str, object]:
     estimate_gib = PAIR_BYTES[(lib, row)] * BATCH * length * length / 2**30
     if estimate_gib > args.memory_guard_gib:
-        return {"note": f"skipped (needs ~{estimate_gib:.0f} GiB)"}
+        return {"note": f"skip:~{estimate_gib:.0f}GiB"}
     repeats = _repeats(args.repeats, length)
     command = [sys.executable, __file__, "--worker", lib, row, str(length), str(repeats)]
     try:
@@ -209,13 +207,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     torch = _setup_torch()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH} queries, "
           f"forward+backward, best of {args.repeats} timed runs after a warm-up "
-          f"({_repeats(args.repeats, 512)} for L=512..1024, {_repeats(args.repeats, 4096)} beyond)")
+          f"({_repeats(args.repeats, 512)} for L > 128)")
     print(agreement())
     from ltrkit.losses import names
 
     header = f"{'loss':<15}{'L':>6}{'ltrkit ms':>12}{'allRank ms':>14}{'speedup':>9}{'ltrkit MiB':>12}{'allRank MiB':>13}"
     print(header)
     print("-" * len(header))
+    print("(skip:~N GiB = estimated footprint above --memory-guard-gib, not run; speedup = allRank ms / ltrkit ms)")
     for row in args.rows:
         if ROWS[row][0] not in names():
             print(f"{row:<15}  not registered in ltrkit.losses yet: skipped")

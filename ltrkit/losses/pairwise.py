@@ -98,6 +98,13 @@ def _check_eps(eps: float) -> float:
     return float(eps)
 
 
+def _describe(value: object) -> str:
+    """How an argument that failed a type check looks, for error messages."""
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of dtype {value.dtype}"
+    return type(value).__name__
+
+
 def _flatten(
     scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor]
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Size]:
@@ -247,12 +254,6 @@ def ranknet_pair_loss(
     if reduction == "sum":
         return cost.sum()
     return cost.sum() / max(cost.numel(), 1)
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of dtype {value.dtype}"
-    return type(value).__name__
 
 
 def ranknet_matrix_loss(
@@ -501,7 +502,8 @@ def lambdaloss(
     under the NDCG weightings. The cost is in bits (log base 2, as in the paper); ``eps > 0`` clamps
     each pair's probability to at least ``eps`` as allRank does (default 0: exact log-sigmoid,
     finite for any score gap). The ``lambdarank`` weighting has the gradient of
-    :func:`lambdarank_loss` divided by ``ln 2``.
+    :func:`lambdarank_loss` divided by ``ln 2``. Differentiated by autograd over the
+    ``[B, n, n]`` pair matrix (``n`` = longest real list of the batch): memory ``O(B n^2)``.
 
     Args:
         scores: ``[..., L]`` floating-point scores.
@@ -542,7 +544,6 @@ def lambdaloss(
     _check_normalize(normalize)
     s, l, m, lead = _flatten(scores, labels, mask)
     s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m)
-    length = s_sorted.shape[-1]
     with torch.no_grad():
         weights, pairs = _lambdaloss_weights(l, m, l_sorted, m_sorted, weighting=weighting, k=k, mu=mu, gain=gain)
     x = sigma * (s_sorted[:, :, None] - s_sorted[:, None, :])
@@ -551,8 +552,7 @@ def lambdaloss(
         bits = bits.clamp(max=-math.log(eps))
     bits = bits / math.log(2.0)
     per_list = (bits * weights * pairs).sum(dim=(1, 2))
-    n_pairs = pairs.sum(dim=(1, 2)).to(s.dtype) if length else s.new_zeros(s.shape[0])
-    return _reduce(per_list, n_pairs, lead, reduction=reduction, normalize=normalize)
+    return _reduce(per_list, pairs.sum(dim=(1, 2)), lead, reduction=reduction, normalize=normalize)
 
 
 def _lambdaloss_weights(
