@@ -170,7 +170,8 @@ def _normalised_gains(
     a ``[B]`` bool telling which lists have IDCG@k > 0."""
     idcg = ideal_dcg(labels, mask, k=k, gain=gain)
     has_idcg = idcg > 0
-    scale = torch.where(has_idcg, 1.0 / torch.where(has_idcg, idcg, torch.ones_like(idcg)), torch.zeros_like(idcg))
+    # 1 / IDCG where it is positive, 0 elsewhere (the inner where keeps the division finite)
+    scale = has_idcg.to(idcg.dtype) / torch.where(has_idcg, idcg, torch.ones_like(idcg))
     return gain_values(sorted_labels, gain) * sorted_mask * scale[:, None], has_idcg
 
 
