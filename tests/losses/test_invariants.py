@@ -191,22 +191,9 @@ def test_a_single_unbatched_list(name):
         torch.testing.assert_close(single, batched.reshape(()), rtol=1e-12, atol=1e-12)
 
 
-# Known failures of losses that live in files this battery's author does not own, reported to
-# their owner; non-strict, so a fix turns them into XPASS without touching this file.
-KNOWN_FAILURES = {
-    (name, "lists-of-length-0"): "pairwise.py reshapes with reshape(-1, L), which is ambiguous for L = 0"
-    for name in ("ranknet", "ranknet_matrix", "lambdarank", "lambdaloss", "pairwise_hinge")
-}
 EMPTY_SHAPES = {"lists-of-length-0": (3, 0), "no-lists": (0, 5), "no-lists-3d": (2, 0, 4)}
 EMPTY_CASES = [
-    pytest.param(
-        name,
-        shape,
-        id=f"{case}-{name}",
-        marks=[pytest.mark.xfail(reason=KNOWN_FAILURES[name, case], strict=False)] if (name, case) in KNOWN_FAILURES else [],
-    )
-    for case, shape in EMPTY_SHAPES.items()
-    for name in LIST_LOSSES
+    pytest.param(name, shape, id=f"{case}-{name}") for case, shape in EMPTY_SHAPES.items() for name in LIST_LOSSES
 ]
 
 
