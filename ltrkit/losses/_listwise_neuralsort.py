@@ -1,10 +1,12 @@
-"""NeuralSort relaxation and log-space Sinkhorn scaling on compacted lists (private).
+"""NeuralSort relaxation and Sinkhorn scaling on compacted lists (private).
 
 Lists here are *compacted*: the ``n`` real documents of a row occupy positions ``0..n-1`` and
 padding the rest, so the padding block of a permutation matrix can be the identity (padded rank
-``r`` holds padded document ``r``). That keeps every row and column of the log matrix with at
-least one finite entry, which is what lets Sinkhorn run in log space with no NaN in forward or
-backward, and it leaves the real ``n x n`` block exactly as if the padding were deleted.
+``r`` holds padded document ``r``). That keeps every row and column of the kernel
+``K = exp(logits - rowmax)`` with a positive entry, so Sinkhorn can run on scaling vectors in
+probability space (two batched matrix-vector products per round, no ``exp`` per round) with no
+NaN in forward or backward, and it leaves the real ``n x n`` block exactly as if the padding
+were deleted.
 """
 
 from __future__ import annotations
@@ -13,33 +15,6 @@ import math
 from typing import Tuple
 
 import torch
-
-
-class _BroadcastLogSumExp(torch.autograd.Function):
-    """``logsumexp(x + vec, dim)`` that keeps only ``x``, ``vec`` and the result for backward.
-
-    A plain ``torch.logsumexp(x + vec)`` saves the ``[B, L, L]`` sum for every Sinkhorn step;
-    here the sum is transient and the softmax weights are recomputed in backward, so the memory
-    held for autograd is ``O(B L)`` per step instead of ``O(B L^2)``.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, vec: torch.Tensor, dim: int) -> torch.Tensor:  # type: ignore[override]
-        out = torch.logsumexp(x + vec, dim=dim)
-        ctx.save_for_backward(x, vec, out)
-        ctx.dim = dim
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        x, vec, out = ctx.saved_tensors
-        dim = ctx.dim
-        weights = x + vec
-        weights.sub_(out.unsqueeze(dim)).exp_().mul_(grad.unsqueeze(dim))
-        other = -2 if dim == -1 else -1
-        grad_vec = weights.sum(dim=other, keepdim=True) if ctx.needs_input_grad[1] else None
-        return (weights if ctx.needs_input_grad[0] else None), grad_vec, None
 
 
 def sum_abs_diff(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -91,27 +66,104 @@ def neural_sort_logits(
     return logits
 
 
-def sinkhorn_potentials(
-    logits: torch.Tensor, *, iterations: int, tol: float
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Row/column log-scalings ``(u [B, L, 1], v [B, 1, L])`` of ``exp(logits)``.
+def sinkhorn_kernel(logits: torch.Tensor) -> torch.Tensor:
+    """``K = exp(logits - rowmax)`` in place of ``logits`` (which autograd must not need).
 
-    ``P = exp(logits + u + v)``; the first step is the row softmax (plain NeuralSort), then up
-    to ``iterations`` rounds of column then row normalisation. It stops early once every column
-    sum of the current (row-normalised) matrix is within ``tol`` of 1 in log space.
+    Every row keeps a 1 (its maximum); the row shift is a constant per row, absorbed by the
+    row scaling, so it is detached and adds no ``[B, L, L]`` tensor to the autograd graph.
     """
-    zeros_col = torch.zeros_like(logits[..., :1, :])
-    u = -_BroadcastLogSumExp.apply(logits, zeros_col, -1).unsqueeze(-1)
-    v = zeros_col
-    # an empty batch (no list, or lists of length 0) has nothing to scale
-    for _ in range(iterations if logits.numel() else 0):
-        v_next = -_BroadcastLogSumExp.apply(logits, u, -2).unsqueeze(-2)
-        # column sums of exp(logits + u + v) are exp(v - v_next)
-        if tol > 0 and bool(((v_next - v).detach().abs().max() < tol).item()):
-            break
-        v = v_next
-        u = -_BroadcastLogSumExp.apply(logits, v, -1).unsqueeze(-1)
-    return u, v
+    if logits.shape[-1] == 0:  # lists of length 0 have no row maximum
+        return logits.exp_()
+    return logits.sub_(logits.detach().amax(dim=-1, keepdim=True)).exp_()
+
+
+def _matvec(kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``K x`` for ``K [B, L, L]`` and ``x [B, L]``."""
+    return torch.bmm(kernel, x.unsqueeze(-1)).squeeze(-1)
+
+
+def _vecmat(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """``K^T x`` for ``K [B, L, L]`` and ``x [B, L]``."""
+    return torch.bmm(x.unsqueeze(-2), kernel).squeeze(-2)
+
+
+class _SinkhornScalings(torch.autograd.Function):
+    """Probability-space Sinkhorn on scaling vectors, with a hand-written backward.
+
+    Forward: ``a_0 = 1 / (K 1)``, then per round ``b_t = 1 / (K^T a_{t-1})`` and
+    ``a_t = 1 / (K b_t)``; denominators are clamped at ``finfo.tiny`` so a column that
+    underflows to 0 gets a huge but finite scaling instead of ``inf`` (its mass stays 0).
+    Backward walks the rounds in reverse with the same matrix-vector products and collects the
+    gradient of ``K`` as a sum of outer products, formed by a single batched matmul
+    ``[B, L, 2T+1] x [B, 2T+1, L]``; autograd would instead add one ``[B, L, L]`` outer product
+    per matrix-vector product. Saved for backward: ``K`` and ``O(B L)`` per round.
+    """
+
+    @staticmethod
+    def forward(ctx, kernel: torch.Tensor, iterations: int, tol: float):  # type: ignore[override]
+        tiny = torch.finfo(kernel.dtype).tiny
+        a = 1.0 / kernel.sum(dim=-1).clamp_min(tiny)
+        b = torch.ones_like(a)
+        a_steps, b_steps = [a], [b]
+        # a sync per round is free on CPU; elsewhere test the tolerance every few rounds only
+        every = 1 if kernel.device.type == "cpu" else 8
+        for step in range(iterations if kernel.numel() else 0):
+            col = _vecmat(a, kernel)
+            # column sums of the current (row-normalised) matrix are b * (K^T a)
+            if tol > 0 and step % every == 0 and bool(((b * col - 1.0).abs().max() < tol).item()):
+                break
+            b = 1.0 / col.clamp_min(tiny)
+            a = 1.0 / _matvec(kernel, b).clamp_min(tiny)
+            a_steps.append(a)
+            b_steps.append(b)
+        ctx.save_for_backward(kernel, *a_steps, *b_steps)
+        ctx.rounds = len(a_steps) - 1
+        return a, b
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_a: torch.Tensor, grad_b: torch.Tensor):  # type: ignore[override]
+        kernel, *steps = ctx.saved_tensors
+        rounds = ctx.rounds
+        a_steps, b_steps = steps[: rounds + 1], steps[rounds + 1 :]
+        huge = 1.0 / torch.finfo(kernel.dtype).tiny
+
+        def through_reciprocal(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+            # d(1/x)/dx = -(1/x)^2, and 0 where the clamp was active (out == 1/tiny)
+            return (-grad * out * out).masked_fill_(out >= huge, 0.0)
+
+        left, right = [], []
+        grad_a = grad_a.clone()
+        grad_b = grad_b.clone() if rounds else None
+        for t in range(rounds, 0, -1):
+            grad_row = through_reciprocal(grad_a, a_steps[t])
+            left.append(grad_row)
+            right.append(b_steps[t])
+            grad_b_t = _vecmat(grad_row, kernel)
+            if grad_b is not None:
+                grad_b_t += grad_b
+                grad_b = None
+            grad_col = through_reciprocal(grad_b_t, b_steps[t])
+            left.append(a_steps[t - 1])
+            right.append(grad_col)
+            grad_a = _matvec(kernel, grad_col)
+        left.append(through_reciprocal(grad_a, a_steps[0]))
+        right.append(b_steps[0])
+        grad_kernel = torch.bmm(torch.stack(left, dim=-1), torch.stack(right, dim=-2))
+        return grad_kernel, None, None
+
+
+def sinkhorn_scalings(kernel: torch.Tensor, *, iterations: int, tol: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Row and column scalings ``(a [B, L], b [B, L])`` with ``P = a[:, :, None] * K * b[:, None, :]``.
+
+    The first step is the row normalisation (plain NeuralSort), then up to ``iterations`` rounds
+    of column then row normalisation. It stops early, before a round, once every column sum of
+    the current (row-normalised) matrix is within ``tol`` of 1 (checked every round on CPU,
+    every 8 rounds elsewhere to avoid a device sync per round). ``K`` must have a positive
+    entry in every row and column (the compacted identity padding block guarantees it for
+    padding); a column that still underflows to 0 keeps 0 mass through a clamped scaling.
+    """
+    return _SinkhornScalings.apply(kernel, iterations, tol)
 
 
 def compact(mask: torch.Tensor) -> torch.Tensor:

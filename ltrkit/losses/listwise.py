@@ -22,7 +22,8 @@ from ltrkit._checks import check_k, check_ranking_inputs, check_reduction
 from ltrkit.losses._listwise_neuralsort import (
     compact,
     neural_sort_logits,
-    sinkhorn_potentials,
+    sinkhorn_kernel,
+    sinkhorn_scalings,
 )
 from ltrkit.losses._listwise_utils import (
     check_choice,
@@ -405,9 +406,9 @@ def neural_sort(
     order = compact(flat_mask)
     real = flat_mask.gather(-1, order)
     s = scores.masked_fill(~mask, 0.0).reshape(n_lists, length).gather(-1, order)
-    logits = neural_sort_logits(s, real, temperature=temperature, rows=length)
-    u, v = sinkhorn_potentials(logits, iterations=sinkhorn_iters, tol=sinkhorn_tol)
-    p = torch.exp(logits + u + v)
+    kernel = sinkhorn_kernel(neural_sort_logits(s, real, temperature=temperature, rows=length))
+    a, b = sinkhorn_scalings(kernel, iterations=sinkhorn_iters, tol=sinkhorn_tol)
+    p = a.unsqueeze(-1) * kernel * b.unsqueeze(-2)
     keep = real.unsqueeze(-1) & real.unsqueeze(-2) & valid.reshape(n_lists, 1, 1)
     p = p * keep
     # move the columns back from compacted to input order
@@ -482,15 +483,17 @@ def neural_ndcg_loss(
     s = scores.masked_fill(~mask, 0.0).reshape(n_lists, length).gather(-1, order)
     gains = (gain_values(labels, gain) * mask).reshape(n_lists, length).gather(-1, order)
     cutoff = length if k is None else min(k, length)
+    discounts = rank_discounts(cutoff, dtype=s.dtype, device=s.device)
     if sinkhorn_iters > 0:
-        logits = neural_sort_logits(s, real, temperature=temperature, rows=length)
-        u, v = sinkhorn_potentials(logits, iterations=sinkhorn_iters, tol=sinkhorn_tol)
-        top = torch.exp(logits[:, :cutoff] + u[:, :cutoff] + v)
+        kernel = sinkhorn_kernel(neural_sort_logits(s, real, temperature=temperature, rows=length))
+        a, b = sinkhorn_scalings(kernel, iterations=sinkhorn_iters, tol=sinkhorn_tol)
+        # sum_r D_r P[r, j] = b_j sum_r (D_r a_r) K[r, j]: one vector-matrix product, no [B, k, L]
+        # product, and b (huge where a column underflowed) only ever meets the tiny K-weighted sum
+        column_weights = torch.bmm((a[:, :cutoff] * discounts).unsqueeze(-2), kernel[:, :cutoff]).squeeze(-2)
+        dcg = (column_weights * b * gains).sum(dim=-1).reshape(lead)
     else:
         top = neural_sort_logits(s, real, temperature=temperature, rows=cutoff).softmax(dim=-1)
-    relaxed_gains = torch.matmul(top, gains.unsqueeze(-1)).squeeze(-1)
-    discounts = rank_discounts(cutoff, dtype=s.dtype, device=s.device)
-    dcg = (relaxed_gains * discounts).sum(dim=-1).reshape(lead)
+        dcg = torch.bmm(discounts.expand(n_lists, 1, cutoff), top).squeeze(-2).mul(gains).sum(dim=-1).reshape(lead)
     per_list = _ndcg_loss_from_dcg(dcg, labels, mask, k, gain)
     return reduce_lists(per_list, valid, reduction)
 
