@@ -12,7 +12,7 @@ were deleted.
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -66,20 +66,30 @@ def neural_sort_logits(
     return logits
 
 
-def sinkhorn_kernel(logits: torch.Tensor) -> torch.Tensor:
-    """``K = exp(logits - rowmax)`` in place of ``logits`` (which autograd must not need).
+def sinkhorn_kernel(logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Kernel ``K [B, L, L]`` (in place of ``logits``) and starting column scaling ``b0 [B, L]``.
 
-    Every row keeps a 1 (its maximum); the row shift is a constant per row, absorbed by the
-    row scaling, so it is detached and adds no ``[B, L, L]`` tensor to the autograd graph.
+    ``exp(logits) = diag(e^rowmax) K diag(b0)`` with ``K = exp(logits - rowmax - colmax)``,
+    where ``colmax`` is the column maximum after the row shift and ``b0 = e^colmax``. Every row
+    and every column of ``K`` then holds an exact 1, so no column underflows to 0 however large
+    the logits, and the scalings of Sinkhorn stay in range. The row factor is absorbed by the
+    first row normalisation; the column factor is carried by ``b0``, so the iterates are those
+    of the unshifted matrix. Both shifts are detached: they cancel in ``P``, so no gradient is
+    lost and no ``[B, L, L]`` tensor is added to the autograd graph. In exact arithmetic
+    ``colmax`` is 0 (each document tops the row of its own rank); in floating point it is the
+    rounding error of the logits.
     """
-    if logits.shape[-1] == 0:  # lists of length 0 have no row maximum
-        return logits.exp_()
-    return logits.sub_(logits.detach().amax(dim=-1, keepdim=True)).exp_()
+    if logits.shape[-1] == 0:  # lists of length 0 have no maximum
+        return logits.exp_(), logits.new_ones(logits.shape[:-1])
+    logits.sub_(logits.detach().amax(dim=-1, keepdim=True))
+    colmax = logits.detach().amax(dim=-2, keepdim=True)
+    return logits.sub_(colmax).exp_(), colmax.squeeze(-2).exp()
 
 
 def _matvec(kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``K x`` for ``K [B, L, L]`` and ``x [B, L]``."""
-    return torch.bmm(kernel, x.unsqueeze(-1)).squeeze(-1)
+    # as the row vector x^T K^T: on CPU this runs about 3x faster than bmm(K, x[..., None])
+    return torch.bmm(x.unsqueeze(-2), kernel.mT).squeeze(-2)
 
 
 def _vecmat(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -90,20 +100,20 @@ def _vecmat(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 class _SinkhornScalings(torch.autograd.Function):
     """Probability-space Sinkhorn on scaling vectors, with a hand-written backward.
 
-    Forward: ``a_0 = 1 / (K 1)``, then per round ``b_t = 1 / (K^T a_{t-1})`` and
-    ``a_t = 1 / (K b_t)``; denominators are clamped at ``finfo.tiny`` so a column that
-    underflows to 0 gets a huge but finite scaling instead of ``inf`` (its mass stays 0).
-    Backward walks the rounds in reverse with the same matrix-vector products and collects the
-    gradient of ``K`` as a sum of outer products, formed by a single batched matmul
-    ``[B, L, 2T+1] x [B, 2T+1, L]``; autograd would instead add one ``[B, L, L]`` outer product
-    per matrix-vector product. Saved for backward: ``K`` and ``O(B L)`` per round.
+    Forward: ``a_0 = 1 / (K b_0)``, then per round ``b_t = 1 / (K^T a_{t-1})`` and
+    ``a_t = 1 / (K b_t)``; denominators are clamped at ``finfo.tiny`` as a last guard (with an
+    exact 1 in every row and column of ``K`` they stay far above it). Backward walks the rounds
+    in reverse with the same matrix-vector products and collects the gradient of ``K`` as a sum
+    of outer products, formed by a single batched matmul ``[B, L, 2T+1] x [B, 2T+1, L]``;
+    autograd would instead add one ``[B, L, L]`` outer product per matrix-vector product.
+    Saved for backward: ``K`` and ``O(B L)`` per round.
     """
 
     @staticmethod
-    def forward(ctx, kernel: torch.Tensor, iterations: int, tol: float):  # type: ignore[override]
+    def forward(ctx, kernel: torch.Tensor, start: torch.Tensor, iterations: int, tol: float):  # type: ignore[override]
         tiny = torch.finfo(kernel.dtype).tiny
-        a = 1.0 / kernel.sum(dim=-1).clamp_min(tiny)
-        b = torch.ones_like(a)
+        b = start
+        a = 1.0 / _matvec(kernel, b).clamp_min(tiny)
         a_steps, b_steps = [a], [b]
         # a sync per round is free on CPU; elsewhere test the tolerance every few rounds only
         every = 1 if kernel.device.type == "cpu" else 8
@@ -133,16 +143,16 @@ class _SinkhornScalings(torch.autograd.Function):
             return (-grad * out * out).masked_fill_(out >= huge, 0.0)
 
         left, right = [], []
-        grad_a = grad_a.clone()
-        grad_b = grad_b.clone() if rounds else None
+        # b_0 is the constant start: a gradient for b only flows when a round replaced it
+        grad_b_out: Optional[torch.Tensor] = grad_b if rounds else None
         for t in range(rounds, 0, -1):
             grad_row = through_reciprocal(grad_a, a_steps[t])
             left.append(grad_row)
             right.append(b_steps[t])
             grad_b_t = _vecmat(grad_row, kernel)
-            if grad_b is not None:
-                grad_b_t += grad_b
-                grad_b = None
+            if grad_b_out is not None:
+                grad_b_t += grad_b_out
+                grad_b_out = None
             grad_col = through_reciprocal(grad_b_t, b_steps[t])
             left.append(a_steps[t - 1])
             right.append(grad_col)
@@ -150,20 +160,22 @@ class _SinkhornScalings(torch.autograd.Function):
         left.append(through_reciprocal(grad_a, a_steps[0]))
         right.append(b_steps[0])
         grad_kernel = torch.bmm(torch.stack(left, dim=-1), torch.stack(right, dim=-2))
-        return grad_kernel, None, None
+        return grad_kernel, None, None, None
 
 
-def sinkhorn_scalings(kernel: torch.Tensor, *, iterations: int, tol: float) -> Tuple[torch.Tensor, torch.Tensor]:
+def sinkhorn_scalings(
+    kernel: torch.Tensor, start: torch.Tensor, *, iterations: int, tol: float
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Row and column scalings ``(a [B, L], b [B, L])`` with ``P = a[:, :, None] * K * b[:, None, :]``.
 
-    The first step is the row normalisation (plain NeuralSort), then up to ``iterations`` rounds
-    of column then row normalisation. It stops early, before a round, once every column sum of
-    the current (row-normalised) matrix is within ``tol`` of 1 (checked every round on CPU,
-    every 8 rounds elsewhere to avoid a device sync per round). ``K`` must have a positive
-    entry in every row and column (the compacted identity padding block guarantees it for
-    padding); a column that still underflows to 0 keeps 0 mass through a clamped scaling.
+    ``kernel`` and ``start`` come from :func:`sinkhorn_kernel`. The first step is the row
+    normalisation of ``K diag(start)`` (plain NeuralSort), then up to ``iterations`` rounds of
+    column then row normalisation. It stops early, before a round, once every column sum of the
+    current (row-normalised) matrix is within ``tol`` of 1 (checked every round on CPU, every 8
+    rounds elsewhere to avoid a device sync per round). ``start`` gets no gradient: it only
+    carries the column shift that :func:`sinkhorn_kernel` took out of ``K``.
     """
-    return _SinkhornScalings.apply(kernel, iterations, tol)
+    return _SinkhornScalings.apply(kernel, start.detach(), iterations, tol)
 
 
 def compact(mask: torch.Tensor) -> torch.Tensor:

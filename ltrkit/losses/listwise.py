@@ -406,8 +406,8 @@ def neural_sort(
     order = compact(flat_mask)
     real = flat_mask.gather(-1, order)
     s = scores.masked_fill(~mask, 0.0).reshape(n_lists, length).gather(-1, order)
-    kernel = sinkhorn_kernel(neural_sort_logits(s, real, temperature=temperature, rows=length))
-    a, b = sinkhorn_scalings(kernel, iterations=sinkhorn_iters, tol=sinkhorn_tol)
+    kernel, start = sinkhorn_kernel(neural_sort_logits(s, real, temperature=temperature, rows=length))
+    a, b = sinkhorn_scalings(kernel, start, iterations=sinkhorn_iters, tol=sinkhorn_tol)
     p = a.unsqueeze(-1) * kernel * b.unsqueeze(-2)
     keep = real.unsqueeze(-1) & real.unsqueeze(-2) & valid.reshape(n_lists, 1, 1)
     p = p * keep
@@ -485,8 +485,8 @@ def neural_ndcg_loss(
     cutoff = length if k is None else min(k, length)
     discounts = rank_discounts(cutoff, dtype=s.dtype, device=s.device)
     if sinkhorn_iters > 0:
-        kernel = sinkhorn_kernel(neural_sort_logits(s, real, temperature=temperature, rows=length))
-        a, b = sinkhorn_scalings(kernel, iterations=sinkhorn_iters, tol=sinkhorn_tol)
+        kernel, start = sinkhorn_kernel(neural_sort_logits(s, real, temperature=temperature, rows=length))
+        a, b = sinkhorn_scalings(kernel, start, iterations=sinkhorn_iters, tol=sinkhorn_tol)
         # sum_r D_r P[r, j] = b_j sum_r (D_r a_r) K[r, j]: one vector-matrix product, no [B, k, L]
         # product, and b (huge where a column underflowed) only ever meets the tiny K-weighted sum
         column_weights = torch.bmm((a[:, :cutoff] * discounts).unsqueeze(-2), kernel[:, :cutoff]).squeeze(-2)
