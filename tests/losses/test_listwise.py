@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ltrkit.losses import get
-from ltrkit.losses._listwise_neuralsort import sum_abs_diff
+from ltrkit.losses._listwise_neuralsort import sinkhorn_kernel, sinkhorn_scalings, sum_abs_diff
 from ltrkit.losses.listwise import (
     approx_ndcg_loss,
     listmle_loss,
@@ -303,6 +303,80 @@ def test_sinkhorn_makes_rows_and_columns_sum_to_one_and_matches_reference():
         n = len(idx)
         want = ref.sinkhorn(ref.neural_sort(scores[b, idx], 0.5), 3)
         torch.testing.assert_close(exact_rounds[b, :n][:, idx], want, rtol=1e-12, atol=1e-12)
+
+
+def _random_kernel(batch, length, seed):
+    gen = torch.Generator().manual_seed(seed)
+    kernel = torch.rand(batch, length, length, generator=gen, dtype=torch.float64) + 0.05
+    start = torch.rand(batch, length, generator=gen, dtype=torch.float64) + 0.5
+    weights = torch.randn(batch, length, length, generator=gen, dtype=torch.float64)
+    return kernel, start, weights
+
+
+@pytest.mark.parametrize("rounds", [0, 1, 5])
+def test_sinkhorn_scalings_match_probability_space_loop_and_its_autograd(rounds):
+    kernel, start, weights = _random_kernel(3, 5, seed=20)
+    leaf = kernel.clone().requires_grad_(True)
+    a, b = sinkhorn_scalings(leaf, start, iterations=rounds, tol=0.0)
+    got = a.unsqueeze(-1) * leaf * b.unsqueeze(-2)
+    (got * weights).sum().backward()
+    ref_leaf = kernel.clone().requires_grad_(True)
+    want = []
+    for i in range(3):
+        m = ref_leaf[i] * start[i]
+        want.append(ref.sinkhorn(m / m.sum(dim=1, keepdim=True), rounds))
+    want = torch.stack(want)
+    (want * weights).sum().backward()
+    torch.testing.assert_close(got, want.detach(), rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(leaf.grad, ref_leaf.grad, rtol=1e-9, atol=1e-11)
+
+
+def test_sinkhorn_scalings_gradcheck_both_outputs():
+    kernel, start, _ = _random_kernel(2, 4, seed=21)
+    kernel.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda k: sinkhorn_scalings(k, start, iterations=3, tol=0.0), (kernel,))
+
+
+def test_sinkhorn_early_stop_equals_the_rounds_it_ran():
+    kernel, start, _ = _random_kernel(2, 6, seed=22)
+    a, b = sinkhorn_scalings(kernel, start, iterations=200, tol=1e-5)
+    sums = (a.unsqueeze(-1) * kernel * b.unsqueeze(-2)).sum(dim=-2)
+    assert float((sums - 1).abs().max()) < 1e-5
+    stopped = [r for r in range(200) if torch.equal(sinkhorn_scalings(kernel, start, iterations=r, tol=0.0)[0], a)]
+    assert stopped and stopped[0] < 200
+    # the tolerance stops before a round: one round fewer would not have met it
+    a_prev, b_prev = sinkhorn_scalings(kernel, start, iterations=stopped[0] - 1, tol=0.0)
+    prev = (a_prev.unsqueeze(-1) * kernel * b_prev.unsqueeze(-2)).sum(dim=-2)
+    assert float((prev - 1).abs().max()) >= 1e-5
+
+
+def test_sinkhorn_kernel_has_a_one_in_every_row_and_column_and_keeps_the_matrix():
+    gen = torch.Generator().manual_seed(23)
+    logits = torch.randn(2, 5, 5, generator=gen, dtype=torch.float64) * 50
+    logits[0, 1, 2] = -torch.inf
+    kernel, start = sinkhorn_kernel(logits.clone())
+    assert torch.all(kernel.amax(dim=-1) == 1) and torch.all(kernel.amax(dim=-2) == 1)
+    # each row of exp(logits) is a multiple of that row of K diag(start): row normalisation agrees
+    rescaled = kernel * start.unsqueeze(-2)
+    torch.testing.assert_close(rescaled / rescaled.sum(dim=-1, keepdim=True), logits.softmax(dim=-1), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("scale, tau", [(1e6, 1e-2), (1e4, 1e-4)])
+def test_neural_ndcg_float32_extreme_logits_finite_and_close_to_float64(scale, tau):
+    gen = torch.Generator().manual_seed(24)
+    # ties at huge scores make logits of ~1e11 in float32: rounding alone would underflow whole
+    # columns of exp(logits - rowmax)
+    scores = (torch.randn(4, 200, generator=gen) * 3).round() * scale
+    labels = torch.randint(0, 5, (4, 200), generator=gen).float()
+    mask = torch.arange(200) < torch.tensor([[200], [150], [7], [1]])
+    values = {}
+    for dtype in (torch.float32, torch.float64):
+        leaf = scores.to(dtype).detach().requires_grad_(True)
+        loss = neural_ndcg_loss(leaf, labels.to(dtype), mask, temperature=tau, reduction="none")
+        loss.sum().backward()
+        assert torch.isfinite(loss).all() and torch.isfinite(leaf.grad).all()
+        values[dtype] = loss.detach().double()
+    torch.testing.assert_close(values[torch.float32], values[torch.float64], rtol=0, atol=1e-3)
 
 
 @pytest.mark.parametrize("k", [None, 3])
