@@ -103,7 +103,8 @@ def sinkhorn_kernel(logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     of the unshifted matrix. Both shifts are detached: they cancel in ``P``, so no gradient is
     lost and no ``[B, L, L]`` tensor is added to the autograd graph. In exact arithmetic
     ``colmax`` is 0 (each document tops the row of its own rank); in floating point it is the
-    rounding error of the logits.
+    rounding error of the logits. Entries of ``K`` below ``3 finfo.tiny`` (and the ``-inf`` of
+    padding) come out as exact zeros, see :class:`_FlooredExp`.
     """
     if logits.shape[-1] == 0:  # lists of length 0 have no maximum
         return logits.exp_(), logits.new_ones(logits.shape[:-1])

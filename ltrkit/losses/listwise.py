@@ -376,7 +376,7 @@ def neural_sort(
     computed over the ``n`` real documents only: columns of padded documents and rows of ranks
     beyond ``n`` are 0, so padded documents never get probability mass, and the real block is
     exactly the matrix of the list with its padding deleted. Every real row sums to 1; with
-    ``sinkhorn_iters > 0`` the real block is Sinkhorn-scaled (in log space) until its columns
+    ``sinkhorn_iters > 0`` the real block is Sinkhorn-scaled until its columns
     sum to 1 as well (within ``sinkhorn_tol``) or the iterations run out. As ``tau -> 0`` it
     tends to the permutation matrix of the descending sort. An all-padding list gives zeros.
 
@@ -439,8 +439,13 @@ def neural_ndcg_loss(
     ``sinkhorn_iters > 0``, as in the paper) and ``G`` the gain, applied before the relaxed
     sort. Padded documents get no probability mass. As ``tau -> 0`` the loss tends to
     ``1 - NDCG@k`` of the ranking by score. A list with IDCG@k = 0 has loss 0. Without
-    Sinkhorn only the first ``k`` rows are built (``[B, k, L]``); with it the full
-    ``[B, L, L]`` matrix is scaled in log space with ``O(B L)`` autograd memory per round.
+    Sinkhorn only the first ``k`` rows are built (``[B, k, L]``); with it the kernel
+    ``K = exp(logits)`` (shifted so every row and column holds an exact 1; entries below
+    ``3 finfo.tiny`` are 0) is built once as ``[B, L, L]`` and the scaling vectors ``a, b`` of
+    ``P_hat = diag(a) K diag(b)`` are iterated in probability space: two batched
+    matrix-vector products per round, ``O(B L)`` autograd memory per round, and a hand-written
+    backward that forms the gradient of ``K`` in one batched matmul. ``P_hat`` itself is never
+    formed: ``sum_r D_r P_hat[r, j] = b_j sum_r D_r a_r K[r, j]``.
 
     Args:
         scores: ``[..., L]`` float scores.
