@@ -124,20 +124,31 @@ def _vecmat(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return torch.bmm(x.unsqueeze(-2), kernel).squeeze(-2)
 
 
-class _SinkhornScalings(torch.autograd.Function):
+class _Sinkhorn(torch.autograd.Function):
     """Probability-space Sinkhorn on scaling vectors, with a hand-written backward.
 
     Forward: ``a_0 = 1 / (K b_0)``, then per round ``b_t = 1 / (K^T a_{t-1})`` and
     ``a_t = 1 / (K b_t)``; denominators are clamped at ``finfo.tiny`` as a last guard (with an
-    exact 1 in every row and column of ``K`` they stay far above it). Backward walks the rounds
-    in reverse with the same matrix-vector products and collects the gradient of ``K`` as a sum
-    of outer products, formed by a single batched matmul ``[B, L, 2T+1] x [B, 2T+1, L]``;
-    autograd would instead add one ``[B, L, L]`` outer product per matrix-vector product.
-    Saved for backward: ``K`` and ``O(B L)`` per round.
+    exact 1 in every row and column of ``K`` they stay far above it). With ``row_weights`` and
+    ``col_weights`` it also returns the weighted sum ``x^T P y`` of ``P = diag(a) K diag(b)``
+    (0 without them), computed as ``sum_j (K^T (x a))_j b_j y_j`` so ``P`` is never formed.
+    Backward walks the rounds in reverse with the same matrix-vector products and collects the
+    gradient of ``K`` as a sum of outer products, formed by a single batched matmul
+    ``[B, L, 2T+2] x [B, 2T+2, L]``; autograd would instead add one ``[B, L, L]`` outer product
+    per matrix-vector product. Saved for backward: ``K`` and ``O(B L)`` per round. ``start``
+    and the weights get no gradient.
     """
 
     @staticmethod
-    def forward(ctx, kernel: torch.Tensor, start: torch.Tensor, iterations: int, tol: float):  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx,
+        kernel: torch.Tensor,
+        start: torch.Tensor,
+        row_weights: Optional[torch.Tensor],
+        col_weights: Optional[torch.Tensor],
+        iterations: int,
+        tol: float,
+    ):
         tiny = torch.finfo(kernel.dtype).tiny
         b = start
         a = 1.0 / _matvec(kernel, b).clamp_min(tiny)
@@ -153,14 +164,18 @@ class _SinkhornScalings(torch.autograd.Function):
             a = 1.0 / _matvec(kernel, b).clamp_min(tiny)
             a_steps.append(a)
             b_steps.append(b)
-        ctx.save_for_backward(kernel, *a_steps, *b_steps)
+        if row_weights is None or col_weights is None:
+            value = a.new_zeros(a.shape[:-1])
+        else:
+            value = (_vecmat(row_weights * a, kernel) * b * col_weights).sum(dim=-1)
+        ctx.save_for_backward(kernel, row_weights, col_weights, *a_steps, *b_steps)
         ctx.rounds = len(a_steps) - 1
-        return a, b
+        return a, b, value
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_a: torch.Tensor, grad_b: torch.Tensor):  # type: ignore[override]
-        kernel, *steps = ctx.saved_tensors
+    def backward(ctx, grad_a: torch.Tensor, grad_b: torch.Tensor, grad_value: torch.Tensor):  # type: ignore[override]
+        kernel, row_weights, col_weights, *steps = ctx.saved_tensors
         rounds = ctx.rounds
         a_steps, b_steps = steps[: rounds + 1], steps[rounds + 1 :]
         huge = 1.0 / torch.finfo(kernel.dtype).tiny
@@ -170,6 +185,14 @@ class _SinkhornScalings(torch.autograd.Function):
             return (-grad * out * out).masked_fill_(out >= huge, 0.0)
 
         left, right = [], []
+        if row_weights is not None and col_weights is not None:
+            # value = x^T K y with x = row_weights * a, y = b * col_weights
+            x = grad_value.unsqueeze(-1) * row_weights * a_steps[-1]
+            y = b_steps[-1] * col_weights
+            left.append(x)
+            right.append(y)
+            grad_a = grad_a + grad_value.unsqueeze(-1) * row_weights * _matvec(kernel, y)
+            grad_b = grad_b + _vecmat(x, kernel) * col_weights
         # b_0 is the constant start: a gradient for b only flows when a round replaced it
         grad_b_out: Optional[torch.Tensor] = grad_b if rounds else None
         for t in range(rounds, 0, -1):
@@ -187,7 +210,7 @@ class _SinkhornScalings(torch.autograd.Function):
         left.append(through_reciprocal(grad_a, a_steps[0]))
         right.append(b_steps[0])
         grad_kernel = torch.bmm(torch.stack(left, dim=-1), torch.stack(right, dim=-2))
-        return grad_kernel, None, None, None
+        return grad_kernel, None, None, None, None, None
 
 
 def sinkhorn_scalings(
@@ -202,7 +225,25 @@ def sinkhorn_scalings(
     rounds elsewhere to avoid a device sync per round). ``start`` gets no gradient: it only
     carries the column shift that :func:`sinkhorn_kernel` took out of ``K``.
     """
-    return _SinkhornScalings.apply(kernel, start.detach(), iterations, tol)
+    a, b, _ = _Sinkhorn.apply(kernel, start.detach(), None, None, iterations, tol)
+    return a, b
+
+
+def sinkhorn_weighted_sum(
+    kernel: torch.Tensor,
+    start: torch.Tensor,
+    row_weights: torch.Tensor,
+    col_weights: torch.Tensor,
+    *,
+    iterations: int,
+    tol: float,
+) -> torch.Tensor:
+    """``sum_{r, j} row_weights[r] P[r, j] col_weights[j]`` per list ``[B]`` for the ``P`` of
+    :func:`sinkhorn_scalings`, without forming ``P``; its gradient reaches ``K`` through the same
+    single batched matmul as the Sinkhorn rounds. The weights ``[B, L]`` are constants (no
+    gradient).
+    """
+    return _Sinkhorn.apply(kernel, start.detach(), row_weights.detach(), col_weights.detach(), iterations, tol)[2]
 
 
 def compact(mask: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from ltrkit.losses._listwise_neuralsort import (
     neural_sort_logits,
     sinkhorn_kernel,
     sinkhorn_scalings,
+    sinkhorn_weighted_sum,
 )
 from ltrkit.losses._listwise_utils import (
     check_choice,
@@ -491,11 +492,10 @@ def neural_ndcg_loss(
     discounts = rank_discounts(cutoff, dtype=s.dtype, device=s.device)
     if sinkhorn_iters > 0:
         kernel, start = sinkhorn_kernel(neural_sort_logits(s, real, temperature=temperature, rows=length))
-        a, b = sinkhorn_scalings(kernel, start, iterations=sinkhorn_iters, tol=sinkhorn_tol)
-        # sum_r D_r P[r, j] = b_j sum_r (D_r a_r) K[r, j]: one vector-matrix product, no [B, k, L]
-        # product, and b (huge where a column underflowed) only ever meets the tiny K-weighted sum
-        column_weights = torch.bmm((a[:, :cutoff] * discounts).unsqueeze(-2), kernel[:, :cutoff]).squeeze(-2)
-        dcg = (column_weights * b * gains).sum(dim=-1).reshape(lead)
+        rank_weights = torch.nn.functional.pad(discounts, (0, length - cutoff)).expand(n_lists, length)
+        dcg = sinkhorn_weighted_sum(
+            kernel, start, rank_weights, gains, iterations=sinkhorn_iters, tol=sinkhorn_tol
+        ).reshape(lead)
     else:
         top = neural_sort_logits(s, real, temperature=temperature, rows=cutoff).softmax(dim=-1)
         dcg = torch.bmm(discounts.expand(n_lists, 1, cutoff), top).squeeze(-2).mul(gains).sum(dim=-1).reshape(lead)

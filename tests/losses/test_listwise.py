@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ltrkit.losses import get
-from ltrkit.losses._listwise_neuralsort import sinkhorn_kernel, sinkhorn_scalings, sum_abs_diff
+from ltrkit.losses._listwise_neuralsort import sinkhorn_kernel, sinkhorn_scalings, sinkhorn_weighted_sum, sum_abs_diff
 from ltrkit.losses.listwise import (
     approx_ndcg_loss,
     listmle_loss,
@@ -328,6 +328,25 @@ def test_sinkhorn_scalings_match_probability_space_loop_and_its_autograd(rounds)
     want = torch.stack(want)
     (want * weights).sum().backward()
     torch.testing.assert_close(got, want.detach(), rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(leaf.grad, ref_leaf.grad, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("rounds", [0, 4])
+def test_sinkhorn_weighted_sum_matches_the_formed_matrix_and_its_autograd(rounds):
+    kernel, start, _ = _random_kernel(3, 6, seed=25)
+    gen = torch.Generator().manual_seed(26)
+    rows, cols = torch.rand(2, 3, 6, generator=gen, dtype=torch.float64)
+    leaf = kernel.clone().requires_grad_(True)
+    got = sinkhorn_weighted_sum(leaf, start, rows, cols, iterations=rounds, tol=0.0)
+    got.backward(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
+    ref_leaf = kernel.clone().requires_grad_(True)
+    want = []
+    for i in range(3):
+        m = ref_leaf[i] * start[i]
+        want.append(rows[i] @ ref.sinkhorn(m / m.sum(dim=1, keepdim=True), rounds) @ cols[i])
+    want = torch.stack(want)
+    want.backward(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(leaf.grad, ref_leaf.grad, rtol=1e-9, atol=1e-11)
 
 
