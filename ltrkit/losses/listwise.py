@@ -577,6 +577,17 @@ class ListMLELoss(nn.Module):
     def forward(self, scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         return listmle_loss(scores, labels, mask, reduction=self.reduction, generator=self.generator)
 
+    # The generator state travels in state_dict so that a checkpointed run resumes with the same
+    # tie-break permutations it would have drawn without the interruption.
+    def get_extra_state(self) -> Optional[torch.Tensor]:
+        return None if self.generator is None else self.generator.get_state()
+
+    def set_extra_state(self, state: Optional[torch.Tensor]) -> None:
+        if (state is None) != (self.generator is None):
+            raise ValueError("ListMLE state_dict does not match this module's tie_break setting")
+        if state is not None:
+            self.generator.set_state(state)
+
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}, tie_break={self.tie_break!r}, seed={self.seed}"
 

@@ -211,6 +211,19 @@ def test_listmle_module_seed_reproducible_and_varies_per_call():
     assert float(fixed(scores, labels)) == float(listmle_loss(scores, labels))
 
 
+def test_listmle_module_state_dict_carries_the_tie_break_generator():
+    scores = torch.randn(3, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    labels = torch.zeros(3, 8, dtype=torch.float64)
+    labels[:, :4] = 1.0
+    interrupted = get("listmle", seed=3)
+    [interrupted(scores, labels) for _ in range(2)]
+    resumed = get("listmle", seed=99)
+    resumed.load_state_dict(interrupted.state_dict())
+    assert [float(resumed(scores, labels)) for _ in range(3)] == [float(interrupted(scores, labels)) for _ in range(3)]
+    with pytest.raises(ValueError, match="does not match this module's tie_break"):
+        get("listmle", tie_break="input_order").load_state_dict(interrupted.state_dict())
+
+
 def test_listmle_bad_generator():
     with pytest.raises(ValueError, match="generator must be a torch.Generator or None, got int"):
         listmle_loss(torch.zeros(1, 2), torch.zeros(1, 2), generator=3)
