@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Optional
 
 import typer
+
+from ltrkit.cli._errors import fail
 
 __all__ = ["register", "data_app"]
 
@@ -28,17 +30,13 @@ _LIBSVM_SUFFIXES = (".libsvm", ".svm")
 _CACHE_SUFFIX = ".ltrcache"
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    raise typer.Exit(2)
-
 
 def _index_base(value: str) -> object:
     if value == "auto":
         return "auto"
     if value in ("0", "1"):
         return int(value)
-    _fail(f"--index-base must be auto, 0 or 1, got {value!r}")
+    fail(f"--index-base must be auto, 0 or 1, got {value!r}")
 
 
 def _load(path: Path, *, query_file: Optional[Path], index_base: str, regroup: bool, cache: bool):
@@ -47,16 +45,16 @@ def _load(path: Path, *, query_file: Optional[Path], index_base: str, regroup: b
     from ltrkit.data.letor import LetorFormatError
 
     if not path.exists():
-        _fail(f"file not found: {path}")
+        fail(f"file not found: {path}")
     if query_file is not None and not query_file.is_file():
-        _fail(f"--query-file: file not found: {query_file}")
+        fail(f"--query-file: file not found: {query_file}")
     options = {"index_base": _index_base(index_base), "regroup": regroup}
     if query_file is not None:
         options["query_file"] = query_file
     try:
         return load_dataset(path, cache=cache, **options)
     except (LetorFormatError, CacheError, OSError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 @data_app.command("generate")
@@ -76,7 +74,7 @@ def generate_command(
     from ltrkit.data.synthetic import DEFAULT_SPLITS, generate_splits
 
     if fmt not in _TEXT_FORMATS:
-        _fail(f"--format must be one of {list(_TEXT_FORMATS)}, got {fmt!r}")
+        fail(f"--format must be one of {list(_TEXT_FORMATS)}, got {fmt!r}")
     options = dict(DEFAULT_SPLITS, seed=seed)
     given = {
         "train_queries": train_queries,
@@ -89,11 +87,11 @@ def generate_command(
     targets = {name: out / f"{name}.txt" for name in ("train", "vali", "test")}
     existing = [str(path) for path in targets.values() if path.exists()]
     if existing and not overwrite:
-        _fail(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
+        fail(f"{', '.join(existing)} already exist; pass --overwrite to replace them")
     try:
         splits = generate_splits(**options)
     except ValueError as error:
-        _fail(str(error).replace("n_features", "--features").replace("_queries", "-queries"))
+        fail(str(error).replace("n_features", "--features").replace("_queries", "-queries"))
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, dataset in splits.items():
@@ -102,7 +100,7 @@ def generate_command(
             else:
                 write_libsvm(dataset, targets[name])
     except OSError as error:
-        _fail(f"cannot write to {out}: {error.strerror or error}")
+        fail(f"cannot write to {out}: {error.strerror or error}")
     from rich.console import Console
     from rich.table import Table
 
@@ -134,7 +132,7 @@ def stats_command(
     from ltrkit.data.dataset import dataset_statistics, filter_queries
 
     if min_docs < 0:
-        _fail(f"--min-docs must be >= 0, got {min_docs}")
+        fail(f"--min-docs must be >= 0, got {min_docs}")
     dataset = _load(file, query_file=query_file, index_base=index_base, regroup=regroup, cache=cache)
     try:
         filtered = filter_queries(
@@ -142,7 +140,7 @@ def stats_command(
         )
         stats = dataset_statistics(filtered, relevance_threshold=relevance_threshold)
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     stats = {"file": str(file), "dropped_queries": dataset.n_queries - filtered.n_queries, **stats}
     if as_json:
         typer.echo(json.dumps(stats))
@@ -189,7 +187,7 @@ def _print_stats(stats: dict) -> None:
 def _target_format(dst: Path, to: Optional[str]) -> str:
     if to is not None:
         if to not in _CONVERT_TARGETS:
-            _fail(f"--to must be one of {list(_CONVERT_TARGETS)}, got {to!r}")
+            fail(f"--to must be one of {list(_CONVERT_TARGETS)}, got {to!r}")
         return to
     from ltrkit.data.cache import is_cache_folder
 
@@ -220,14 +218,14 @@ def convert_command(
 
     target = _target_format(dst, to)
     if group_out is not None and target != "libsvm":
-        _fail(f"--group-out applies to libsvm output only, but the output format is {target}")
+        fail(f"--group-out applies to libsvm output only, but the output format is {target}")
     if dst.resolve() == src.resolve():
-        _fail(f"DST is SRC ({src}); write to another path")
+        fail(f"DST is SRC ({src}); write to another path")
     if dst.is_dir() and not is_cache_folder(dst):
         # never replace a user's folder: only a cache folder may be overwritten
-        _fail(f"DST {dst} is a folder that is not an ltrkit cache; choose another path")
+        fail(f"DST {dst} is a folder that is not an ltrkit cache; choose another path")
     if dst.exists() and not overwrite:
-        _fail(f"DST {dst} already exists; pass --overwrite to replace it")
+        fail(f"DST {dst} already exists; pass --overwrite to replace it")
     dataset = _load(src, query_file=query_file, index_base=index_base, regroup=regroup, cache=False)
     try:
         if target == "cache":
@@ -237,9 +235,9 @@ def convert_command(
         else:
             write_libsvm(dataset, dst, group_path=group_out, write_doc_ids=not no_doc_ids)
     except OSError as error:
-        _fail(f"cannot write {dst}: {error.strerror or error}")
+        fail(f"cannot write {dst}: {error.strerror or error}")
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     extra = ""
     if target == "libsvm":
         extra = f" + group file {group_out if group_out is not None else Path(str(dst) + '.query')}"

@@ -21,9 +21,8 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
+from ltrkit.cli._errors import fail
 from ltrkit.metrics.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate_dataset, evaluate_run
-
-USAGE_ERROR = 2
 
 
 def read_scores(path: Path) -> np.ndarray:
@@ -146,9 +145,7 @@ def evaluate(
             relevance_threshold=threshold, max_grade=max_grade, score_precision=score_precision, missing=missing,
         )
     except (ValueError, FileNotFoundError, OSError) as error:
-        message = " ".join(str(error).split())
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(USAGE_ERROR) from None
+        fail(error)
     if json_output:
         typer.echo(json.dumps(result.to_dict(), allow_nan=False))
     else:

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, NoReturn, Optional
+from typing import List, Optional
 
 import typer
+
+from ltrkit.cli._errors import fail
 
 __all__ = ["register"]
 
 _SET_HELP = "override a config field, e.g. --set training.epochs=5 (value parsed as JSON when possible); repeatable"
 
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    raise typer.Exit(code)
 
 
 def _config_error_line(error: Exception) -> str:
@@ -48,16 +46,16 @@ def train_command(
     try:
         if resume is not None:
             if config is not None:
-                _fail("give either a CONFIG or --resume RUN_DIR (the run folder holds its config), not both")
+                fail("give either a CONFIG or --resume RUN_DIR (the run folder holds its config), not both")
             if overwrite:
-                _fail("--overwrite cannot be combined with --resume")
+                fail("--overwrite cannot be combined with --resume")
             result = resume_run(resume, set=overrides, quiet=quiet)
         else:
             result = train(config, set=overrides, overwrite=overwrite, quiet=quiet)
     except (RegressionGateError, FloatingPointError) as error:
-        _fail(str(error), code=1)
+        fail(str(error), code=1)
     except (ConfigError, FileExistsError) as error:
-        _fail(_config_error_line(error))
+        fail(_config_error_line(error))
     except KeyboardInterrupt:
         typer.echo("interrupted: the run folder keeps the last finished epoch; continue with ltrkit train --resume RUN_DIR", err=True)
         raise typer.Exit(130)
@@ -85,11 +83,11 @@ def predict_command(
     if fmt is None:
         fmt = "trec" if out.suffix.lower() in (".trec", ".run") else "scores"
     if fmt not in ("scores", "trec"):
-        _fail(f"--format must be 'scores' or 'trec', got {fmt!r}")
+        fail(f"--format must be 'scores' or 'trec', got {fmt!r}")
     try:
         ranker = Ranker.load(run, checkpoint=checkpoint)
         if not data.exists():
-            _fail(f"--data: file not found: {str(data)!r}")
+            fail(f"--data: file not found: {str(data)!r}")
         dataset = ranker.read(data, query_file=query_file)
         scores = ranker.predict(dataset)
         if fmt == "trec":
@@ -99,7 +97,7 @@ def predict_command(
         else:
             _io.write_text(out, format_scores(scores))
     except (ConfigError, ValueError, OSError) as error:
-        _fail(_config_error_line(error))
+        fail(_config_error_line(error))
     typer.echo(f"wrote {len(scores)} scores for {dataset.n_queries} queries to {out}", err=True)
 
 
@@ -116,11 +114,11 @@ def config_show(
     from ltrkit.training.config import ConfigError, config_to_yaml, load_config
 
     if fmt not in ("json", "yaml"):
-        _fail(f"--format must be 'json' or 'yaml', got {fmt!r}")
+        fail(f"--format must be 'json' or 'yaml', got {fmt!r}")
     try:
         resolved = load_config(config, set_)
     except ConfigError as error:
-        _fail(_config_error_line(error))
+        fail(_config_error_line(error))
     if fmt == "json":
         typer.echo(json.dumps(resolved.to_dict(), indent=2))
     else:
@@ -138,9 +136,9 @@ def config_init(
 
     suffix = path.suffix.lower()
     if suffix not in (".json", ".yaml", ".yml"):
-        _fail(f"{str(path)!r}: the suffix must be .json, .yaml or .yml, got {suffix or 'none'!r}")
+        fail(f"{str(path)!r}: the suffix must be .json, .yaml or .yml, got {suffix or 'none'!r}")
     if path.exists() and not force:
-        _fail(f"{str(path)!r} already exists; pass --force to overwrite it")
+        fail(f"{str(path)!r} already exists; pass --force to overwrite it")
     text = config_to_yaml() if suffix != ".json" else json.dumps(TrainConfig().to_dict(), indent=2) + "\n"
     _io.write_text(path, text)
     typer.echo(f"wrote {path}", err=True)
