@@ -8,14 +8,11 @@ The training API is re-exported here (``ltrkit.train``, ``ltrkit.Ranker``, ``ltr
 ...) and imported on first use, so ``import ltrkit`` stays cheap.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any, Dict, List
+from ltrkit._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-_LAZY_EXPORTS: Dict[str, str] = {
+_EXPORTS = {
     "train": "ltrkit.training",
     "resume": "ltrkit.training",
     "Ranker": "ltrkit.training",
@@ -30,17 +27,5 @@ _LAZY_EXPORTS: Dict[str, str] = {
     "evaluate_dataset": "ltrkit.metrics",
 }
 
-__all__ = ["__version__", *_LAZY_EXPORTS]
-
-
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'ltrkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(_LAZY_EXPORTS))
+__all__ = ["__version__", *_EXPORTS]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
