@@ -400,8 +400,6 @@ class _Session:
                     folder.write_history(history)
                     if config.output.tensorboard:
                         folder.log_scalars(epoch, record)
-                    if config.output.plots:
-                        folder.write_curves(history, self.metric_names)
                     self.reporter.end_epoch(record, self.metric_names, best=improved)
                     if on_epoch_end is not None:
                         on_epoch_end(epoch, record)
@@ -410,6 +408,10 @@ class _Session:
                             f"early stopping: no {stop_split} {self.stop_metric} improvement for {bad_epochs} epochs"
                         )
             finally:
+                # drawn once, not per epoch: a matplotlib figure costs ~0.4 s, more than a small
+                # epoch; TensorBoard is the live view
+                if config.output.plots and history:
+                    folder.write_curves(history, self.metric_names)
                 self.reporter.close()
                 folder.close()
             train_seconds = sum(record["seconds"] for record in history)
