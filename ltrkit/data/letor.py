@@ -36,6 +36,7 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
+from ltrkit._atomic import atomic_path
 from ltrkit.data import _letor_kernels as K
 from ltrkit.data.dataset import RankingDataset
 
@@ -677,16 +678,11 @@ def _write_lines(
 def _atomic_write(path: Path, pieces) -> None:
     """Write text pieces to ``path`` through a temporary file in the same folder, renamed into
     place only when complete; compression follows the suffix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     opener = _COMPRESSORS.get(path.suffix, open)
-    try:
-        with opener(tmp, "wt", encoding="utf-8", newline="\n") as f:
+    with atomic_path(path) as temporary:
+        with opener(temporary, "wt", encoding="utf-8", newline="\n") as f:
             for piece in pieces:
                 f.write(piece)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_letor(dataset: RankingDataset, path: PathLike, *, index_base: int = 1, write_doc_ids: bool = True) -> None:

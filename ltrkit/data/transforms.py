@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
+from ltrkit._atomic import atomic_path
 from ltrkit.data.dataset import RankingDataset
 
 __all__ = ["METHODS", "Normalizer"]
@@ -283,15 +283,8 @@ class Normalizer:
 
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write :meth:`state_dict` as JSON to ``path`` (temp file + rename, so never half-written)."""
-        path = Path(path)
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(self.state_dict(), stream, indent=1)
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as temporary:
+            temporary.write_text(json.dumps(self.state_dict(), indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "Normalizer":

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
+from ltrkit._atomic import atomic_path
 from ltrkit.data.dataset import RankingDataset
 from ltrkit.metrics import functional as F
 from ltrkit.metrics.evaluation import _docid_desc_permutation, positional_doc_ids
@@ -127,14 +127,8 @@ def read_run(path: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
 def _write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8", newline="\n")
 
 
 def _check_token(values: np.ndarray, what: str, source: str) -> None:

@@ -4,32 +4,21 @@ folder and renamed into place, so an interrupted run never leaves a half-written
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable
 
 import torch
 
-PathLike = Union[str, "os.PathLike[str]"]
+from ltrkit._atomic import PathLike, atomic_path
 
 
 def atomic_write(path: PathLike, write: Callable[[Any], None], *, binary: bool) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as handle:
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as handle:
             write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        # the temporary file must not outlive a failed write (KeyboardInterrupt included)
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
 
 
 def write_text(path: PathLike, text: str) -> None:
