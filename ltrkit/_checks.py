@@ -5,18 +5,57 @@ Each helper raises ``ValueError`` naming the argument, what was received and wha
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import math
+from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _is_real_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+def check_finite(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number, else raise ``ValueError``."""
+    if not _is_real_number(value) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_positive(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number > 0, else raise ``ValueError``."""
+    if not _is_real_number(value) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_non_negative(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number >= 0, else raise ``ValueError``."""
+    if not _is_real_number(value) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_int(name: str, value: object, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is an integer >= ``minimum`` (bools rejected), else raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def check_reduction(reduction: str) -> str:
     """Return ``reduction`` if it is one of ``"mean"``, ``"sum"``, ``"none"``, else raise."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
-    return reduction
+    return check_choice("reduction", reduction, REDUCTIONS)
 
 
 def check_k(k: Optional[int], name: str = "k") -> Optional[int]:

@@ -38,6 +38,7 @@ import functools
 
 import numpy as np
 
+from ltrkit._checks import check_int
 from ltrkit.data.dataset import RankingDataset
 
 __all__ = ["DEFAULT_SPLITS", "MIN_FEATURES", "LABEL_PROPORTIONS", "generate", "generate_splits", "relevance"]
@@ -185,10 +186,6 @@ def _list_lengths(rng: np.random.Generator, n_queries: int, mean_list_length: fl
     return np.clip(lengths, 1, max_list_length).astype(np.int64)
 
 
-def _check_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def generate(
@@ -236,14 +233,14 @@ def generate(
         >>> data.n_queries, data.n_features, sorted(set(data.labels.tolist())) <= [0, 1, 2, 3, 4]
         (20, 16, True)
     """
-    n_queries = _check_int(n_queries, "n_queries")
-    n_features = _check_int(n_features, "n_features", MIN_FEATURES)
-    max_list_length = _check_int(max_list_length, "max_list_length")
+    n_queries = check_int("n_queries", n_queries)
+    n_features = check_int("n_features", n_features, MIN_FEATURES)
+    max_list_length = check_int("max_list_length", max_list_length)
     if not np.isfinite(mean_list_length) or mean_list_length <= 0:
         raise ValueError(f"mean_list_length must be a positive number, got {mean_list_length!r}")
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a number >= 0, got {noise!r}")
-    seed = _check_int(seed, "seed", minimum=0)
+    seed = check_int("seed", seed, 0)
     rng = np.random.default_rng(seed)
     lengths = _list_lengths(rng, n_queries, float(mean_list_length), max_list_length)
     offsets = np.zeros(n_queries + 1, dtype=np.int64)
@@ -328,12 +325,12 @@ def generate_splits(
         >>> [splits[name].n_queries for name in ("train", "vali", "test")]
         [8, 2, 2]
     """
-    seed = _check_int(seed, "seed", minimum=0)
+    seed = check_int("seed", seed, 0)
     reserved = sorted({"first_qid", "n_queries"} & set(kwargs))
     if reserved:
         raise ValueError(f"generate_splits sets {reserved} per split; do not pass them")
     sizes = {
-        name: _check_int(size, f"{name}_queries")
+        name: check_int(f"{name}_queries", size)
         for name, size in (("train", train_queries), ("vali", vali_queries), ("test", test_queries))
     }
     split_seeds = np.random.SeedSequence(seed).spawn(len(sizes))

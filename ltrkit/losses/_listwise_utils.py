@@ -47,31 +47,3 @@ def masked_log_softmax(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     multiplies by ``exp(-inf) = 0`` there, so no NaN reaches the gradient.
     """
     return x.masked_fill(~mask, -math.inf).log_softmax(dim=-1).masked_fill(~mask, 0.0)
-
-
-def check_positive(name: str, value: object) -> float:
-    """Return ``value`` as a float if it is a finite number > 0, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def check_non_negative(name: str, value: object) -> float:
-    """Return ``value`` as a float if it is a finite number >= 0, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def check_finite(name: str, value: object) -> float:
-    """Return ``value`` as a float if it is a finite number, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value: object, choices: Tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ltrkit._checks import check_reduction
-from ltrkit.losses._listwise_utils import check_choice, check_non_negative, check_positive
+from ltrkit._checks import check_choice, check_non_negative, check_positive
 from ltrkit.losses.registry import register
 
 __all__ = [

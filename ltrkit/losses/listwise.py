@@ -18,7 +18,15 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ltrkit._checks import check_k, check_ranking_inputs, check_reduction
+from ltrkit._checks import (
+    check_choice,
+    check_int,
+    check_k,
+    check_non_negative,
+    check_positive,
+    check_ranking_inputs,
+    check_reduction,
+)
 from ltrkit.losses._listwise_neuralsort import (
     compact,
     neural_sort_logits,
@@ -27,9 +35,6 @@ from ltrkit.losses._listwise_neuralsort import (
     sinkhorn_weighted_sum,
 )
 from ltrkit.losses._listwise_utils import (
-    check_choice,
-    check_non_negative,
-    check_positive,
     compute_mask,
     masked_log_softmax,
     reduce_lists,
@@ -60,10 +65,6 @@ def _check_non_negative_labels(labels: torch.Tensor, mask: torch.Tensor, why: st
         raise ValueError(f"labels must be >= 0 at real positions {why}, got min {labels[mask].min().item()}")
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,7 +357,7 @@ def approx_ndcg_loss(
 
 
 def _check_sinkhorn(sinkhorn_iters: int, sinkhorn_tol: float) -> float:
-    _check_int("sinkhorn_iters", sinkhorn_iters, 0)
+    check_int("sinkhorn_iters", sinkhorn_iters, 0)
     return check_non_negative("sinkhorn_tol", sinkhorn_tol)
 
 

@@ -35,7 +35,15 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from ltrkit._checks import check_k, check_ranking_inputs, check_reduction
+from ltrkit._checks import (
+    check_choice,
+    check_finite,
+    check_k,
+    check_non_negative,
+    check_positive,
+    check_ranking_inputs,
+    check_reduction,
+)
 from ltrkit.losses._pairwise_kernels import LambdaRankFunction, RankNetFunction
 from ltrkit.losses.registry import register
 from ltrkit.metrics.ranking import check_gain, gain_values, ideal_dcg, rank_discounts, sort_order
@@ -66,30 +74,10 @@ LAMBDALOSS_WEIGHTINGS = ("ndcg_loss2", "ndcg_loss2pp", "ndcg_loss1", "arp_loss1"
 # validation and reduction helpers
 
 
-def _check_positive(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _check_finite(value: float, name: str, *, minimum: Optional[float] = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return float(value)
-
-
 def _check_bool(value: bool, name: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return value
-
-
-def _check_normalize(normalize: str) -> str:
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {list(NORMALIZATIONS)}, got {normalize!r}")
-    return normalize
 
 
 def _check_eps(eps: float) -> float:
@@ -229,7 +217,7 @@ def ranknet_pair_loss(
         0.6931
     """
     check_reduction(reduction)
-    sigma = _check_positive(sigma, "sigma")
+    sigma = check_positive("sigma", sigma)
     if not isinstance(score_diffs, torch.Tensor) or not score_diffs.is_floating_point():
         raise ValueError(f"score_diffs must be a floating-point torch.Tensor, got {_describe(score_diffs)}")
     if not isinstance(targets, torch.Tensor):
@@ -302,9 +290,9 @@ def ranknet_matrix_loss(
         0.6931
     """
     check_reduction(reduction)
-    sigma = _check_positive(sigma, "sigma")
+    sigma = check_positive("sigma", sigma)
     _check_bool(include_ties, "include_ties")
-    _check_normalize(normalize)
+    check_choice("normalize", normalize, NORMALIZATIONS)
     s, l, m, lead = _flatten(scores, labels, mask)
     s = s.masked_fill(~m, 0.0)
     x = sigma * (s[:, :, None] - s[:, None, :])
@@ -369,9 +357,9 @@ def ranknet_loss(
         tensor([[-0.5000,  0.5000]])
     """
     check_reduction(reduction)
-    sigma = _check_positive(sigma, "sigma")
+    sigma = check_positive("sigma", sigma)
     _check_bool(include_ties, "include_ties")
-    _check_normalize(normalize)
+    check_choice("normalize", normalize, NORMALIZATIONS)
     s, l, m, lead = _flatten(scores, labels, mask)
     per_list = RankNetFunction.apply(s, l, m, sigma, include_ties)
     n_pairs = _count_pairs(l, m, include_ties=include_ties)
@@ -438,10 +426,10 @@ def lambdarank_loss(
         True
     """
     check_reduction(reduction)
-    sigma = _check_positive(sigma, "sigma")
+    sigma = check_positive("sigma", sigma)
     check_k(k)
     check_gain(gain)
-    _check_normalize(normalize)
+    check_choice("normalize", normalize, NORMALIZATIONS)
     s, l, m, lead = _flatten(scores, labels, mask)
     s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m)
     length = s_sorted.shape[-1]
@@ -538,11 +526,11 @@ def lambdaloss(
     if weighting not in LAMBDALOSS_WEIGHTINGS:
         raise ValueError(f"weighting must be one of {list(LAMBDALOSS_WEIGHTINGS)}, got {weighting!r}")
     check_k(k)
-    sigma = _check_positive(sigma, "sigma")
-    mu = _check_finite(mu, "mu", minimum=0.0)
+    sigma = check_positive("sigma", sigma)
+    mu = check_non_negative("mu", mu)
     check_gain(gain)
     eps = _check_eps(eps)
-    _check_normalize(normalize)
+    check_choice("normalize", normalize, NORMALIZATIONS)
     s, l, m, lead = _flatten(scores, labels, mask)
     s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m)
     with torch.no_grad():
@@ -650,9 +638,9 @@ def pairwise_hinge_loss(
         1.0
     """
     check_reduction(reduction)
-    margin = _check_finite(margin, "margin")
+    margin = check_finite("margin", margin)
     _check_bool(weight_by_label_diff, "weight_by_label_diff")
-    _check_normalize(normalize)
+    check_choice("normalize", normalize, NORMALIZATIONS)
     s, l, m, lead = _flatten(scores, labels, mask)
     s = s.masked_fill(~m, 0.0)
     label_gaps = l[:, :, None] - l[:, None, :]
@@ -702,7 +690,7 @@ def margin_ranking(
         1.5
     """
     check_reduction(reduction)
-    margin = _check_finite(margin, "margin")
+    margin = check_finite("margin", margin)
     for name, value in (("x1", x1), ("x2", x2)):
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
             raise ValueError(f"{name} must be a floating-point torch.Tensor, got {_describe(value)}")
@@ -750,9 +738,9 @@ class RankNetLoss(_ListLoss):
     def __init__(self, *, reduction: str = "mean", sigma: float = 1.0, include_ties: bool = False, normalize: str = "lists") -> None:
         super().__init__()
         self.reduction = check_reduction(reduction)
-        self.sigma = _check_positive(sigma, "sigma")
+        self.sigma = check_positive("sigma", sigma)
         self.include_ties = _check_bool(include_ties, "include_ties")
-        self.normalize = _check_normalize(normalize)
+        self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
 
     def _call(self, scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         return ranknet_loss(scores, labels, mask, reduction=self.reduction, sigma=self.sigma,
@@ -776,10 +764,10 @@ class LambdaRankLoss(_ListLoss):
                  gain: str = "exp2", normalize: str = "lists") -> None:
         super().__init__()
         self.reduction = check_reduction(reduction)
-        self.sigma = _check_positive(sigma, "sigma")
+        self.sigma = check_positive("sigma", sigma)
         self.k = check_k(k)
         self.gain = check_gain(gain)
-        self.normalize = _check_normalize(normalize)
+        self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
 
     def _call(self, scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         return lambdarank_loss(scores, labels, mask, reduction=self.reduction, sigma=self.sigma, k=self.k,
@@ -799,11 +787,11 @@ class LambdaLoss(_ListLoss):
         self.reduction = check_reduction(reduction)
         self.weighting = weighting
         self.k = check_k(k)
-        self.sigma = _check_positive(sigma, "sigma")
-        self.mu = _check_finite(mu, "mu", minimum=0.0)
+        self.sigma = check_positive("sigma", sigma)
+        self.mu = check_non_negative("mu", mu)
         self.gain = check_gain(gain)
         self.eps = _check_eps(eps)
-        self.normalize = _check_normalize(normalize)
+        self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
 
     def _call(self, scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         return lambdaloss(scores, labels, mask, reduction=self.reduction, weighting=self.weighting, k=self.k,
@@ -818,9 +806,9 @@ class PairwiseHingeLoss(_ListLoss):
                  normalize: str = "lists") -> None:
         super().__init__()
         self.reduction = check_reduction(reduction)
-        self.margin = _check_finite(margin, "margin")
+        self.margin = check_finite("margin", margin)
         self.weight_by_label_diff = _check_bool(weight_by_label_diff, "weight_by_label_diff")
-        self.normalize = _check_normalize(normalize)
+        self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
 
     def _call(self, scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         return pairwise_hinge_loss(scores, labels, mask, reduction=self.reduction, margin=self.margin,
@@ -833,7 +821,7 @@ class MarginRankingLoss(nn.Module):
 
     def __init__(self, *, margin: float = 0.0, reduction: str = "mean") -> None:
         super().__init__()
-        self.margin = _check_finite(margin, "margin")
+        self.margin = check_finite("margin", margin)
         self.reduction = check_reduction(reduction)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ltrkit._checks import check_ranking_inputs, check_reduction
-from ltrkit.losses._listwise_utils import check_finite, reduce_lists
+from ltrkit._checks import check_finite
+from ltrkit.losses._listwise_utils import reduce_lists
 from ltrkit.losses.registry import register
 
 __all__ = [

@@ -56,7 +56,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ltrkit._checks import check_k, check_ranking_inputs
+from ltrkit._checks import check_choice, check_k, check_ranking_inputs
 from ltrkit.metrics.ranking import check_gain, gain_values, rank_discounts
 
 TIE_RULES = ("input_order", "pessimistic", "optimistic", "average")
@@ -77,16 +77,12 @@ __all__ = [
 
 def check_ties(ties: str, *, allowed: tuple[str, ...] = TIE_RULES) -> str:
     """Return ``ties`` if it is in ``allowed``, else raise ``ValueError``."""
-    if ties not in allowed:
-        raise ValueError(f"ties must be one of {list(allowed)}, got {ties!r}")
-    return ties
+    return check_choice("ties", ties, allowed)
 
 
 def check_empty(empty: str) -> str:
     """Return ``empty`` if it is one of ``"zero"``, ``"one"``, ``"skip"``, else raise."""
-    if empty not in EMPTY_RULES:
-        raise ValueError(f"empty must be one of {list(EMPTY_RULES)}, got {empty!r}")
-    return empty
+    return check_choice("empty", empty, EMPTY_RULES)
 
 
 def check_relevance_threshold(threshold: float) -> float:

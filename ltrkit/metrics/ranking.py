@@ -15,14 +15,14 @@ from typing import Optional, Tuple
 
 import torch
 
+from ltrkit._checks import check_choice
+
 GAINS = ("exp2", "linear")
 
 
 def check_gain(gain: str) -> str:
     """Return ``gain`` if it is a known gain name, else raise ``ValueError``."""
-    if gain not in GAINS:
-        raise ValueError(f"gain must be one of {list(GAINS)}, got {gain!r}")
-    return gain
+    return check_choice("gain", gain, GAINS)
 
 
 def gain_values(labels: torch.Tensor, gain: str = "exp2") -> torch.Tensor:

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ltrkit._checks import check_choice, check_int
+
 ACTIVATIONS: Dict[str, Type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -27,25 +29,11 @@ NORMS = ("none", "batch", "layer")
 INPUT_NORMS = ("none", "batch", "affine")
 
 
-def check_choice(value: object, name: str, allowed: Sequence[str]) -> str:
-    """Return ``value`` if it is one of ``allowed``, else raise ``ValueError`` naming ``name``."""
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    return value
-
-
-def check_positive_int(value: object, name: str) -> int:
-    """Return ``value`` if it is a positive int (bools rejected), else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def check_sizes(value: object, name: str) -> Tuple[int, ...]:
     """Return ``value`` as a tuple of positive ints (an empty sequence is allowed)."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise ValueError(f"{name} must be a sequence of positive ints, got {value!r}")
-    return tuple(check_positive_int(v, f"{name}[{i}]") for i, v in enumerate(value))
+    return tuple(check_int(f"{name}[{i}]", v) for i, v in enumerate(value))
 
 
 def check_dropout(value: object, name: str = "dropout") -> float:
@@ -76,7 +64,7 @@ class RankingModel(nn.Module):
 
     def __init__(self, n_features: int) -> None:
         super().__init__()
-        self.n_features = check_positive_int(n_features, "n_features")
+        self.n_features = check_int("n_features", n_features)
         self.config: Dict[str, object] = {}
         self.input_norm_layer: Optional[nn.Module] = None
 
@@ -196,7 +184,7 @@ class FeatureAffine(nn.Module):
 
 def make_input_norm(kind: str, n_features: int) -> Optional[nn.Module]:
     """The input normalisation layer for ``kind`` in ``("none", "batch", "affine")``."""
-    check_choice(kind, "input_norm", INPUT_NORMS)
+    check_choice("input_norm", kind, INPUT_NORMS)
     if kind == "batch":
         return RowBatchNorm(n_features)
     if kind == "affine":

@@ -7,13 +7,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ltrkit._checks import check_choice, check_int
 from ltrkit.models._layers import (
     ACTIVATIONS,
     RankingModel,
     RealRows,
-    check_choice,
     check_dropout,
-    check_positive_int,
     check_sizes,
     dense_stack,
     make_input_norm,
@@ -100,17 +99,17 @@ class AttentionRanker(RankingModel):
         positional_encoding: str = "none",
     ) -> None:
         super().__init__(n_features)
-        d_model = check_positive_int(d_model, "d_model")
-        n_heads = check_positive_int(n_heads, "n_heads")
+        d_model = check_int("d_model", d_model)
+        n_heads = check_int("n_heads", n_heads)
         if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 0:
             raise ValueError(f"n_layers must be a non-negative int, got {n_layers!r}")
-        ff_dim = check_positive_int(ff_dim, "ff_dim")
+        ff_dim = check_int("ff_dim", ff_dim)
         dropout = check_dropout(dropout)
         in_sizes = check_sizes(input_hidden_sizes, "input_hidden_sizes")
         head_sizes = check_sizes(head_hidden_sizes, "head_hidden_sizes")
-        check_choice(activation, "activation", list(ACTIVATIONS))
-        check_choice(encoder_activation, "encoder_activation", ENCODER_ACTIVATIONS)
-        check_choice(positional_encoding, "positional_encoding", POSITIONAL_ENCODINGS)
+        check_choice("activation", activation, list(ACTIVATIONS))
+        check_choice("encoder_activation", encoder_activation, ENCODER_ACTIVATIONS)
+        check_choice("positional_encoding", positional_encoding, POSITIONAL_ENCODINGS)
         if d_model % n_heads:
             raise ValueError(f"d_model must be divisible by n_heads, got d_model={d_model}, n_heads={n_heads}")
 

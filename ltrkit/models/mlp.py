@@ -7,12 +7,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ltrkit._checks import check_choice
 from ltrkit.models._layers import (
     ACTIVATIONS,
     NORMS,
     RankingModel,
     RealRows,
-    check_choice,
     check_dropout,
     check_sizes,
     dense_stack,
@@ -72,8 +72,8 @@ class MLPRanker(RankingModel):
     ) -> None:
         super().__init__(n_features)
         sizes = check_sizes(hidden_sizes, "hidden_sizes")
-        check_choice(activation, "activation", list(ACTIVATIONS))
-        check_choice(norm, "norm", NORMS)
+        check_choice("activation", activation, list(ACTIVATIONS))
+        check_choice("norm", norm, NORMS)
         dropout = check_dropout(dropout)
         self.input_norm_layer = make_input_norm(input_norm, self.n_features)
         self.body, width = dense_stack(

@@ -435,14 +435,14 @@ BAD_CALLS = [
     (lambda: ranknet_loss(torch.zeros(2, 3), torch.zeros(2, 4)), "labels shape"),
     (lambda: ranknet_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2, 3)), "mask must have dtype torch.bool"),
     (lambda: ranknet_loss(torch.zeros(1, 2), torch.tensor([[float("nan"), 0.0]])), "labels must be finite"),
-    (lambda: ranknet_loss(torch.zeros(1, 2), torch.zeros(1, 2), sigma=0.0), "sigma must be a positive finite number, got 0.0"),
+    (lambda: ranknet_loss(torch.zeros(1, 2), torch.zeros(1, 2), sigma=0.0), "sigma must be a finite number > 0, got 0.0"),
     (lambda: ranknet_loss(torch.zeros(1, 2), torch.zeros(1, 2), reduction="avg"), "reduction must be one of"),
     (lambda: ranknet_matrix_loss(torch.zeros(1, 2), torch.zeros(1, 2), normalize="queries"), "normalize must be one of"),
     (lambda: ranknet_loss(torch.zeros(1, 2), torch.zeros(1, 2), include_ties=1), "include_ties must be True or False"),
     (lambda: lambdarank_loss(torch.zeros(1, 2), torch.zeros(1, 2), k=0), "k must be a positive int or None, got 0"),
     (lambda: lambdarank_loss(torch.zeros(1, 2), torch.zeros(1, 2), gain="log"), "gain must be one of"),
     (lambda: lambdaloss(torch.zeros(1, 2), torch.zeros(1, 2), weighting="ndcg"), "weighting must be one of"),
-    (lambda: lambdaloss(torch.zeros(1, 2), torch.zeros(1, 2), mu=-1.0), "mu must be >= 0.0, got -1.0"),
+    (lambda: lambdaloss(torch.zeros(1, 2), torch.zeros(1, 2), mu=-1.0), "mu must be a finite number >= 0, got -1.0"),
     (lambda: lambdaloss(torch.zeros(1, 2), torch.zeros(1, 2), eps=1.0), r"eps must be a number in \[0, 1\), got 1.0"),
     (lambda: pairwise_hinge_loss(torch.zeros(1, 2), torch.zeros(1, 2), margin=float("inf")), "margin must be a finite number"),
     (lambda: ranknet_pair_loss(torch.zeros(2), torch.tensor([0.0, 2.0])), r"targets must be probabilities in \[0, 1\]"),
@@ -450,7 +450,7 @@ BAD_CALLS = [
     (lambda: ranknet_pair_loss(torch.zeros(2), torch.zeros(2), weights=torch.tensor([1.0, -1.0])), "weights must be non-negative"),
     (lambda: ranknet_pair_loss(torch.zeros(2, dtype=torch.long), torch.zeros(2)), "score_diffs must be a floating-point"),
     (lambda: get("lambdaloss", weighting="ndcg3"), "weighting must be one of"),
-    (lambda: get("ranknet", sigma=-1), "sigma must be a positive finite number, got -1"),
+    (lambda: get("ranknet", sigma=-1), "sigma must be a finite number > 0, got -1"),
 ]
 
 

@@ -32,16 +32,16 @@ def test_unknown_argument_lists_allowed() -> None:
 @pytest.mark.parametrize(
     "name,args,message",
     [
-        ("mlp", {"hidden_sizes": [8, 0]}, r"hidden_sizes\[1\] must be a positive int, got 0"),
+        ("mlp", {"hidden_sizes": [8, 0]}, r"hidden_sizes\[1\] must be an int >= 1, got 0"),
         ("mlp", {"hidden_sizes": 8}, "hidden_sizes must be a sequence of positive ints, got 8"),
-        ("mlp", {"hidden_sizes": [2.5]}, r"hidden_sizes\[0\] must be a positive int, got 2.5"),
+        ("mlp", {"hidden_sizes": [2.5]}, r"hidden_sizes\[0\] must be an int >= 1, got 2.5"),
         ("mlp", {"activation": "swish"}, r"activation must be one of \['relu', 'gelu', 'tanh', 'leaky_relu', 'silu', 'elu'\], got 'swish'"),
         ("mlp", {"dropout": 1.0}, r"dropout must be a float in \[0, 1\), got 1.0"),
         ("mlp", {"norm": "group"}, r"norm must be one of \['none', 'batch', 'layer'\], got 'group'"),
         ("linear", {"input_norm": "zscore"}, r"input_norm must be one of \['none', 'batch', 'affine'\], got 'zscore'"),
         ("attention", {"d_model": 10, "n_heads": 4}, "d_model must be divisible by n_heads, got d_model=10, n_heads=4"),
         ("attention", {"n_layers": -1}, "n_layers must be a non-negative int, got -1"),
-        ("attention", {"n_heads": True}, "n_heads must be a positive int, got True"),
+        ("attention", {"n_heads": True}, "n_heads must be an int >= 1, got True"),
         ("attention", {"positional_encoding": "learned"}, r"positional_encoding must be one of \['none', 'sinusoidal'\]"),
         ("attention", {"encoder_activation": "tanh"}, r"encoder_activation must be one of \['relu', 'gelu'\], got 'tanh'"),
     ],
@@ -53,7 +53,7 @@ def test_bad_argument_values(name: str, args: dict, message: str) -> None:
 
 @pytest.mark.parametrize("n_features", [0, -3, 2.0, True])
 def test_bad_n_features(n_features: object) -> None:
-    with pytest.raises(ValueError, match=f"n_features must be a positive int, got {n_features!r}"):
+    with pytest.raises(ValueError, match=f"n_features must be an int >= 1, got {n_features!r}"):
         build_model("linear", n_features)  # type: ignore[arg-type]
 
 
