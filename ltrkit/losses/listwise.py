@@ -34,7 +34,7 @@ from ltrkit.losses._listwise_neuralsort import (
     sinkhorn_scalings,
     sinkhorn_weighted_sum,
 )
-from ltrkit.losses._listwise_utils import (
+from ltrkit.losses._common import (
     compute_mask,
     masked_log_softmax,
     reduce_lists,

@@ -44,6 +44,7 @@ from ltrkit._checks import (
     check_ranking_inputs,
     check_reduction,
 )
+from ltrkit.losses._common import reduce_lists
 from ltrkit.losses._pairwise_kernels import LambdaRankFunction, RankNetFunction
 from ltrkit.losses.registry import register
 from ltrkit.metrics.ranking import check_gain, gain_values, ideal_dcg, rank_discounts, sort_order
@@ -114,13 +115,9 @@ def _reduce(
     n_pairs = n_pairs.to(per_list.dtype)
     if normalize == "list_pairs":
         per_list = per_list / n_pairs.clamp(min=1.0)
-    if reduction == "none":
-        return per_list.reshape(lead)
-    if reduction == "sum":
-        return per_list.sum()
-    if normalize == "pairs":
+    if normalize == "pairs" and reduction == "mean":
         return per_list.sum() / n_pairs.sum().clamp(min=1.0)
-    return per_list.sum() / (n_pairs > 0).sum().clamp(min=1).to(per_list.dtype)
+    return reduce_lists(per_list, n_pairs > 0, reduction).reshape(lead if reduction == "none" else ())
 
 
 def _count_pairs(labels: torch.Tensor, mask: torch.Tensor, *, include_ties: bool) -> torch.Tensor:

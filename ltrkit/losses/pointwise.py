@@ -18,7 +18,7 @@ from torch import nn
 
 from ltrkit._checks import check_ranking_inputs, check_reduction
 from ltrkit._checks import check_finite
-from ltrkit.losses._listwise_utils import reduce_lists
+from ltrkit.losses._common import reduce_lists
 from ltrkit.losses.registry import register
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Private helpers shared by the listwise, pointwise and embedding losses.
+"""Private helpers shared by the loss families (reductions, masks, masked log-softmax).
 
 Reductions follow the ltrkit convention: ``"none"`` returns one value per list, ``"sum"`` adds
 them, ``"mean"`` divides that sum by the number of lists with at least one real document (a
