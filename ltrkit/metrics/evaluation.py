@@ -413,6 +413,30 @@ def _check_batch_size(batch_size: int) -> int:
     return batch_size
 
 
+def document_scores(dataset: RankingDataset, scores: np.ndarray | torch.Tensor | Sequence[float]) -> np.ndarray:
+    """``scores`` as ``[n_docs]`` float64, checked to hold one non-NaN score per row of ``dataset``.
+
+    Raises:
+        ValueError: wrong length (a ``[n_docs, 1]`` column is accepted), or a NaN (its row and qid named).
+    """
+    if isinstance(scores, torch.Tensor):
+        scores = scores.detach().cpu().numpy()
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim == 2 and scores.shape[1] == 1:
+        scores = scores[:, 0]
+    if scores.shape != (dataset.n_docs,):
+        raise ValueError(
+            f"scores has shape {scores.shape} but {dataset.source} has {dataset.n_docs} documents; "
+            f"give one score per document, in the dataset's row order"
+        )
+    bad = np.flatnonzero(np.isnan(scores))
+    if bad.size:
+        row = int(bad[0])
+        query = int(np.searchsorted(dataset.query_offsets, row, side="right") - 1)
+        raise ValueError(f"scores must not be NaN: row {row} (qid {dataset.qids[query]}) and {bad.size - 1} more")
+    return scores
+
+
 def evaluate_dataset(
     dataset: RankingDataset,
     scores: np.ndarray | torch.Tensor | Sequence[float],
@@ -469,21 +493,7 @@ def evaluate_dataset(
         max_grade=max_grade, score_precision=score_precision,
     )
     batch_size = _check_batch_size(batch_size)
-    if isinstance(scores, torch.Tensor):
-        scores = scores.detach().cpu().numpy()
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim == 2 and scores.shape[1] == 1:
-        scores = scores[:, 0]
-    if scores.shape != (dataset.n_docs,):
-        raise ValueError(
-            f"scores has shape {scores.shape} but {dataset.source} has {dataset.n_docs} documents; "
-            f"give one score per document, in the dataset's row order"
-        )
-    bad = np.flatnonzero(np.isnan(scores))
-    if bad.size:
-        row = int(bad[0])
-        query = int(np.searchsorted(dataset.query_offsets, row, side="right") - 1)
-        raise ValueError(f"scores must not be NaN: row {row} (qid {dataset.qids[query]}) and {bad.size - 1} more")
+    scores = document_scores(dataset, scores)
     qids = [str(q) for q in dataset.qids]
     if len(set(qids)) != len(qids):
         dup = next(q for q, count in Counter(qids).items() if count > 1)

@@ -19,7 +19,7 @@ import torch
 from ltrkit._atomic import atomic_path
 from ltrkit.data.dataset import RankingDataset
 from ltrkit.metrics import functional as F
-from ltrkit.metrics.evaluation import _docid_desc_permutation, positional_doc_ids
+from ltrkit.metrics.evaluation import _docid_desc_permutation, document_scores, positional_doc_ids
 
 __all__ = ["read_qrels", "read_run", "write_qrels", "write_trec_run"]
 
@@ -175,15 +175,7 @@ def write_trec_run(
         7 Q0 7_0 2 0.25 ltrkit
     """
     F.check_ties(ties, allowed=RUN_TIE_RULES)
-    if isinstance(scores, torch.Tensor):
-        scores = scores.detach().cpu().numpy()
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim == 2 and scores.shape[1] == 1:
-        scores = scores[:, 0]
-    if scores.shape != (dataset.n_docs,):
-        raise ValueError(f"scores has shape {scores.shape} but {dataset.source} has {dataset.n_docs} documents")
-    if np.isnan(scores).any():
-        raise ValueError(f"scores must not be NaN: row {int(np.flatnonzero(np.isnan(scores))[0])}")
+    scores = document_scores(dataset, scores)
     if not tag or any(c.isspace() for c in tag):
         raise ValueError(f"tag must be a non-empty string without whitespace, got {tag!r}")
     doc_ids = _dataset_doc_ids(dataset)
