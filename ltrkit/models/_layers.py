@@ -265,6 +265,39 @@ class RealRows:
         return flat.index_copy(0, self.index, rows).view(tuple(self.shape) + rows.shape[1:])
 
 
+def list_encoder(
+    d_model: int, n_heads: int, n_layers: int, *, ff_dim: int, dropout: float, activation: str, norm_first: bool
+) -> Optional[nn.TransformerEncoder]:
+    """``n_layers`` Transformer encoder blocks over the documents of a list (None when 0 layers).
+
+    Pre-norm stacks (``norm_first=True``) end with a layer norm, as in allRank.
+    """
+    if n_layers == 0:
+        return None
+    layer = nn.TransformerEncoderLayer(
+        d_model,
+        n_heads,
+        dim_feedforward=ff_dim,
+        dropout=dropout,
+        activation=activation,
+        batch_first=True,
+        norm_first=norm_first,
+    )
+    return nn.TransformerEncoder(
+        layer, n_layers, norm=nn.LayerNorm(d_model) if norm_first else None, enable_nested_tensor=False
+    )
+
+
+def attend_within_lists(encoder: nn.TransformerEncoder, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Run ``encoder`` on ``hidden [B, L, d]`` so each document attends to the real documents of its list.
+
+    A row with no real document would attend over nothing (softmax of all -inf = NaN): such rows
+    attend over their padding instead, and callers discard their outputs.
+    """
+    key_padding = ~mask & mask.any(dim=1, keepdim=True)
+    return encoder(hidden, src_key_padding_mask=key_padding)
+
+
 def sinusoidal_positions(length: int, dim: int, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``[length, dim]`` fixed sinusoidal position encodings (Vaswani et al. 2017)."""
     position = torch.arange(length, device=device, dtype=torch.float64)[:, None]

@@ -12,9 +12,11 @@ from ltrkit.models._layers import (
     ACTIVATIONS,
     RankingModel,
     RealRows,
+    attend_within_lists,
     check_dropout,
     check_sizes,
     dense_stack,
+    list_encoder,
     make_input_norm,
     sinusoidal_positions,
 )
@@ -118,23 +120,9 @@ class AttentionRanker(RankingModel):
             self.n_features, in_sizes, activation=activation, dropout=dropout, norm="none", residual=False
         )
         self.input_projection = nn.Sequential(body, nn.Linear(width, d_model))
-        self.encoder: nn.Module | None = None
-        if n_layers > 0:
-            layer = nn.TransformerEncoderLayer(
-                d_model,
-                n_heads,
-                dim_feedforward=ff_dim,
-                dropout=dropout,
-                activation=encoder_activation,
-                batch_first=True,
-                norm_first=bool(norm_first),
-            )
-            self.encoder = nn.TransformerEncoder(
-                layer,
-                n_layers,
-                norm=nn.LayerNorm(d_model) if norm_first else None,
-                enable_nested_tensor=False,
-            )
+        self.encoder = list_encoder(
+            d_model, n_heads, n_layers, ff_dim=ff_dim, dropout=dropout, activation=encoder_activation, norm_first=bool(norm_first)
+        )
         head_body, head_width = dense_stack(
             d_model, head_sizes, activation=activation, dropout=dropout, norm="none", residual=False
         )
@@ -168,8 +156,5 @@ class AttentionRanker(RankingModel):
                 hidden.shape[1], hidden.shape[2], device=hidden.device, dtype=hidden.dtype
             )
         if self.encoder is not None:
-            # A row with no real document would attend over nothing (softmax of all -inf = NaN):
-            # let such rows attend over their padding; their scores are zeroed below.
-            key_padding = ~mask & mask.any(dim=1, keepdim=True)
-            hidden = self.encoder(hidden, src_key_padding_mask=key_padding)
+            hidden = attend_within_lists(self.encoder, hidden, mask)
         return real.scatter(self.head(real.gather(hidden)).squeeze(-1))

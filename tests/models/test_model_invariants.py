@@ -22,15 +22,22 @@ CONFIGS = [
     ("attention", {"d_model": 8, "n_heads": 4, "n_layers": 1, "ff_dim": 8, "norm_first": False, "input_norm": "batch"}),
     ("attention", {"d_model": 6, "n_heads": 3, "n_layers": 0, "ff_dim": 8, "input_hidden_sizes": [5], "head_hidden_sizes": [4]}),
     ("attention", {"d_model": 8, "n_heads": 2, "n_layers": 1, "ff_dim": 8, "encoder_activation": "gelu", "activation": "silu"}),
+    ("dasalc", {"hidden_sizes": [8, 6], "d_model": 8, "n_heads": 2, "n_layers": 2, "ff_dim": 16}),
+    ("dasalc", {"hidden_sizes": [5], "d_model": 4, "n_heads": 1, "n_layers": 1, "ff_dim": 8, "input_norm": "affine", "activation": "gelu"}),
+    ("dasalc", {"hidden_sizes": [7], "n_layers": 0, "input_norm": "none"}),
 ]
+CONTEXT_MODELS = ("attention", "dasalc")
 IDS = [f"{name}-{i}" for i, (name, _) in enumerate(CONFIGS)]
 
 
 def _model(name: str, args: dict, *, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     args = dict(args)
+    # train-mode comparisons need a deterministic forward
     if "dropout" in model_hyperparameters(name):
-        args.setdefault("dropout", 0.0)  # train-mode comparisons need a deterministic forward
+        args.setdefault("dropout", 0.0)
+    if "input_noise" in model_hyperparameters(name):
+        args.setdefault("input_noise", 0.0)
     return build_model(name, N_FEATURES, **args)
 
 
@@ -99,8 +106,10 @@ def test_batch_of_only_padding(name: str, args: dict) -> None:
     assert torch.equal(scores, torch.zeros(2, 4))
 
 
-@pytest.mark.parametrize("name,args", [c for c in CONFIGS if c[0] == "attention"], ids=[i for i in IDS if i.startswith("attention")])
-def test_attention_is_permutation_equivariant(name: str, args: dict) -> None:
+@pytest.mark.parametrize(
+    "name,args", [c for c in CONFIGS if c[0] in CONTEXT_MODELS], ids=[i for i in IDS if i.startswith(CONTEXT_MODELS)]
+)
+def test_context_models_are_permutation_equivariant(name: str, args: dict) -> None:
     model = _model(name, args).eval()
     g = torch.Generator().manual_seed(3)
     batch = torch.randn(3, 8, N_FEATURES, generator=g)
@@ -113,9 +122,10 @@ def test_attention_is_permutation_equivariant(name: str, args: dict) -> None:
     torch.testing.assert_close(permuted, scores[:, perm], rtol=1e-5, atol=1e-5)
 
 
-def test_attention_scores_depend_on_the_other_documents() -> None:
+@pytest.mark.parametrize("name", CONTEXT_MODELS)
+def test_context_scores_depend_on_the_other_documents(name: str) -> None:
     """Context awareness: changing one document changes another document's score."""
-    model = _model("attention", {"d_model": 8, "n_heads": 2, "n_layers": 1, "ff_dim": 16}).eval()
+    model = _model(name, {"d_model": 8, "n_heads": 2, "n_layers": 1, "ff_dim": 16}).eval()
     g = torch.Generator().manual_seed(4)
     batch = torch.randn(1, 5, N_FEATURES, generator=g)
     changed = batch.clone()
@@ -156,8 +166,36 @@ def test_context_aware_flag_matches_behaviour(name: str, args: dict) -> None:
     with torch.no_grad():
         per_list = model(batch, mask)[mask]
         together = model(merged, torch.ones(merged.shape[:2], dtype=torch.bool))[0]
-    assert model.context_aware == (name == "attention" and model.config["n_layers"] > 0)
+    assert model.context_aware == (name in CONTEXT_MODELS and model.config["n_layers"] > 0)
     if model.context_aware:
         assert not torch.allclose(per_list, together, atol=1e-4)
     else:
         torch.testing.assert_close(per_list, together, rtol=1e-5, atol=1e-5)
+
+
+def test_dasalc_noise_is_training_only_augmentation() -> None:
+    model = _model("dasalc", {"hidden_sizes": [8], "d_model": 4, "n_heads": 2, "ff_dim": 8, "input_noise": 0.5})
+    batch = torch.randn(2, 5, N_FEATURES)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch), model(batch), rtol=0, atol=0)
+        model.train()
+        torch.manual_seed(0)
+        noisy = model(batch)
+        torch.manual_seed(0)
+        again = model(batch)
+        torch.manual_seed(1)
+        other = model(batch)
+    torch.testing.assert_close(noisy, again, rtol=0, atol=0)
+    assert not torch.allclose(noisy, other, atol=1e-4)
+
+
+def test_dasalc_latent_cross_formula() -> None:
+    """Score = head((1 + W_out c) * tower(x)), recomputed by hand from the submodules."""
+    model = _model("dasalc", {"hidden_sizes": [6], "d_model": 4, "n_heads": 2, "n_layers": 1, "ff_dim": 8, "input_norm": "none"}).eval()
+    x = torch.randn(1, 4, N_FEATURES)
+    with torch.no_grad():
+        h = model.tower(x[0])
+        c = model.encoder(model.context_in(x))[0]
+        expected = model.head((1 + model.context_out(c)) * h).squeeze(-1)
+        torch.testing.assert_close(model(x)[0], expected, rtol=1e-5, atol=1e-6)

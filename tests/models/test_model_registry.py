@@ -14,11 +14,11 @@ from ltrkit.models import AttentionRanker, LinearRanker, MLPRanker, build_model,
 
 
 def test_names() -> None:
-    assert names() == ["attention", "linear", "mlp"]
+    assert names() == ["attention", "dasalc", "linear", "mlp"]
 
 
 def test_unknown_model_lists_names() -> None:
-    with pytest.raises(KeyError, match=r"unknown model 'mpl'; choose from \['attention', 'linear', 'mlp'\]"):
+    with pytest.raises(KeyError, match=r"unknown model 'mpl'; choose from \['attention', 'dasalc', 'linear', 'mlp'\]"):
         build_model("mpl", 4)
     with pytest.raises(KeyError, match="unknown model"):
         model_hyperparameters("transformer")
@@ -44,6 +44,11 @@ def test_unknown_argument_lists_allowed() -> None:
         ("attention", {"n_heads": True}, "n_heads must be an int >= 1, got True"),
         ("attention", {"positional_encoding": "learned"}, r"positional_encoding must be one of \['none', 'sinusoidal'\]"),
         ("attention", {"encoder_activation": "tanh"}, r"encoder_activation must be one of \['relu', 'gelu'\], got 'tanh'"),
+        ("dasalc", {"hidden_sizes": []}, "hidden_sizes must hold at least one width"),
+        ("dasalc", {"input_noise": -0.1}, r"input_noise must be a finite float >= 0, got -0.1"),
+        ("dasalc", {"input_noise": float("inf")}, r"input_noise must be a finite float >= 0, got inf"),
+        ("dasalc", {"d_model": 6, "n_heads": 4}, "d_model must be divisible by n_heads, got d_model=6, n_heads=4"),
+        ("dasalc", {"n_layers": -2}, "n_layers must be a non-negative int, got -2"),
     ],
 )
 def test_bad_argument_values(name: str, args: dict, message: str) -> None:
@@ -57,7 +62,7 @@ def test_bad_n_features(n_features: object) -> None:
         build_model("linear", n_features)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["linear", "mlp", "attention"])
+@pytest.mark.parametrize("name", names())
 def test_hyperparameters_build_and_config_round_trip(name: str) -> None:
     defaults = model_hyperparameters(name)
     assert "n_features" not in defaults and all(v is not inspect.Parameter.empty for v in defaults.values())
