@@ -89,14 +89,15 @@ def best_single_feature(
     Args:
         dataset: the queries to choose on (normally the validation split).
         metric: the metric to maximise.
-        conventions: keyword arguments of ``evaluate_dataset`` (see :func:`metric_conventions`).
+        conventions: keyword arguments of ``evaluate_dataset`` (see :func:`metric_conventions`);
+            without a ``max_grade``, ERR's top grade is the dataset's largest label.
         batch_size: queries per padded batch.
 
     Returns:
         ``{"feature": column (0-based), "sign": +1 or -1, "value": mean metric on dataset}``.
     """
     from ltrkit.data.batching import BatchLoader
-    from ltrkit.metrics import compute_metrics
+    from ltrkit.metrics import compute_metrics, parse_metric
 
     accepted = inspect.signature(compute_metrics).parameters
     conventions = {key: value for key, value in resolved_conventions(conventions).items() if key in accepted and key != "metrics"}
@@ -104,6 +105,11 @@ def best_single_feature(
     if conventions.get("ties") == "docid_desc":
         conventions["ties"] = "input_order"
     metric = canonical_metric(metric)
+    # ERR's top grade is a property of the label scale: take it over the whole dataset, as
+    # evaluate_dataset does, never per batch (a batch without the top grade would score higher)
+    if conventions.get("max_grade") is None and parse_metric(metric).family == "err":
+        labels = np.asarray(dataset.labels)
+        conventions["max_grade"] = float(labels.max()) if labels.size else 0.0
     n_features = dataset.n_features
     totals = torch.zeros(2, n_features, dtype=torch.float64)
     counts = torch.zeros(2, n_features, dtype=torch.float64)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ltrkit.data.dataset import pad_ragged
+from ltrkit.data.dataset import RankingDataset, pad_ragged
 from ltrkit.data.synthetic import generate
 from ltrkit.metrics import evaluate_dataset
 from ltrkit.models import build_model
@@ -58,3 +58,21 @@ def test_best_single_feature_matches_a_loop_over_evaluate_dataset(dataset):
 def test_random_scores_are_seeded(dataset):
     np.testing.assert_array_equal(random_scores(dataset, seed=4), random_scores(dataset, seed=4))
     assert not np.array_equal(random_scores(dataset, seed=4), random_scores(dataset, seed=5))
+
+
+def test_best_single_feature_takes_errs_top_grade_over_the_dataset_not_each_batch():
+    # one query per batch, each with its own top grade: a per-batch top grade inflates ERR
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(3, 9, size=12)
+    labels = np.concatenate([rng.integers(0, top + 1, size=n) for n, top in zip(lengths, [1, 2, 3, 4] * 3)]).astype(np.float32)
+    features = rng.normal(size=(int(lengths.sum()), 5)).astype(np.float32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    data = RankingDataset(features, labels, offsets, np.array([str(q) for q in range(12)]))
+    chosen = best_single_feature(data, metric="err@5", conventions={"conventions": "ltrkit"}, batch_size=1)
+    values = {
+        (column, sign): evaluate_dataset(data, sign * features[:, column].astype(np.float64), ["err@5"]).mean["err@5"]
+        for column in range(5)
+        for sign in (1, -1)
+    }
+    assert chosen["value"] == pytest.approx(values[chosen["feature"], chosen["sign"]], abs=1e-9)
+    assert chosen["value"] == pytest.approx(max(values.values()), abs=1e-9)
