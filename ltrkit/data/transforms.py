@@ -7,10 +7,25 @@ Methods (per feature column ``j``):
 * ``"log1p"``: :math:`y = \\mathrm{sign}(x) \\log(1 + |x|)` then z-score of ``y`` (statistics
   of ``y`` fitted on the training data). Suits MSLR's heavy-tailed counts and scores, where a
   plain z-score leaves a few huge values dominating.
+* ``"quantile"``: the empirical CDF of each training column, :math:`F_j(x) \\in [0, 1]`,
+  piecewise linear between ``n_quantiles`` (1,000) quantiles of the training values (as
+  scikit-learn's ``QuantileTransformer``; values outside the training range map to 0 or 1).
+* ``"rank_gauss"``: :math:`\\Phi^{-1}(F_j(x))`, the quantile level mapped to a standard normal
+  (levels clipped to :math:`[10^{-7}, 1 - 10^{-7}]`, so outputs lie in about
+  :math:`[-5.2, 5.2]`; scikit-learn's ``output_distribution="normal"``). Monotone and insensitive
+  to a feature's scale or outliers; the Gaussian shape suits batch-normalised networks.
 * ``"query_zscore"`` / ``"query_minmax"``: the same within each query (LETOR's "QueryLevelNorm"),
   using only that query's documents; nothing is learned from the training data but the
   feature count.
 * ``"none"``: identity (still checks the feature count).
+
+The quantile methods fit on at most 200,000 evenly spaced training rows (a deterministic
+subsample, as scikit-learn subsamples). A value inside a run of equal quantiles (a feature with
+many equal values, such as a binary one) maps to the middle of that run's levels, by averaging
+the interpolation from both sides as scikit-learn does; unlike scikit-learn, this holds at the
+lowest and highest training values too (scikit-learn maps those to exactly 0 and 1), so a binary
+feature that is 0 for 70% of the documents maps to levels 0.35 and 0.85 (mid-ranks), and a
+constant feature to 0.5 (``quantile``) or 0 (``rank_gauss``).
 
 A column with zero spread (``min == max`` in the fitted data, or within a query for the
 per-query methods) gets shift = its value and scale 1, so it maps to exactly 0 instead of
@@ -23,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+from statistics import NormalDist
 from pathlib import Path
 from typing import Optional, Union
 
@@ -31,10 +47,38 @@ import numpy as np
 from ltrkit._atomic import atomic_path
 from ltrkit.data.dataset import RankingDataset
 
-__all__ = ["METHODS", "Normalizer"]
+__all__ = ["METHODS", "Normalizer", "normal_quantile"]
 
-METHODS = ("zscore", "minmax", "log1p", "query_zscore", "query_minmax", "none")
+METHODS = ("zscore", "minmax", "log1p", "quantile", "rank_gauss", "query_zscore", "query_minmax", "none")
 _PER_QUERY = ("query_zscore", "query_minmax")
+_QUANTILE_METHODS = ("quantile", "rank_gauss")
+N_QUANTILES = 1000
+QUANTILE_SUBSAMPLE = 200_000
+_GAUSS_CLIP = 1e-7
+
+# Acklam's rational approximation of the normal quantile function (relative error < 1.2e-9)
+_ACKLAM_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
+_ACKLAM_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01, -1.328068155288572e01, 1.0)
+_ACKLAM_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_ACKLAM_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00, 1.0)
+_ACKLAM_TAIL = 0.02425
+
+
+def normal_quantile(p: np.ndarray) -> np.ndarray:
+    """:math:`\\Phi^{-1}(p)` elementwise for ``p`` in ``(0, 1)`` (float64, absolute error < 1e-8 for p in [1e-7, 1 - 1e-7]).
+
+    Acklam's rational approximation; numpy has no ``ndtri`` and the data layer does not import
+    scipy or torch.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    tail = np.minimum(p, 1.0 - p)
+    central = tail >= _ACKLAM_TAIL
+    q = p - 0.5
+    r = q * q
+    middle = q * np.polyval(_ACKLAM_A, r) / np.polyval(_ACKLAM_B, r)
+    t = np.sqrt(-2.0 * np.log(np.where(central, 0.5, tail)))
+    outer = np.polyval(_ACKLAM_C, t) / np.polyval(_ACKLAM_D, t)
+    return np.where(central, middle, np.where(p < 0.5, outer, -outer))
 _CHUNK_ROWS = 1 << 16
 _STATE_VERSION = 1
 
@@ -71,6 +115,7 @@ class Normalizer:
         self.n_features: Optional[int] = None
         self.shift: Optional[np.ndarray] = None
         self.scale: Optional[np.ndarray] = None
+        self.quantiles: Optional[np.ndarray] = None
 
     @property
     def is_fitted(self) -> bool:
@@ -101,6 +146,9 @@ class Normalizer:
             return self
         if n_docs == 0:
             raise ValueError(f"{source}: cannot fit a {self.method!r} normalizer on 0 documents")
+        if self.method in _QUANTILE_METHODS:
+            self._fit_quantiles(features, source)
+            return self
         count = 0
         mean = np.zeros(n_features)
         squares = np.zeros(n_features)
@@ -136,6 +184,33 @@ class Normalizer:
         self.shift = shift
         self.scale = np.where(constant | ~(spread > 0), 1.0, spread)
         return self
+
+    def _fit_quantiles(self, features: np.ndarray, source: str) -> None:
+        n_docs = features.shape[0]
+        for start in range(0, n_docs, _CHUNK_ROWS):
+            # a float64 sum is finite iff every value is (float32 sums cannot overflow float64)
+            chunk = np.asarray(features[start : start + _CHUNK_ROWS])
+            if not np.isfinite(chunk.sum(dtype=np.float64)):
+                _check_finite(chunk, source, start)
+        rows = features if n_docs <= QUANTILE_SUBSAMPLE else features[np.linspace(0, n_docs - 1, QUANTILE_SUBSAMPLE).astype(np.int64)]
+        sample = np.asarray(rows, dtype=np.float64)
+        levels = np.linspace(0.0, 1.0, min(N_QUANTILES, sample.shape[0]))
+        self.quantiles = np.quantile(sample, levels, axis=0)
+        self.shift = self.scale = None
+
+    def _transform_quantiles(self, chunk: np.ndarray) -> None:
+        levels = np.linspace(0.0, 1.0, self.quantiles.shape[0])
+        for j in range(chunk.shape[1]):
+            knots = self.quantiles[:, j]
+            column = chunk[:, j]
+            # forward and backward interpolation disagree inside runs of equal quantiles; their
+            # mean maps such a value to the middle of its run
+            forward = np.interp(column, knots, levels)
+            backward = -np.interp(-column, -knots[::-1], -levels[::-1])
+            chunk[:, j] = 0.5 * (forward + backward)
+        if self.method == "rank_gauss":
+            np.clip(chunk, _GAUSS_CLIP, 1.0 - _GAUSS_CLIP, out=chunk)
+            chunk[:] = normal_quantile(chunk)
 
     # --------------------------------------------------------------- transform
     def transform(self, dataset: RankingDataset) -> RankingDataset:
@@ -194,7 +269,9 @@ class Normalizer:
                 _check_finite(chunk, source, start)
             if self.method == "log1p":
                 _signed_log1p_inplace(chunk)
-            if self.method != "none":
+            if self.method in _QUANTILE_METHODS:
+                self._transform_quantiles(chunk)
+            elif self.method != "none":
                 chunk -= self.shift
                 chunk /= self.scale
             out[start : start + chunk.shape[0]] = chunk
@@ -245,6 +322,7 @@ class Normalizer:
             "n_features": self.n_features,
             "shift": None if self.shift is None else [float(v) for v in self.shift],
             "scale": None if self.scale is None else [float(v) for v in self.scale],
+            "quantiles": None if self.quantiles is None else self.quantiles.tolist(),
         }
 
     @classmethod
@@ -276,9 +354,21 @@ class Normalizer:
                     f"normalizer state field {name} has {array.size} values for n_features={n_features}"
                 )
             setattr(normalizer, name, array)
-        needs_statistics = normalizer.method not in _PER_QUERY and normalizer.method != "none"
-        if n_features is not None and needs_statistics and (normalizer.shift is None or normalizer.scale is None):
-            raise ValueError(f"normalizer state for method {normalizer.method!r} needs shift and scale")
+        quantiles = state.get("quantiles")
+        if quantiles is not None:
+            array = np.asarray(quantiles, dtype=np.float64)
+            if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != n_features or not np.isfinite(array).all():
+                raise ValueError(f"normalizer state field quantiles must be a finite [n_quantiles, {n_features}] table")
+            if np.any(np.diff(array, axis=0) < 0):
+                raise ValueError("normalizer state field quantiles must be non-decreasing down each column")
+            normalizer.quantiles = array
+        if n_features is not None:
+            if normalizer.method in _QUANTILE_METHODS:
+                if normalizer.quantiles is None:
+                    raise ValueError(f"normalizer state for method {normalizer.method!r} needs quantiles")
+            elif normalizer.method not in _PER_QUERY and normalizer.method != "none":
+                if normalizer.shift is None or normalizer.scale is None:
+                    raise ValueError(f"normalizer state for method {normalizer.method!r} needs shift and scale")
         return normalizer
 
     def save(self, path: Union[str, os.PathLike]) -> None:

@@ -40,6 +40,8 @@ def reference(method: str, fit_x: np.ndarray, x: np.ndarray, offsets: np.ndarray
         constant = fit_x.max(axis=0) == fit_x.min(axis=0)
         std = fit_x.std(axis=0)
         return np.where(constant, x - fit_x.min(axis=0), (x - fit_x.mean(axis=0)) / np.where(constant, 1.0, std))
+    if method in ("quantile", "rank_gauss"):
+        return quantile_reference(method, fit_x, x)
     if method == "minmax":
         spread = fit_x.max(axis=0) - fit_x.min(axis=0)
         return (x - fit_x.min(axis=0)) / np.where(spread > 0, spread, 1.0)
@@ -57,6 +59,22 @@ def reference(method: str, fit_x: np.ndarray, x: np.ndarray, offsets: np.ndarray
     return out
 
 
+def quantile_reference(method: str, fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
+    from sklearn.preprocessing import QuantileTransformer
+
+    distribution = "uniform" if method == "quantile" else "normal"
+    fitted = QuantileTransformer(n_quantiles=min(1000, fit_x.shape[0]), subsample=10**9, output_distribution=distribution)
+    return fitted.fit(fit_x).transform(x)
+
+
+def test_normal_quantile_matches_the_standard_library():
+    from statistics import NormalDist
+
+    p = np.concatenate([np.geomspace(1e-7, 0.5, 400), 1 - np.geomspace(1e-7, 0.5, 400), np.linspace(0.01, 0.99, 99)])
+    expected = np.array([NormalDist().inv_cdf(v) for v in p])
+    np.testing.assert_allclose(transforms.normal_quantile(p), expected, rtol=0, atol=1e-8)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_fit_on_train_apply_to_test_matches_numpy(method, monkeypatch):
     # small chunks so chunked accumulation and per-query chunk boundaries are exercised
@@ -66,7 +84,12 @@ def test_fit_on_train_apply_to_test_matches_numpy(method, monkeypatch):
     out = normalizer.transform(test)
     assert out.features.dtype == np.float32 and out.features.shape == test.features.shape
     expected = reference(method, train.features, test.features, test.query_offsets)
-    np.testing.assert_allclose(out.features, expected.astype(np.float32), rtol=1e-6, atol=1e-6)
+    inside = np.ones(test.features.shape, dtype=bool)
+    if method in ("quantile", "rank_gauss"):
+        # scikit-learn pins the training minimum and maximum to the end levels; ltrkit maps them
+        # to the middle of their run of equal quantiles (test_quantile_runs_map_to_mid_ranks)
+        inside = (test.features > train.features.min(axis=0)) & (test.features < train.features.max(axis=0))
+    np.testing.assert_allclose(out.features[inside], expected.astype(np.float32)[inside], rtol=1e-6, atol=1e-6)
     assert out.labels is test.labels and out.query_offsets is test.query_offsets
     assert out.features is not test.features
 
@@ -88,6 +111,56 @@ def test_float64_accumulation_is_accurate_on_large_offsets():
     exact = x.astype(np.float64)
     assert normalizer.shift[0] == pytest.approx(exact.mean(), rel=1e-12)
     assert normalizer.scale[0] == pytest.approx(exact.std(), rel=1e-9)
+
+
+@pytest.mark.parametrize("method", ["quantile", "rank_gauss"])
+def test_quantile_methods_are_monotone_and_bounded(method):
+    train, test = make_dataset(n_docs=3000, seed=3), make_dataset(n_docs=800, seed=4)
+    normalizer = Normalizer(method).fit(train)
+    out = normalizer.transform(test).features
+    for j in range(test.n_features):
+        order = np.argsort(test.features[:, j], kind="stable")
+        assert np.all(np.diff(out[order, j]) >= 0), f"feature {j} not monotone"
+    from statistics import NormalDist
+
+    high = 1.0 if method == "quantile" else NormalDist().inv_cdf(1 - 1e-7)
+    low = 0.0 if method == "quantile" else -high
+    assert out.min() >= low - 1e-6 and out.max() <= high + 1e-6
+    beyond = normalizer.transform_features(np.array([[-1e9] * 5, [1e9] * 5], dtype=np.float32))
+    np.testing.assert_allclose(beyond[0, [0, 1, 4]], low, atol=1e-6)
+    np.testing.assert_allclose(beyond[1, [0, 1, 4]], high, atol=1e-6)
+
+
+def test_quantile_runs_map_to_mid_ranks():
+    from statistics import NormalDist
+
+    zeros = 700
+    x = np.concatenate([np.zeros(zeros), np.ones(1000 - zeros)]).astype(np.float32)[:, None]
+    x = np.hstack([x, np.full_like(x, 3.0)])
+    uniform = Normalizer("quantile").fit_features(x).transform_features(np.array([[0.0, 3.0], [1.0, 3.0]], dtype=np.float32))
+    np.testing.assert_allclose(uniform[:, 0], [0.35, 0.85], atol=2e-3)
+    np.testing.assert_allclose(uniform[:, 1], 0.5, atol=1e-6)
+    gauss = Normalizer("rank_gauss").fit_features(x).transform_features(np.array([[0.0, 3.0], [1.0, 3.0]], dtype=np.float32))
+    np.testing.assert_allclose(gauss[:, 0], [NormalDist().inv_cdf(0.35), NormalDist().inv_cdf(0.85)], atol=0.05)
+    np.testing.assert_allclose(gauss[:, 1], 0.0, atol=1e-6)
+
+
+def test_rank_gauss_of_continuous_training_data_is_standard_normal():
+    rng = np.random.default_rng(0)
+    x = rng.lognormal(0.0, 3.0, size=(50_000, 1)).astype(np.float32)
+    out = Normalizer("rank_gauss").fit_features(x).transform_features(x)[:, 0].astype(np.float64)
+    assert abs(out.mean()) < 0.01 and abs(out.std() - 1.0) < 0.02
+    assert abs(np.mean(out < 1.0) - 0.8413) < 0.005
+
+
+def test_quantile_fit_subsamples_large_data(monkeypatch):
+    monkeypatch.setattr(transforms, "QUANTILE_SUBSAMPLE", 1000)
+    x = np.arange(10_000, dtype=np.float32)[:, None]
+    normalizer = Normalizer("quantile").fit_features(x)
+    assert normalizer.quantiles.shape == (1000, 1)
+    assert normalizer.quantiles[0, 0] == 0.0 and normalizer.quantiles[-1, 0] == 9999.0
+    with pytest.raises(ValueError, match="feature 0 of document row 9999 is inf"):
+        Normalizer("quantile").fit_features(np.append(x[:-1], [[np.inf]], axis=0))
 
 
 def test_memmap_input(tmp_path):
@@ -136,6 +209,9 @@ def test_feature_count_mismatch_and_unfitted():
         (lambda: Normalizer.from_state_dict({"method": "zscore"}), r"lacks fields \['n_features', 'scale', 'shift'\]"),
         (lambda: Normalizer.from_state_dict({"method": "zscore", "n_features": 2, "shift": [0.0], "scale": [1.0, 1.0]}), "field shift has 1 values for n_features=2"),
         (lambda: Normalizer.from_state_dict({"method": "zscore", "n_features": 2, "shift": None, "scale": None}), "needs shift and scale"),
+        (lambda: Normalizer.from_state_dict({"method": "rank_gauss", "n_features": 2, "shift": None, "scale": None}), "needs quantiles"),
+        (lambda: Normalizer.from_state_dict({"method": "quantile", "n_features": 2, "shift": None, "scale": None, "quantiles": [[0.0], [1.0]]}), r"quantiles must be a finite \[n_quantiles, 2\] table"),
+        (lambda: Normalizer.from_state_dict({"method": "quantile", "n_features": 1, "shift": None, "scale": None, "quantiles": [[1.0], [0.0]]}), "must be non-decreasing"),
     ],
 )
 def test_errors(call, message):
