@@ -20,12 +20,13 @@ Methods (per feature column ``j``):
 * ``"none"``: identity (still checks the feature count).
 
 The quantile methods fit on at most 200,000 evenly spaced training rows (a deterministic
-subsample, as scikit-learn subsamples). A value inside a run of equal quantiles (a feature with
-many equal values, such as a binary one) maps to the middle of that run's levels, by averaging
-the interpolation from both sides as scikit-learn does; unlike scikit-learn, this holds at the
-lowest and highest training values too (scikit-learn maps those to exactly 0 and 1), so a binary
-feature that is 0 for 70% of the documents maps to levels 0.35 and 0.85 (mid-ranks), and a
-constant feature to 0.5 (``quantile``) or 0 (``rank_gauss``).
+subsample, as scikit-learn subsamples). The map is piecewise linear through the distinct
+quantile values, each placed at the middle level of its run of equal quantiles (a feature with
+many equal values, such as a binary one, has such runs): a binary feature that is 0 for 70% of
+the documents maps to levels 0.35 and 0.85 (mid-ranks) and a constant feature to 0.5
+(``quantile``) or 0 (``rank_gauss``). Where quantiles are distinct this is scikit-learn's map;
+scikit-learn instead pins the lowest and highest training values to exactly 0 and 1, and
+interpolates from a run's last level to the next run's first.
 
 A column with zero spread (``min == max`` in the fitted data, or within a query for the
 per-query methods) gets shift = its value and scale 1, so it maps to exactly 0 instead of
@@ -71,14 +72,27 @@ def normal_quantile(p: np.ndarray) -> np.ndarray:
     scipy or torch.
     """
     p = np.asarray(p, dtype=np.float64)
-    tail = np.minimum(p, 1.0 - p)
-    central = tail >= _ACKLAM_TAIL
-    q = p - 0.5
+    out = p - 0.5
+    central = np.abs(out) <= 0.5 - _ACKLAM_TAIL
+    q = out[central]
     r = q * q
-    middle = q * np.polyval(_ACKLAM_A, r) / np.polyval(_ACKLAM_B, r)
-    t = np.sqrt(-2.0 * np.log(np.where(central, 0.5, tail)))
-    outer = np.polyval(_ACKLAM_C, t) / np.polyval(_ACKLAM_D, t)
-    return np.where(central, middle, np.where(p < 0.5, outer, -outer))
+    out[central] = q * _horner(_ACKLAM_A, r) / _horner(_ACKLAM_B, r)
+    lower = ~central & (p < 0.5)
+    upper = ~central & ~lower
+    for side, sign in ((lower, 1.0), (upper, -1.0)):
+        tail = p[side] if sign > 0 else 1.0 - p[side]
+        t = np.sqrt(-2.0 * np.log(tail))
+        out[side] = sign * _horner(_ACKLAM_C, t) / _horner(_ACKLAM_D, t)
+    return out
+
+
+def _horner(coefficients: tuple, x: np.ndarray) -> np.ndarray:
+    """``sum(c[k] * x**(n-1-k))`` with in-place updates (``np.polyval`` allocates on every step)."""
+    y = np.full_like(x, coefficients[0])
+    for c in coefficients[1:]:
+        y *= x
+        y += c
+    return y
 _CHUNK_ROWS = 1 << 16
 _STATE_VERSION = 1
 
@@ -198,16 +212,18 @@ class Normalizer:
         self.quantiles = np.quantile(sample, levels, axis=0)
         self.shift = self.scale = None
 
-    def _transform_quantiles(self, chunk: np.ndarray) -> None:
+    def _quantile_curves(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per feature: its distinct fitted quantiles and the middle level of each one's run."""
         levels = np.linspace(0.0, 1.0, self.quantiles.shape[0])
-        for j in range(chunk.shape[1]):
-            knots = self.quantiles[:, j]
-            column = chunk[:, j]
-            # forward and backward interpolation disagree inside runs of equal quantiles; their
-            # mean maps such a value to the middle of its run
-            forward = np.interp(column, knots, levels)
-            backward = -np.interp(-column, -knots[::-1], -levels[::-1])
-            chunk[:, j] = 0.5 * (forward + backward)
+        curves = []
+        for knots in self.quantiles.T:
+            distinct, first, counts = np.unique(knots, return_index=True, return_counts=True)
+            curves.append((distinct, 0.5 * (levels[first] + levels[first + counts - 1])))
+        return curves
+
+    def _transform_quantiles(self, chunk: np.ndarray, curves: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        for j, (knots, levels) in enumerate(curves):
+            chunk[:, j] = np.interp(chunk[:, j], knots, levels)
         if self.method == "rank_gauss":
             np.clip(chunk, _GAUSS_CLIP, 1.0 - _GAUSS_CLIP, out=chunk)
             chunk[:] = normal_quantile(chunk)
@@ -261,6 +277,7 @@ class Normalizer:
                 raise ValueError(f"method {self.method!r} normalises within queries: pass query_offsets")
             return self._transform_per_query(x, np.asarray(query_offsets, dtype=np.int64), source)
         out = np.empty(x.shape, dtype=np.float32)
+        curves = self._quantile_curves() if self.method in _QUANTILE_METHODS else []
         for start in range(0, x.shape[0], _CHUNK_ROWS):
             chunk = np.array(x[start : start + _CHUNK_ROWS], dtype=np.float64)
             # a float64 sum of float32/int values cannot overflow, so it is finite iff every
@@ -270,7 +287,7 @@ class Normalizer:
             if self.method == "log1p":
                 _signed_log1p_inplace(chunk)
             if self.method in _QUANTILE_METHODS:
-                self._transform_quantiles(chunk)
+                self._transform_quantiles(chunk, curves)
             elif self.method != "none":
                 chunk -= self.shift
                 chunk /= self.scale
