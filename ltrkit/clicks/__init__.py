@@ -18,6 +18,10 @@ _EXPORTS = {
     "DBN": "ltrkit.clicks.models",
     "SDBN": "ltrkit.clicks.models",
     "get_model": "ltrkit.clicks.models",
+    "Impressions": "ltrkit.clicks.behaviours",
+    "ClickBehaviour": "ltrkit.clicks.behaviours",
+    "load_click_spec": "ltrkit.clicks.spec",
+    "build_behaviour": "ltrkit.clicks.spec",
 }
 
 __all__ = list(_EXPORTS)

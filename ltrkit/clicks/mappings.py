@@ -84,27 +84,27 @@ class AttractionMapping:
 
     ``epsilon_minus`` is the click noise on non-relevant documents and ``epsilon_plus`` the
     click probability of a (fully) relevant one (Joachims et al. 2017 use ``epsilon_minus = 0.1``,
-    ``epsilon_plus = 1``). Graded labels are clipped to ``[0, y_max]``.
+    ``epsilon_plus = 1``, the defaults here). Graded labels are clipped to ``[0, y_max]``.
 
     Args:
         kind: ``"graded"`` or ``"binary"``.
         max_grade: ``y_max`` of the graded form (``> 0``); None = the largest label of the data
-            (set by :meth:`with_max_grade` before simulating).
+            (set with :meth:`with_max_grade` before simulating).
         threshold: ``t`` of the binary form.
         epsilon_minus: attraction of a non-relevant document, in ``[0, 1]``.
         epsilon_plus: attraction of a relevant (top-grade) document, in ``[epsilon_minus, 1]``.
 
     Example:
-        >>> AttractionMapping("graded", max_grade=2)(np.array([0.0, 1.0, 2.0])).tolist()
+        >>> AttractionMapping("graded", max_grade=2, epsilon_minus=0.0)(np.array([0.0, 1.0, 2.0])).tolist()
         [0.0, 0.3333333333333333, 1.0]
-        >>> AttractionMapping("binary", threshold=1, epsilon_minus=0.1)(np.array([0.0, 2.0])).tolist()
+        >>> AttractionMapping("binary", threshold=1)(np.array([0.0, 2.0])).tolist()
         [0.1, 1.0]
     """
 
     kind: str = "graded"
     max_grade: Optional[float] = None
     threshold: float = 1.0
-    epsilon_minus: float = 0.0
+    epsilon_minus: float = 0.1
     epsilon_plus: float = 1.0
 
     def __post_init__(self) -> None:
@@ -116,12 +116,11 @@ class AttractionMapping:
         if minus > plus:
             raise ValueError(f"epsilon_minus ({minus}) must not exceed epsilon_plus ({plus})")
 
-    def with_max_grade(self, labels: np.ndarray) -> "AttractionMapping":
-        """This mapping with ``max_grade`` set from ``labels`` when it is None (graded form only)."""
+    def with_max_grade(self, max_grade: float) -> "AttractionMapping":
+        """This mapping with ``max_grade`` set (the data's largest label) when it is None (graded form only)."""
         if self.kind != "graded" or self.max_grade is not None:
             return self
-        top = float(np.max(labels)) if np.size(labels) else 0.0
-        return AttractionMapping(self.kind, top if top > 0 else 1.0, self.threshold, self.epsilon_minus, self.epsilon_plus)
+        return AttractionMapping(self.kind, max_grade if max_grade > 0 else 1.0, self.threshold, self.epsilon_minus, self.epsilon_plus)
 
     def __call__(self, relevance: np.ndarray) -> np.ndarray:
         """Attraction probabilities, float64, the shape of ``relevance``."""
@@ -129,7 +128,7 @@ class AttractionMapping:
         if self.kind == "binary":
             return np.where(relevance >= self.threshold, self.epsilon_plus, self.epsilon_minus)
         if self.max_grade is None:
-            raise ValueError("graded mapping without max_grade: call with_max_grade(labels) first")
+            raise ValueError("graded mapping without max_grade: call with_max_grade(the data's largest label) first")
         grade = np.clip(relevance, 0.0, self.max_grade)
         share = np.expm1(grade * np.log(2.0)) / np.expm1(self.max_grade * np.log(2.0))
         return self.epsilon_minus + (self.epsilon_plus - self.epsilon_minus) * share
