@@ -1,31 +1,53 @@
-"""A scikit-learn style estimator over the training API: ``LTRRanker().fit(X, y, qid)``.
+"""A scikit-learn estimator over the training API: ``LTRRanker().fit(X, y, qid=qid)``.
 
-    >>> ranker = LTRRanker(epochs=5).fit(X, y, qid)            # doctest: +SKIP
-    >>> scores = ranker.predict(X_test, qid_test)             # doctest: +SKIP
-    >>> ranker.score(X_test, y_test, qid_test)                # NDCG@10   # doctest: +SKIP
+    >>> ranker = LTRRanker(epochs=5).fit(X, y, qid=qid)          # doctest: +SKIP
+    >>> ranker = LTRRanker(epochs=5).fit(X, y, group=sizes)      # LightGBM style  # doctest: +SKIP
+    >>> scores = ranker.predict(X_test, qid=qid_test)            # doctest: +SKIP
+    >>> ranker.score(X_test, y_test, qid=qid_test)               # eval_metric, NDCG@10  # doctest: +SKIP
 
 ``fit`` builds a :class:`~ltrkit.data.dataset.RankingDataset` from the arrays and calls
 :func:`ltrkit.training.trainer.train` with a config made of the estimator's parameters, in a
-temporary run folder (or ``output_dir``); the trained model and its normaliser are kept in memory
-as a :class:`~ltrkit.training.predict.Ranker`.
+temporary run folder that is removed afterwards (or under ``output_dir``, kept); the trained model
+and its normaliser stay in memory as a :class:`~ltrkit.training.predict.Ranker`, so a fitted
+estimator pickles and clones like any scikit-learn estimator.
 
-Query grouping: ``qid`` gives each row's query. Rows of a query need not be contiguous: they are
-grouped stably (queries in order of first appearance, rows of a query in their input order), and
-``predict`` returns scores in the caller's row order.
+Queries: each row's query comes from ``qid`` (one id per row, ints or strings) or, LightGBM's
+way, from ``group`` (the sizes of consecutive queries, summing to the row count). Rows of a
+query need not be contiguous: they are grouped stably (queries in order of first appearance,
+rows of a query in their input order), and ``predict`` returns scores in the caller's row order.
+``fit`` without either treats all rows as one query (one ranked list).
 
-scikit-learn is not imported: ``get_params``/``set_params`` follow its conventions, so
-``sklearn.base.clone`` and ``GridSearchCV``-style tools that only need those work.
+scikit-learn tools: ``qid`` is requested by default by ``fit``, ``predict`` and ``score``
+(metadata routing, as GroupKFold requests ``groups``), so with
+``sklearn.set_config(enable_metadata_routing=True)``
+
+    >>> cross_validate(LTRRanker(), X, y, groups=qid, cv=GroupKFold(3), params={"qid": qid})  # doctest: +SKIP
+    >>> GridSearchCV(LTRRanker(), grid, cv=GroupKFold(3)).fit(X, y, groups=qid, qid=qid)   # doctest: +SKIP
+    >>> make_pipeline(StandardScaler(), LTRRanker()).fit(X, y, qid=qid).predict(X_test)    # doctest: +SKIP
+
+hand each fold's rows their own ``qid`` in ``fit`` and ``score``. Split with a group splitter
+(``GroupKFold``, ``GroupShuffleSplit``) on ``groups=qid`` so a query's rows stay in one fold.
+``group=`` sizes cannot be split by a cross-validator: use ``qid`` there. ``group``,
+``eval_set``, ``eval_qid`` and ``eval_group`` are routed only after ``set_fit_request``.
 """
 
 from __future__ import annotations
 
-import inspect
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
+
+from ltrkit._optional import require
+
+require("LTRRanker (the scikit-learn estimator)", "sklearn", "sklearn")
+
+from sklearn.base import BaseEstimator  # noqa: E402  (after the check that names the extra)
+from sklearn.exceptions import NotFittedError  # noqa: E402
+from sklearn.inspection import permutation_importance  # noqa: E402
+from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data  # noqa: E402
 
 from ltrkit.data.dataset import RankingDataset
 
@@ -35,13 +57,13 @@ __all__ = ["LTRRanker", "NotFittedError"]
 # eval_batch_size (256) queries per padded batch, so this bounds a batch at 256 * 256 rows
 _POINTWISE_CHUNK = 256
 
+# what scikit-learn's validation is asked for: sparse rows are densified (the trainer's batches
+# are dense) and finiteness is checked here, to name the row and column of the first bad value
+_ARRAY_OPTIONS: Dict[str, Any] = {"accept_sparse": "csr", "dtype": np.float32, "ensure_all_finite": False}
 
-class NotFittedError(ValueError, AttributeError):
-    """``predict``/``score`` was called before ``fit`` (same bases as scikit-learn's)."""
 
-
-class LTRRanker:
-    """Learning-to-rank estimator with a scikit-learn interface.
+class LTRRanker(BaseEstimator):
+    """Learning-to-rank estimator with the scikit-learn interface.
 
     Args:
         model: a name from :func:`ltrkit.models.names` (``"linear"``, ``"mlp"``, ``"attention"``).
@@ -60,9 +82,13 @@ class LTRRanker:
         early_stopping_patience: with an ``eval_set``, stop after this many epochs without
             improvement of ``eval_metric`` and keep the best epoch's weights (None: train all
             epochs and keep the best). Without an ``eval_set`` the last epoch's weights are kept.
-        eval_metric: metric of the eval set that selects the best epoch, e.g. ``"ndcg@10"``.
-        seed: seed of initialisation, dropout, shuffling and slate sampling (same seed, same
-            data, CPU: the same model).
+        eval_metric: the metric (:func:`ltrkit.metrics.parse_metric`, e.g. ``"ndcg@10"``,
+            ``"map"``, ``"err@10"``) that selects the best epoch on the eval set, that ``score``
+            returns and whose drop ``feature_importances_`` measures.
+        importance_repeats: permutations per feature for ``feature_importances_``; 0 skips
+            them (each costs one prediction of the importance set per feature).
+        seed: seed of initialisation, dropout, shuffling, slate sampling and the importance
+            permutations (same seed, same data, CPU: the same model).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
         num_threads: torch CPU threads during training (None: the trainer's default).
         verbose: show the trainer's progress bar and tables.
@@ -71,16 +97,27 @@ class LTRRanker:
 
     Attributes (after ``fit``):
         ranker_: the :class:`~ltrkit.training.predict.Ranker` (model + normaliser).
-        n_features_in_: number of features seen in ``fit``.
+        n_features_in_: number of features seen in ``fit`` (``feature_names_in_`` too when
+            ``X`` is a DataFrame with string column names).
         history_: one record per epoch (train loss, seconds, eval metrics).
-        best_epoch_: the epoch whose weights are kept.
+        best_epoch_: the epoch whose weights are kept (1-based).
         run_dir_: the run folder when ``output_dir`` is set, else None.
+        feature_importances_: ``[n_features]`` permutation importance: the mean drop of
+            ``score`` (``eval_metric`` over queries) when one feature column is shuffled across
+            all rows, on the eval set when one is given, else on the training rows; set when
+            ``importance_repeats > 0``. Negative values mean shuffling the feature helped.
 
     Raises:
-        ValueError: from ``fit``: bad arrays (shape, length mismatch, NaN/inf) or a bad
-            parameter (the trainer's :class:`~ltrkit.training.config.ConfigError`, which lists
-            every problem).
+        ValueError: from ``fit``: bad arrays (shape, length mismatch, NaN/inf, negative label,
+            group sizes not matching the rows) or a bad parameter (the trainer's
+            :class:`~ltrkit.training.config.ConfigError`, which lists every problem).
     """
+
+    # a ranker needs its rows' queries the way a group splitter needs its groups: request them
+    # by default so routing works without set_*_request calls (the caller can still unset it)
+    __metadata_request__fit = {"qid": True}
+    __metadata_request__predict = {"qid": True}
+    __metadata_request__score = {"qid": True}
 
     def __init__(
         self,
@@ -98,6 +135,7 @@ class LTRRanker:
         max_slate_length: Optional[int] = None,
         early_stopping_patience: Optional[int] = 5,
         eval_metric: str = "ndcg@10",
+        importance_repeats: int = 1,
         seed: int = 0,
         device: str = "cpu",
         num_threads: Optional[int] = None,
@@ -119,57 +157,45 @@ class LTRRanker:
         self.max_slate_length = max_slate_length
         self.early_stopping_patience = early_stopping_patience
         self.eval_metric = eval_metric
+        self.importance_repeats = importance_repeats
         self.seed = seed
         self.device = device
         self.num_threads = num_threads
         self.verbose = verbose
         self.output_dir = output_dir
 
-    # ------------------------------------------------------------------ scikit-learn protocol
-    @classmethod
-    def _param_names(cls) -> List[str]:
-        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
-
-    def get_params(self, deep: bool = True) -> Dict[str, Any]:
-        """The constructor parameters as a dict (``deep`` is accepted for scikit-learn)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> "LTRRanker":
-        """Set constructor parameters; returns ``self``.
-
-        Raises:
-            ValueError: a name that is not a constructor parameter (the message lists them).
-        """
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"invalid parameter {name!r} for LTRRanker; valid parameters are {valid}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()}
-        changed = [f"{name}={value!r}" for name, value in self.get_params().items() if value != defaults[name]]
-        return f"LTRRanker({', '.join(changed)})"
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.target_tags.required = True
+        # graded relevance labels are >= 0
+        tags.target_tags.positive_only = True
+        return tags
 
     # ------------------------------------------------------------------ fitting
     def fit(
         self,
         X: Any,
         y: Any,
-        qid: Any,
+        qid: Any = None,
         *,
-        eval_set: Optional[Tuple[Any, Any, Any] | Sequence[Tuple[Any, Any, Any]]] = None,
+        group: Any = None,
+        eval_set: Any = None,
+        eval_qid: Any = None,
+        eval_group: Any = None,
     ) -> "LTRRanker":
-        """Train on rows ``X [n, F]`` with relevance labels ``y [n]`` and query ids ``qid [n]``.
+        """Train on rows ``X [n, F]`` with relevance labels ``y [n]`` grouped by ``qid`` or ``group``.
 
         Args:
-            X: ``[n_rows, n_features]`` numeric features (finite).
+            X: ``[n_rows, n_features]`` numeric features (finite; dense, scipy sparse or a
+                DataFrame).
             y: ``[n_rows]`` graded relevance labels (finite, >= 0).
-            qid: ``[n_rows]`` query id of each row (ints or strings); see the module docstring
-                for how rows are grouped.
-            eval_set: ``(X_val, y_val, qid_val)`` (or a one-element list of it): validation data
-                for early stopping and choosing the best epoch.
+            qid: ``[n_rows]`` query id of each row (ints or strings); see the module docstring.
+            group: LightGBM's ``[n_queries]`` sizes of consecutive queries (instead of ``qid``).
+            eval_set: validation data for early stopping and the best epoch: ``(X_val, y_val)``
+                or a list of one such pair (LightGBM's form).
+            eval_qid: ``[qid_val]``, a list of one qid array for the eval set.
+            eval_group: ``[sizes_val]``, a list of one group-size array for the eval set.
 
         Returns:
             ``self``, fitted.
@@ -179,34 +205,44 @@ class LTRRanker:
         """
         from ltrkit.training.trainer import train
 
-        X_arr, y_arr, qid_arr = _check_rows(X, y, qid, where="fit")
-        train_set, _ = _to_dataset(X_arr, y_arr, qid_arr, source="fit(X, y, qid)")
+        X_arr, y_arr = _check_rows(*validate_data(self, X, y, y_numeric=True, **_ARRAY_OPTIONS), where="fit")
+        # without queries all rows are one list: scikit-learn's own checks fit this way
+        qid_arr = _queries(qid, group, X_arr.shape[0], where="fit", default_one_query=True)
+        train_set, _ = _to_dataset(X_arr, y_arr, qid_arr, source="fit(X, y)")
         datasets = {"train": train_set}
-        if eval_set is not None:
-            if isinstance(eval_set, list):
-                if len(eval_set) != 1:
-                    raise ValueError(f"eval_set must be one (X, y, qid) tuple, got a list of {len(eval_set)}")
-                eval_set = eval_set[0]
-            if not isinstance(eval_set, tuple) or len(eval_set) != 3:
-                raise ValueError("eval_set must be a tuple (X_val, y_val, qid_val)")
-            Xv, yv, qv = _check_rows(*eval_set, where="eval_set")
-            if Xv.shape[1] != X_arr.shape[1]:
-                raise ValueError(f"eval_set X has {Xv.shape[1]} features, but X has {X_arr.shape[1]}")
-            datasets["vali"], _ = _to_dataset(Xv, yv, qv, source="eval_set")
+        held_out = self._eval_rows(eval_set, eval_qid, eval_group, X_arr.shape[1])
+        if held_out is not None:
+            datasets["vali"], _ = _to_dataset(*held_out, source="eval_set")
 
         keep = self.output_dir is not None
         parent = Path(self.output_dir) if keep else Path(tempfile.mkdtemp(prefix="ltrkit-estimator-"))
         try:
-            result = train(self._config(parent, has_eval=eval_set is not None), datasets=datasets, quiet=not self.verbose)
-            self.ranker_ = result.ranker("best" if eval_set is not None else "last")
+            result = train(self._config(parent, has_eval=held_out is not None), datasets=datasets, quiet=not self.verbose)
+            self.ranker_ = result.ranker("best" if held_out is not None else "last")
         finally:
             if not keep:
                 shutil.rmtree(parent, ignore_errors=True)
-        self.n_features_in_ = int(X_arr.shape[1])
         self.history_ = list(result.history)
-        self.best_epoch_ = int(result.best_epoch) if eval_set is not None else len(result.history)
+        self.best_epoch_ = int(result.best_epoch) if held_out is not None else len(result.history)
         self.run_dir_ = Path(result.run_dir) if keep else None
+        if self.importance_repeats:
+            self.feature_importances_ = self._permutation_importances(*(held_out or (X_arr, y_arr, qid_arr)))
         return self
+
+    def _eval_rows(self, eval_set: Any, eval_qid: Any, eval_group: Any, n_features: int) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        if eval_set is None:
+            if eval_qid is not None or eval_group is not None:
+                raise ValueError("fit: eval_qid/eval_group was given without an eval_set")
+            return None
+        pair = _only(eval_set, "eval_set", "an (X_val, y_val) pair")
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ValueError("fit: eval_set must be an (X_val, y_val) pair or a list of one such pair")
+        qid = None if eval_qid is None else _only(eval_qid, "eval_qid", "a qid array")
+        group = None if eval_group is None else _only(eval_group, "eval_group", "a group-size array")
+        Xv, yv = _check_rows(*check_X_y(pair[0], pair[1], y_numeric=True, **_ARRAY_OPTIONS), where="eval_set")
+        if Xv.shape[1] != n_features:
+            raise ValueError(f"eval_set: X_val has {Xv.shape[1]} features, but X has {n_features}")
+        return Xv, yv, _queries(qid, group, Xv.shape[0], where="eval_set")
 
     def _config(self, parent: Path, *, has_eval: bool) -> Dict[str, Any]:
         return {
@@ -230,85 +266,130 @@ class LTRRanker:
             "output": {"dir": str(parent), "tensorboard": False, "plots": False},
         }
 
+    def _permutation_importances(self, X: np.ndarray, y: np.ndarray, qid: np.ndarray) -> np.ndarray:
+        # the rows keep their order under permutation_importance (it shuffles one column in
+        # place of another), so the qids of the importance set stay aligned with them
+        def metric(estimator: "LTRRanker", X_perm: np.ndarray, y_perm: np.ndarray) -> float:
+            return estimator.score(X_perm, y_perm, qid=qid)
+
+        result = permutation_importance(self, X, y, scoring=metric, n_repeats=self.importance_repeats, random_state=self.seed)
+        return np.asarray(result.importances_mean, dtype=np.float64)
+
     # ------------------------------------------------------------------ prediction
-    def predict(self, X: Any, qid: Any = None) -> np.ndarray:
+    def predict(self, X: Any, qid: Any = None, *, group: Any = None) -> np.ndarray:
         """Scores ``[n_rows]`` (float32, higher = ranked higher) in the row order of ``X``.
 
         Args:
             X: ``[n_rows, n_features]`` features.
             qid: query id per row. Optional for per-document models (``linear``, ``mlp``),
-                whose scores do not depend on grouping; required for context-aware models
-                (``attention``), which score each document against its query's other documents.
+                whose scores do not depend on grouping; required (or ``group``) for
+                context-aware models (``attention``), which score each document against its
+                query's other documents.
+            group: LightGBM's sizes of consecutive queries (instead of ``qid``).
 
         Raises:
             NotFittedError: before ``fit``.
             ValueError: bad ``X``/``qid`` (shape, NaN, feature count differing from ``fit``), or
-                ``qid=None`` with a context-aware model.
+                no ``qid``/``group`` with a context-aware model.
         """
-        ranker = self._fitted()
-        X_arr = _check_features(X, "X", where="predict")
-        if X_arr.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X_arr.shape[1]} features, but LTRRanker was fitted with {self.n_features_in_} features")
-        n = X_arr.shape[0]
+        check_is_fitted(self)
+        X_arr = _check_finite(validate_data(self, X, reset=False, **_ARRAY_OPTIONS), "X", where="predict")
+        return self._scores(X_arr, _queries(qid, group, X_arr.shape[0], where="predict"))
+
+    def _scores(self, X: np.ndarray, qid: Optional[np.ndarray]) -> np.ndarray:
+        n = X.shape[0]
         if qid is None:
-            if getattr(ranker.model, "context_aware", True):
+            if getattr(self.ranker_.model, "context_aware", True):
                 raise ValueError(
-                    f"qid is required to predict with the context-aware model {self.model!r}: each document is "
-                    f"scored against the other documents of its query"
+                    f"predict: qid (or group) is required with the context-aware model {self.model!r}: each "
+                    f"document is scored against the other documents of its query"
                 )
             offsets = np.append(np.arange(0, n, _POINTWISE_CHUNK, dtype=np.int64), n)
-            return ranker.predict_features(X_arr, offsets)
-        qid_arr = _check_qid(qid, n, where="predict")
-        order, offsets, _ = _group(qid_arr)
+            return self.ranker_.predict_features(X, offsets)
+        order, offsets, _ = _group(qid)
         scores = np.empty(n, dtype=np.float32)
-        scores[order] = ranker.predict_features(X_arr[order], offsets)
+        scores[order] = self.ranker_.predict_features(X[order], offsets)
         return scores
 
-    def score(self, X: Any, y: Any, qid: Any) -> float:
-        """Mean NDCG@10 over the queries of ``(X, y, qid)``.
+    def score(self, X: Any, y: Any, qid: Any = None, *, group: Any = None) -> float:
+        """Mean ``eval_metric`` (default NDCG@10) over the queries of ``(X, y)``.
 
         Conventions (ltrkit's defaults, :func:`ltrkit.metrics.evaluate_dataset`): gain
         ``2^rel - 1``, ties in input order, a query without a relevant document scores 0.
 
         Raises:
             NotFittedError: before ``fit``.
-            ValueError: bad arrays.
+            ValueError: bad arrays, or neither ``qid`` nor ``group`` (a mean over queries needs
+                the queries; with scikit-learn tools, enable metadata routing so ``qid``
+                reaches ``score``).
         """
         from ltrkit.metrics import evaluate_dataset
 
-        self._fitted()
-        X_arr, y_arr, qid_arr = _check_rows(X, y, qid, where="score")
-        dataset, order = _to_dataset(X_arr, y_arr, qid_arr, source="score(X, y, qid)")
-        scores = self.predict(X_arr, qid_arr)[order]
-        return float(evaluate_dataset(dataset, scores, ["ndcg@10"]).mean["ndcg@10"])
-
-    def _fitted(self) -> Any:
-        ranker = getattr(self, "ranker_", None)
-        if ranker is None:
-            raise NotFittedError("this LTRRanker instance is not fitted yet; call fit(X, y, qid) first")
-        return ranker
+        check_is_fitted(self)
+        X_arr, y_arr = _check_rows(*validate_data(self, X, y, reset=False, y_numeric=True, **_ARRAY_OPTIONS), where="score")
+        qid_arr = _queries(qid, group, X_arr.shape[0], where="score")
+        if qid_arr is None:
+            raise ValueError(
+                "score: qid (or group) is required to average the metric over queries; with scikit-learn "
+                "tools call sklearn.set_config(enable_metadata_routing=True) and pass qid to fit (LTRRanker "
+                "requests it in fit, predict and score)"
+            )
+        dataset, order = _to_dataset(X_arr, y_arr, qid_arr, source="score(X, y)")
+        scores = self._scores(X_arr, qid_arr)[order]
+        return float(evaluate_dataset(dataset, scores, [self.eval_metric]).mean[self.eval_metric])
 
 
 # ---------------------------------------------------------------------- array checks
 
 
-def _check_features(X: Any, name: str, *, where: str) -> np.ndarray:
-    X_arr = np.asarray(X)
-    if X_arr.ndim != 2:
-        raise ValueError(f"{where}: {name} must be a 2-D array [n_rows, n_features], got shape {X_arr.shape}")
-    if X_arr.shape[0] == 0 or X_arr.shape[1] == 0:
-        raise ValueError(f"{where}: {name} must have at least one row and one feature, got shape {X_arr.shape}")
-    if X_arr.dtype.kind not in "biuf":
-        raise ValueError(f"{where}: {name} must be numeric, got dtype {X_arr.dtype}")
-    X_arr = np.ascontiguousarray(X_arr, dtype=np.float32)
+def _check_finite(X: Any, name: str, *, where: str) -> np.ndarray:
+    X_arr = np.ascontiguousarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
     bad = ~np.isfinite(X_arr)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise ValueError(f"{where}: {name} must be finite, got {X_arr[row, col]} at row {row}, column {col}")
+        raise ValueError(f"{where}: {name} must be finite (no NaN or inf), got {X_arr[row, col]} at row {row}, column {col}")
     return X_arr
 
 
-def _check_qid(qid: Any, n_rows: int, *, where: str) -> np.ndarray:
+def _check_rows(X: Any, y: Any, *, where: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Dense finite float32 ``X`` and float32 labels >= 0, from arrays scikit-learn validated.
+
+    scikit-learn's validation has already checked the shapes, the row counts and that ``y`` is
+    finite; ``X``'s finiteness is checked here to name the first bad row and column.
+    """
+    X_arr = _check_finite(X, "X", where=where)
+    y_arr = np.asarray(y, dtype=np.float32)
+    if (y_arr < 0).any():
+        row = int(np.flatnonzero(y_arr < 0)[0])
+        raise ValueError(f"{where}: y must be >= 0 (graded relevance), got {y_arr[row]} at row {row}")
+    return X_arr, y_arr
+
+
+def _only(value: Any, name: str, what: str) -> Any:
+    """The single entry of LightGBM's one-element list arguments (a bare pair/array passes through)."""
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise ValueError(f"fit: {name} must hold {what} for one eval set (ltrkit validates on one), got a list of {len(value)}")
+        return value[0]
+    return value
+
+
+def _queries(qid: Any, group: Any, n_rows: int, *, where: str, default_one_query: bool = False) -> Optional[np.ndarray]:
+    """Per-row query ids from ``qid`` or from LightGBM group sizes; None when neither is given."""
+    if qid is not None and group is not None:
+        raise ValueError(f"{where}: give qid or group, not both")
+    if group is not None:
+        sizes = np.asarray(group)
+        if sizes.ndim != 1 or sizes.dtype.kind not in "iu" or (sizes < 1).any():
+            raise ValueError(f"{where}: group must be a 1-D array of positive integer query sizes, got {sizes!r:.80}")
+        if int(sizes.sum()) != n_rows:
+            raise ValueError(
+                f"{where}: group sizes sum to {int(sizes.sum())} but X has {n_rows} rows (under cross-validation "
+                f"pass per-row qid instead: group sizes cannot be split into folds)"
+            )
+        return np.repeat(np.arange(sizes.shape[0]), sizes)
+    if qid is None:
+        return np.zeros(n_rows, dtype=np.int64) if default_one_query else None
     qid_arr = np.asarray(qid)
     if qid_arr.ndim != 1 or qid_arr.shape[0] != n_rows:
         raise ValueError(f"{where}: qid must be 1-D with one entry per row of X ({n_rows}), got shape {qid_arr.shape}")
@@ -317,23 +398,6 @@ def _check_qid(qid: Any, n_rows: int, *, where: str) -> np.ndarray:
     if qid_arr.dtype.kind not in "biufUS":
         qid_arr = qid_arr.astype(str)
     return qid_arr
-
-
-def _check_rows(X: Any, y: Any, qid: Any, *, where: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    X_arr = _check_features(X, "X", where=where)
-    n = X_arr.shape[0]
-    y_arr = np.asarray(y)
-    if y_arr.ndim != 1 or y_arr.shape[0] != n:
-        raise ValueError(f"{where}: y must be 1-D with one label per row of X ({n}), got shape {y_arr.shape}")
-    if y_arr.dtype.kind not in "biuf":
-        raise ValueError(f"{where}: y must be numeric, got dtype {y_arr.dtype}")
-    y_arr = y_arr.astype(np.float32)
-    if not np.isfinite(y_arr).all():
-        raise ValueError(f"{where}: y must be finite, got {y_arr[~np.isfinite(y_arr)][0]} at row {int(np.flatnonzero(~np.isfinite(y_arr))[0])}")
-    if (y_arr < 0).any():
-        row = int(np.flatnonzero(y_arr < 0)[0])
-        raise ValueError(f"{where}: y must be >= 0 (graded relevance), got {y_arr[row]} at row {row}")
-    return X_arr, y_arr, _check_qid(qid, n, where=where)
 
 
 def _group(qid: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
