@@ -16,17 +16,23 @@ Numpy's state is stored as plain lists so the file loads with ``torch.load(weigh
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 import numpy as np
 import torch
 
 from ltrkit.training import _io
 
-__all__ = ["CHECKPOINT_FORMAT", "capture_rng_state", "restore_rng_state", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "capture_rng_state", "restore_rng_state", "save_checkpoint", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = 1
+
+#: The entries every checkpoint holds besides ``format`` (the trainer writes all of them).
+CHECKPOINT_KEYS = (
+    "epoch", "model", "loss", "optimizer", "scheduler", "scaler", "rng", "early_stopping", "history", "config", "normalizer", "n_features",
+)
 
 
 def capture_rng_state() -> Dict[str, Any]:
@@ -55,22 +61,45 @@ def save_checkpoint(path: str | Path, state: Dict[str, Any]) -> None:
     _io.torch_save(path, {"format": CHECKPOINT_FORMAT, **state})
 
 
-def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, *, map_location: str | torch.device = "cpu", required: Sequence[str] = ()
+) -> Dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code runs).
+
+    Args:
+        path: the ``.pt`` file.
+        map_location: where tensors are loaded.
+        required: entries the caller needs (e.g. :data:`CHECKPOINT_KEYS` to resume training).
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not an ltrkit checkpoint of a known format.
+        ValueError: the file is corrupt or truncated, holds objects ``weights_only`` refuses to
+            load, is not an ltrkit checkpoint of a known format, or lacks a ``required`` entry; the
+            message is one line naming ``path``.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {str(path)!r}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # a corrupt or foreign file: say which, whatever torch raised
-        raise ValueError(f"{str(path)!r} is not a readable ltrkit checkpoint: {error}") from error
+    except Exception as error:  # a corrupt, foreign or refused file: say which, whatever torch raised
+        # torch's messages run to a page of advice on weights_only; one phrase says what went wrong
+        text = str(error)
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if refused:
+            raise ValueError(
+                f"{str(path)!r} was refused by torch.load(weights_only=True): it holds an object of {refused.group(1)}, "
+                "not only tensors and plain containers"
+            ) from error
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        lines = text.strip().splitlines()
+        reason = detail.group(1) if detail else (lines[0] if lines else type(error).__name__)
+        raise ValueError(f"{str(path)!r} is corrupt or truncated, not a readable checkpoint ({reason})") from error
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not an ltrkit checkpoint of format {CHECKPOINT_FORMAT}")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise ValueError(f"{str(path)!r} is an incomplete ltrkit checkpoint: it lacks {missing}")
     return state
 
 

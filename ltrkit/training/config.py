@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Union
 
@@ -36,7 +37,9 @@ __all__ = [
     "parse_override",
     "load_config",
     "config_to_yaml",
+    "device_problem",
     "read_config_file",
+    "run_name_problem",
 ]
 
 DEFAULT_METRICS = ["ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "mrr", "map", "err@10"]
@@ -50,6 +53,45 @@ class ConfigError(ValueError):
         self.source = source
         lines = "\n".join(f"  - {error}" for error in self.errors)
         super().__init__(f"{source} has {len(self.errors)} error(s):\n{lines}")
+
+
+# letters (any script), digits and _ . - + = @; the first character a letter, digit or _ (a leading
+# "-" reads as a command-line option, a leading "." hides the folder); 255 bytes is the usual
+# file-name limit
+_RUN_NAME = re.compile(r"\w[\w.+=@-]*")
+_MAX_NAME_BYTES = 255
+
+
+def run_name_problem(name: str) -> Optional[str]:
+    """Why ``name`` cannot be a run folder name, or ``None`` when it can.
+
+    A run name is one plain folder name that survives shells, file systems and URLs unquoted:
+    letters, digits and ``_ . - + = @``, starting with a letter, digit or ``_``, at most 255
+    bytes. Whitespace, line breaks, path separators and other punctuation are refused.
+
+    Example:
+        >>> run_name_problem("mslr-fold1_lr1e-3") is None
+        True
+        >>> run_name_problem("my run")
+        "must be a plain folder name of letters, digits and _ . - + = @ (starting with a letter, digit or _), got 'my run'"
+    """
+    if _RUN_NAME.fullmatch(name) is None:
+        return f"must be a plain folder name of letters, digits and _ . - + = @ (starting with a letter, digit or _), got {name!r}"
+    size = len(name.encode("utf-8"))
+    if size > _MAX_NAME_BYTES:
+        return f"is {size} bytes long; a folder name may have at most {_MAX_NAME_BYTES}"
+    return None
+
+
+def device_problem(name: str) -> Optional[str]:
+    """Why ``name`` is not a device setting (``auto``, ``cpu``, ``cuda``, ``cuda:N``), or ``None``.
+
+    Only the spelling is checked here; whether the GPU exists is checked when a run starts
+    (:func:`ltrkit.training.trainer.resolve_device`).
+    """
+    if name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
+        return None
+    return f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}"
 
 
 class _Strict(BaseModel):
@@ -201,8 +243,9 @@ class OutputConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and (value in ("", ".", "..") or "/" in value or "\\" in value):
-            raise ValueError(f"must be a plain folder name without path separators, got {value!r}")
+        problem = None if value is None else run_name_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -238,9 +281,10 @@ class TrainConfig(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
-            return value
-        raise ValueError(f"must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+        problem = device_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain JSON-able dict of every field (defaults included)."""

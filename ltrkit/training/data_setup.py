@@ -1,22 +1,23 @@
 """Turn the ``data`` section of a config into normalised train/vali/test datasets.
 
 Everything that can be wrong with the data (a missing file, a parse error, a feature count that
-differs between splits, an empty split) is found here, before any training, and raised as a
-:class:`~ltrkit.training.config.ConfigError` naming the config field and the file.
+differs between splits, an empty split, labels the loss or the metrics cannot take) is found
+here, before any training, and raised as a :class:`~ltrkit.training.config.ConfigError` naming
+the config field and the file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ltrkit.data.dataset import RankingDataset
 from ltrkit.training.config import ConfigError, DataConfig, TrainConfig
 
-__all__ = ["PreparedData", "SPLITS", "load_splits", "prepare_data", "split_summary"]
+__all__ = ["PreparedData", "SPLITS", "check_labels", "exp2_label_users", "load_splits", "prepare_data", "split_summary"]
 
 SPLITS = ("train", "vali", "test")
 
@@ -121,6 +122,17 @@ def prepare_data(
     else:
         raw = load_splits(config.data, seed=config.seed)
 
+    # labels are checked before filtering and fitting, so a bad one is named with its file and row
+    users = exp2_label_users(config)
+    field_name = "datasets[{!r}]" if datasets is not None else "data.{}"
+    label_errors = []
+    for name, dataset in raw.items():
+        problem = None if dataset is None else check_labels(dataset, exp2_users=users)
+        if problem is not None:
+            label_errors.append(f"{field_name.format(name)}: {problem}")
+    if label_errors:
+        raise ConfigError(label_errors, source="data")
+
     if config.early_stopping.split == "vali" and raw.get("vali") is None:
         raise ConfigError(
             ["early_stopping.split: 'vali' needs validation data; set data.vali or data.vali_fraction, or early_stopping.split=train"],
@@ -163,6 +175,76 @@ def prepare_data(
         normalizer=normalizer,
         summary=summary,
     )
+
+
+def exp2_label_users(config: TrainConfig) -> List[str]:
+    """The configured metrics and loss that compute ``2^label`` (exp2 gains), by name.
+
+    NDCG/DCG use the evaluation gain (``exp2`` under the ``ltrkit`` preset, ``linear`` under
+    ``trec`` or ``evaluation.gain=linear``); ERR always uses ``2^label``; a loss does when its
+    ``gain`` or ``label_transform`` hyperparameter (given or default) is ``"exp2"``.
+    """
+    import ltrkit.losses
+    from ltrkit.metrics import parse_metric
+    from ltrkit.training.scoring import metric_conventions, resolved_conventions
+
+    gain = resolved_conventions(metric_conventions(config.evaluation))["gain"]
+    names = [*config.evaluation.metrics, config.early_stopping.metric, *(name for table in config.expected.values() for name in table)]
+    users: List[str] = []
+    for name in names:
+        spec = parse_metric(name)
+        if (spec.family == "err" or (spec.family in ("ndcg", "dcg") and gain == "exp2")) and spec.name not in users:
+            users.append(spec.name)
+    hyperparameters = {**ltrkit.losses.hyperparameters(config.loss.name), **config.loss.args}
+    if "exp2" in (hyperparameters.get("gain"), hyperparameters.get("label_transform")):
+        users.append(f"loss {config.loss.name}")
+    return users
+
+
+def check_labels(dataset: RankingDataset, *, exp2_users: Sequence[str] = ()) -> Optional[str]:
+    """What is wrong with the labels of ``dataset``, as one line naming its source, row and qid, or ``None``.
+
+    Labels are graded relevance: finite and ``>= 0`` (every ltrkit metric requires it; a gain
+    ``2^label - 1`` of a negative label is negative). When ``exp2_users`` (see
+    :func:`exp2_label_users`) is not empty, the gains of a whole list must also stay finite in
+    float32, the precision they are computed in:
+
+    .. math::
+
+        L \\cdot 2^{\\max \\text{label}} < 2^{128}
+        \\iff \\max \\text{label} < 128 - \\log_2 L
+
+    with ``L`` the longest list; past that, 2^label overflows and the loss or metric turns to
+    inf/NaN. Rows are numbered from 1 in the dataset's order (the file's order unless it was
+    regrouped).
+    """
+    labels = np.asarray(dataset.labels, dtype=np.float64)
+    if labels.size == 0:
+        return None
+    finite = np.isfinite(labels)
+    limit = None
+    if exp2_users:
+        limit = 128.0 - np.log2(max(int(dataset.list_lengths.max(initial=1)), 1))
+    checks = [
+        (~finite, "labels must be finite numbers"),
+        (finite & (labels < 0), "labels are graded relevance and must be >= 0"),
+    ]
+    if limit is not None:
+        checks.append(
+            (
+                finite & (labels >= limit),
+                f"labels are out of range: 2**label overflows float32 in the exp2 gain of {', '.join(exp2_users)}; "
+                f"labels must be below {limit:.4g} here (or use linear gains: evaluation.gain=linear and a linear-gain loss)",
+            )
+        )
+    for bad, rule in checks:
+        rows = np.flatnonzero(bad)
+        if rows.size:
+            row = int(rows[0])
+            query = int(np.searchsorted(dataset.query_offsets, row, side="right")) - 1
+            more = f" (and {rows.size - 1} more row(s))" if rows.size > 1 else ""
+            return f"{dataset.source}: row {row + 1} (qid {dataset.qids[query]}) has label {labels[row]:g}{more}; {rule}"
+    return None
 
 
 def _synthetic_splits(config: DataConfig) -> Dict[str, Optional[RankingDataset]]:

@@ -24,6 +24,9 @@ from ltrkit.training.scoring import score_dataset
 
 __all__ = ["Ranker"]
 
+# the run's data options a caller may replace when reading a file to score
+_READ_OPTIONS = ("index_base", "regroup", "cache", "cache_dir")
+
 
 class Ranker:
     """A trained scorer: ``model`` (eval mode) + fitted ``normalizer`` + the run's ``config``.
@@ -50,33 +53,69 @@ class Ranker:
     def load(cls, run_dir: Union[str, Path], checkpoint: str = "best", *, device: Union[str, torch.device] = "cpu") -> "Ranker":
         """Load the ``best`` or ``last`` weights of a run folder.
 
+        Args:
+            run_dir: the run folder written by :func:`ltrkit.training.train`.
+            checkpoint: ``"best"`` or ``"last"``.
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a ``torch.device``.
+
         Raises:
-            ConfigError: not a run folder / the checkpoint is missing / ``checkpoint`` is not best|last.
+            ConfigError: not a run folder; the checkpoint is missing, unreadable (corrupt,
+                truncated, refused by ``weights_only``) or does not fit its own config (an
+                unknown model, bad model args, weights of other shapes); ``checkpoint`` is not
+                best|last; an unknown or unavailable ``device``. The message names the checkpoint.
         """
         from ltrkit.data.transforms import Normalizer
         from ltrkit.models import build_model
+        from ltrkit.training.trainer import resolve_device
 
         if checkpoint not in ("best", "last"):
             raise ConfigError([f"checkpoint must be 'best' or 'last', got {checkpoint!r}"], source="predict")
+        target = device if isinstance(device, torch.device) else resolve_device(device)
         folder = check_run_folder(run_dir)
         path = folder.checkpoint_path(checkpoint)
         if not path.is_file():
             raise ConfigError([f"{str(folder.path)!r} has no checkpoints/{checkpoint}.pt (did any epoch finish?)"], source="predict")
-        state: Dict[str, Any] = load_checkpoint(path)
-        config = TrainConfig.model_validate(state["config"])
-        model = build_model(config.model.name, int(state["n_features"]), **config.model.args)
-        model.load_state_dict(state["model"])
-        normalizer = Normalizer.from_state_dict(state["normalizer"])
-        return cls(model, normalizer, config, device=device)
+        try:
+            state: Dict[str, Any] = load_checkpoint(path, required=("config", "model", "normalizer", "n_features"))
+        except ValueError as error:
+            raise ConfigError([str(error)], source="predict") from error
+        try:
+            config = TrainConfig.model_validate(state["config"])
+        except ValueError as error:  # pydantic's ValidationError is a ValueError
+            raise ConfigError([f"{str(path)!r} holds an invalid config: {error}"], source="predict") from error
+        name, args = config.model.name, config.model.args
+        try:
+            model = build_model(name, int(state["n_features"]), **args)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError([f"{str(path)!r} names model {name!r} with args {args}, which cannot be built: {error}"], source="predict") from error
+        try:
+            model.load_state_dict(state["model"])
+            normalizer = Normalizer.from_state_dict(state["normalizer"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as error:
+            raise ConfigError([f"{str(path)!r} does not fit its model {name!r} {args}: {error}"], source="predict") from error
+        return cls(model, normalizer, config, device=target)
 
-    def read(self, path: Union[str, Path], *, query_file: Optional[Union[str, Path]] = None) -> RankingDataset:
+    def read(
+        self,
+        path: Union[str, Path],
+        *,
+        query_file: Optional[Union[str, Path]] = None,
+        **read_options: Any,
+    ) -> RankingDataset:
         """Read a LETOR/libsvm file (or cache folder) with the run's data options and feature count.
 
         A file with a feature index beyond the model's feature count is an error; absent
         trailing features are zeros (sparse files).
 
+        Args:
+            path: the file or cache folder.
+            query_file: its libsvm group file (default: found beside it).
+            **read_options: replace the run's ``data`` options for this file: ``index_base``,
+                ``regroup``, ``cache``, ``cache_dir``, ``missing``, ``verify_cache``.
+
         Raises:
             FileNotFoundError: no such file.
+            TypeError: an unknown read option.
             ValueError: a malformed file (:class:`ltrkit.data.letor.LetorFormatError`).
         """
         from ltrkit.data.cache import load_dataset
@@ -84,15 +123,18 @@ class Ranker:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"data file not found: {str(path)!r}")
-        options = self.config.data
+        unknown = sorted(set(read_options) - set(_READ_OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown read option(s) {unknown}; choose from {list(_READ_OPTIONS)}")
+        options = {**{key: getattr(self.config.data, key) for key in _READ_OPTIONS}, **read_options}
         return load_dataset(
             path,
-            cache=options.cache,
-            cache_dir=options.cache_dir,
-            index_base=options.index_base,
+            cache=options["cache"],
+            cache_dir=options["cache_dir"],
+            index_base=options["index_base"],
             n_features=self.n_features,
             query_file=query_file,
-            regroup=options.regroup,
+            regroup=options["regroup"],
         )
 
     def predict(self, data: Union[RankingDataset, str, Path], *, query_file: Optional[Union[str, Path]] = None) -> np.ndarray:

@@ -1,9 +1,13 @@
 """Live console output of a training run: a rich progress bar per epoch (loss, docs/s) and a
-metric table per epoch. ``quiet=True`` prints nothing (scripts, tests, the Python API)."""
+metric table per epoch. ``quiet=True`` prints nothing (scripts, tests, the Python API).
+
+The same messages and one plain-text line per epoch also go to a ``log`` callable (the run
+folder's ``train.log``), quiet or not.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,15 +17,25 @@ __all__ = ["ProgressReporter"]
 
 
 class ProgressReporter:
-    """Console reporter; every method is a no-op when ``quiet``."""
+    """Console reporter (silent when ``quiet``) that also writes messages and epoch lines to ``log``.
 
-    def __init__(self, *, quiet: bool, console: Optional[Console] = None) -> None:
+    Args:
+        quiet: print nothing on the console.
+        console: where to print (default: a rich console on stderr).
+        log: called with each message and each epoch's line (no trailing newline); set or
+            replaced later through the attribute, e.g. once the run folder exists.
+    """
+
+    def __init__(self, *, quiet: bool, console: Optional[Console] = None, log: Optional[Callable[[str], None]] = None) -> None:
         self.quiet = quiet
         self.console = console or Console(stderr=True)
+        self.log = log
         self._progress: Optional[Progress] = None
         self._task: Any = None
 
     def message(self, text: str) -> None:
+        if self.log is not None:
+            self.log(text)
         if not self.quiet:
             self.console.print(text)
 
@@ -49,19 +63,22 @@ class ProgressReporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        if self.quiet:
-            return
         title = (
             f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, lr {record['lr']:.2e}, "
             f"{record['seconds']:.2f} s, {record['docs_per_s']:,.0f} docs/s" + ("  [best]" if best else "")
         )
+        splits = [split for split in ("vali", "train") if any(f"{split}_{name}" in record for name in metric_names)]
+        if self.log is not None:
+            values = [f"{split} {name} {_fmt(record.get(f'{split}_{name}'))}" for split in splits for name in metric_names]
+            self.log("; ".join([title, *values]))
+        if self.quiet:
+            return
         table = Table(title=title, title_justify="left")
         table.add_column("split")
         for name in metric_names:
             table.add_column(name, justify="right")
-        for split in ("vali", "train"):
-            if any(f"{split}_{name}" in record for name in metric_names):
-                table.add_row(split, *(_fmt(record.get(f"{split}_{name}")) for name in metric_names))
+        for split in splits:
+            table.add_row(split, *(_fmt(record.get(f"{split}_{name}")) for name in metric_names))
         self.console.print(table)
 
     def close(self) -> None:

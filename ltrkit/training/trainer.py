@@ -27,12 +27,19 @@ import torch
 
 import ltrkit
 from ltrkit.data.dataset import RankingDataset
-from ltrkit.training import _io
-from ltrkit.training.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from ltrkit.training.config import ConfigError, TrainConfig, load_config
+from ltrkit.training.checkpoint import CHECKPOINT_KEYS, capture_rng_state, load_checkpoint, restore_rng_state
+from ltrkit.training.config import ConfigError, TrainConfig, device_problem, load_config
 from ltrkit.training.data_setup import PreparedData, prepare_data
 from ltrkit.training.progress import ProgressReporter
-from ltrkit.training.run_folder import RunFolder, check_run_folder, create_run_folder, report_table
+from ltrkit.training.run_folder import (
+    RunFolder,
+    check_run_folder,
+    check_writable,
+    create_run_folder,
+    new_run_path,
+    output_errors,
+    report_table,
+)
 from ltrkit.training.schedules import build_optimizer, build_scheduler
 from ltrkit.training.scoring import (
     autocast_context,
@@ -103,8 +110,12 @@ def resolve_device(name: str) -> torch.device:
     """``"auto"`` -> ``cuda`` when available else ``cpu``; ``cuda`` without a GPU is an error.
 
     Raises:
-        ConfigError: a CUDA device was asked for but none is available.
+        ConfigError: ``name`` is not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, or a CUDA device
+            was asked for but none (or not that one) is available.
     """
+    problem = device_problem(name)
+    if problem:
+        raise ConfigError([f"device: {problem}"])
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -145,7 +156,11 @@ def train(
 
     Raises:
         ConfigError: a bad config or bad data, before any training (lists every problem).
-        FileExistsError: the run folder exists and is not empty (and ``overwrite`` is False).
+        RunExistsError: (a ``FileExistsError``) the run folder exists and is not empty, and
+            ``overwrite`` is False; checked before any data is read.
+        OutputError: (an ``OSError``) a file of the run folder could not be written (full disk,
+            read-only file system, no permission); an unwritable ``output.dir`` is found
+            before any data is read.
         RegressionGateError: the model landed below the config's ``expected`` metrics.
     """
     resolved = load_config(config, _merge_overrides(set, overrides))
@@ -170,8 +185,10 @@ def resume(
     machine). A run that early stopping ended stays ended.
 
     Raises:
-        ConfigError: ``run_dir`` is not a run folder, has no last checkpoint, or an override
+        ConfigError: ``run_dir`` is not a run folder, has no last checkpoint or one that cannot
+            be read or restored (corrupt, truncated, refused by ``weights_only``), or an override
             changes a field that cannot change.
+        OutputError: the run folder cannot be written.
     """
     folder = check_run_folder(run_dir)
     if not folder.checkpoint_path("last").is_file():
@@ -272,24 +289,39 @@ class _Session:
     # ------------------------------------------------------------------ entry points
     def run_new(self, *, datasets: Optional[Mapping[str, RankingDataset]], overwrite: bool, on_epoch_end: Optional[EpochCallback]) -> TrainResult:
         device = resolve_device(self.config.device)
+        # an existing or unwritable run folder fails here, before the data is read and trained on
+        path = new_run_path(self.config.output.dir, self.config.output.name, overwrite=overwrite)
         data = prepare_data(self.config, datasets=datasets)
-        folder = create_run_folder(self.config.output.dir, self.config.output.name, overwrite=overwrite)
+        folder = create_run_folder(path.parent, path.name, overwrite=overwrite)
         # the saved config names its own folder (a timestamp when output.name was not given)
         self.config.output.name = folder.path.name
-        folder.write_config(self.config.to_dict())
-        data.normalizer.save(folder.normalizer_path)
-        return self._train(folder, data, device, state=None, on_epoch_end=on_epoch_end)
+        self.reporter.log = folder.log
+        try:
+            folder.write_config(self.config.to_dict())
+            folder.write_normalizer(data.normalizer)
+            return self._train(folder, data, device, state=None, on_epoch_end=on_epoch_end)
+        finally:
+            folder.close()
 
     def run_resume(self, folder: RunFolder, *, datasets: Optional[Mapping[str, RankingDataset]], on_epoch_end: Optional[EpochCallback]) -> TrainResult:
         device = resolve_device(self.config.device)
-        state = load_checkpoint(folder.checkpoint_path("last"))
+        check_writable(folder.path)
+        path = folder.checkpoint_path("last")
+        try:
+            state = load_checkpoint(path, required=CHECKPOINT_KEYS)
+        except ValueError as error:
+            raise ConfigError([f"{error}; cannot resume from it"], source="--resume") from error
         data = prepare_data(self.config, datasets=datasets, normalizer_state=state["normalizer"])
         if data.train.n_features != state["n_features"]:
             raise ConfigError(
                 [f"data: the run was trained on {state['n_features']} features, the data now has {data.train.n_features}"], source="run"
             )
-        folder.write_config(self.config.to_dict())
-        return self._train(folder, data, device, state=state, on_epoch_end=on_epoch_end)
+        self.reporter.log = folder.log
+        try:
+            folder.write_config(self.config.to_dict())
+            return self._train(folder, data, device, state=state, on_epoch_end=on_epoch_end)
+        finally:
+            folder.close()
 
     # ------------------------------------------------------------------ the loop
     def _train(
@@ -335,18 +367,25 @@ class _Session:
             start_epoch = 1
             stopped_early = False
             if state is not None:
-                model.load_state_dict(state["model"])
-                loss_fn.load_state_dict(state["loss"])
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-                if scaler is not None and state.get("scaler") is not None:
-                    scaler.load_state_dict(state["scaler"])
-                restore_rng_state(state["rng"])
-                history = list(state["history"])
-                stopping = state["early_stopping"]
-                best_value, best_epoch, bad_epochs = stopping["best_value"], stopping["best_epoch"], stopping["bad_epochs"]
-                stopped_early = stopping["stopped"]
-                start_epoch = state["epoch"] + 1
+                try:
+                    model.load_state_dict(state["model"])
+                    loss_fn.load_state_dict(state["loss"])
+                    optimizer.load_state_dict(state["optimizer"])
+                    scheduler.load_state_dict(state["scheduler"])
+                    if scaler is not None and state.get("scaler") is not None:
+                        scaler.load_state_dict(state["scaler"])
+                    restore_rng_state(state["rng"])
+                    history = list(state["history"])
+                    stopping = state["early_stopping"]
+                    best_value, best_epoch, bad_epochs = stopping["best_value"], stopping["best_epoch"], stopping["bad_epochs"]
+                    stopped_early = stopping["stopped"]
+                    start_epoch = state["epoch"] + 1
+                except (RuntimeError, ValueError, KeyError, TypeError) as error:
+                    # a checkpoint that loads but does not fit this run (other shapes, a damaged entry)
+                    raise ConfigError(
+                        [f"{str(folder.checkpoint_path('last'))!r} does not match the run's model and optimiser: {error}"],
+                        source="--resume",
+                    ) from error
                 self.reporter.message(f"resuming {folder.path} after epoch {state['epoch']}")
             else:
                 self.reporter.message(
@@ -395,8 +434,8 @@ class _Session:
                         "n_features": data.train.n_features,
                     }
                     if improved:
-                        save_checkpoint(folder.checkpoint_path("best"), checkpoint)
-                    save_checkpoint(folder.checkpoint_path("last"), checkpoint)
+                        folder.write_checkpoint("best", checkpoint)
+                    folder.write_checkpoint("last", checkpoint)
                     folder.write_history(history)
                     if config.output.tensorboard:
                         folder.log_scalars(epoch, record)
@@ -413,7 +452,6 @@ class _Session:
                 if config.output.plots and history:
                     folder.write_curves(history, self.metric_names)
                 self.reporter.close()
-                folder.close()
             train_seconds = sum(record["seconds"] for record in history)
             return self._finish(folder, data, device, amp_dtype, model, history, best_epoch, stopped_early, train_seconds)
 
@@ -520,6 +558,8 @@ class _Session:
                     checks.append({"split": split, "metric": name, "value": float("nan") if value is None else value, "expected": minimum, "passed": passed})
             report["expected_check"] = checks
             failures = [check for check in checks if not check["passed"]]
+        shown = "; ".join(f"{split} {name} {value:.4f}" for split, table in metrics.items() for name, value in table.items())
+        folder.log(f"finished: best epoch {best_epoch} of {len(history)}" + (f"; {shown}" if shown else ""))
         folder.write_report(report)
         self._print_summary(report)
         result = TrainResult(
@@ -540,8 +580,10 @@ class _Session:
     def _write_predictions(self, folder: RunFolder, dataset: RankingDataset, scores: np.ndarray) -> None:
         from ltrkit.metrics import write_trec_run
 
-        _io.write_text(folder.predictions_dir / "test.scores", format_scores(scores))
-        write_trec_run(folder.predictions_dir / "test.trec", dataset, scores, tag=f"ltrkit-{folder.path.name}")
+        folder.write_text("predictions/test.scores", format_scores(scores))
+        trec = folder.predictions_dir / "test.trec"
+        with output_errors(trec):
+            write_trec_run(trec, dataset, scores, tag=f"ltrkit-{folder.path.name}")
 
     def _baselines(self, data: PreparedData) -> Dict[str, Any]:
         """Random ranker and best single feature (chosen on vali, else train), on the test split."""

@@ -37,7 +37,7 @@ def test_checkpoint_loads_with_weights_only_and_keeps_tensors(tmp_path):
         assert torch.equal(raw["model"][key], value)
 
 
-@pytest.mark.parametrize(("content", "match"), [(b"not a checkpoint", "not a readable ltrkit checkpoint"), (None, "not an ltrkit checkpoint")])
+@pytest.mark.parametrize(("content", "match"), [(b"not a checkpoint", "corrupt or truncated"), (None, "not an ltrkit checkpoint")])
 def test_load_checkpoint_rejects_foreign_files(tmp_path, content, match):
     path = tmp_path / "x.pt"
     if content is None:

@@ -10,6 +10,7 @@ import yaml
 
 import ltrkit.losses
 from ltrkit.models import model_hyperparameters
+from ltrkit.models import names as model_names
 from ltrkit.training.config import (
     ConfigError,
     TrainConfig,
@@ -110,7 +111,7 @@ def test_every_bad_field_is_reported_at_once():
     assert "optimizer.name: Input should be 'adamw', 'adam' or 'sgd' (got 'rmsprop')" in text
     assert "device: must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'" in text
     assert "data.index_base: Input should be 'auto', 0 or 1 (got 2)" in text
-    assert "model.name: unknown model 'mlpx'; choose from ['attention', 'linear', 'mlp']" in text
+    assert f"model.name: unknown model 'mlpx'; choose from {model_names()}" in text
     assert "loss.args: loss 'lambdarank' got unknown argument(s) ['sigmaa']" in text
     assert text.count("evaluation.metrics.1:") == 1 and "ndgc@5" in text
 
