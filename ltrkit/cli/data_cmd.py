@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from ltrkit.cli._errors import fail
+from ltrkit.cli._options import CacheDir, IndexBase, Missing, NoCache, QueryFile, Regroup, choice, read_dataset
 
 __all__ = ["register", "data_app"]
 
@@ -25,56 +26,31 @@ data_app = typer.Typer(
 )
 
 _TEXT_FORMATS = ("letor", "libsvm")
-_CONVERT_TARGETS = ("letor", "libsvm", "cache")
+_CONVERT_TARGETS = ("letor", "libsvm", "cache", "qrels")
 _LIBSVM_SUFFIXES = (".libsvm", ".svm")
+_QRELS_SUFFIXES = (".qrels",)
 _CACHE_SUFFIX = ".ltrcache"
-
-
-
-def _index_base(value: str) -> object:
-    if value == "auto":
-        return "auto"
-    if value in ("0", "1"):
-        return int(value)
-    fail(f"--index-base must be auto, 0 or 1, got {value!r}")
-
-
-def _load(path: Path, *, query_file: Optional[Path], index_base: str, regroup: bool, cache: bool):
-    """Load a data file or cache folder; every data error becomes one line and exit code 2."""
-    from ltrkit.data.cache import CacheError, load_dataset
-    from ltrkit.data.letor import LetorFormatError
-
-    if not path.exists():
-        fail(f"file not found: {path}")
-    if query_file is not None and not query_file.is_file():
-        fail(f"--query-file: file not found: {query_file}")
-    options = {"index_base": _index_base(index_base), "regroup": regroup}
-    if query_file is not None:
-        options["query_file"] = query_file
-    try:
-        return load_dataset(path, cache=cache, **options)
-    except (LetorFormatError, CacheError, OSError, ValueError) as error:
-        fail(str(error))
 
 
 @data_app.command("generate")
 def generate_command(
-    out: Path = typer.Option(..., "--out", help="folder for train.txt, vali.txt, test.txt (created if missing)"),
-    train_queries: Optional[int] = typer.Option(None, "--train-queries", help="default: DEFAULT_SPLITS (1,500)"),
-    vali_queries: Optional[int] = typer.Option(None, "--vali-queries", help="default: DEFAULT_SPLITS (300)"),
-    test_queries: Optional[int] = typer.Option(None, "--test-queries", help="default: DEFAULT_SPLITS (300)"),
-    features: Optional[int] = typer.Option(None, "--features", help="feature columns, >= 8 (default 136)"),
-    mean_list_length: Optional[float] = typer.Option(None, "--mean-list-length", help="mean documents per query (default 50)"),
-    seed: int = typer.Option(0, "--seed", help="the files are a pure function of the options"),
-    fmt: str = typer.Option("letor", "--format", help="letor (label qid:Q i:v ...) or libsvm (+ <file>.query group file)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing train/vali/test files"),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="Folder for train.txt, vali.txt, test.txt (created if missing)."),
+    train_queries: Optional[int] = typer.Option(None, "--train-queries", help="Training queries (default 1,500)."),
+    vali_queries: Optional[int] = typer.Option(None, "--vali-queries", help="Validation queries (default 300)."),
+    test_queries: Optional[int] = typer.Option(None, "--test-queries", help="Test queries (default 300)."),
+    features: Optional[int] = typer.Option(None, "--features", help="Feature columns, >= 8 (default 136)."),
+    mean_list_length: Optional[float] = typer.Option(None, "--mean-list-length", help="Mean documents per query (default 50)."),
+    seed: int = typer.Option(0, "--seed", help="The files are a pure function of the options and the seed."),
+    fmt: str = typer.Option(
+        "letor", "--format", metavar="letor|libsvm", callback=choice(*_TEXT_FORMATS),
+        help="letor (label qid:Q i:v ...) or libsvm (+ <file>.query group file).",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing train/vali/test files."),
 ) -> None:
     """Write the built-in MSLR-shaped synthetic data (query-disjoint splits) as text files."""
     from ltrkit.data.letor import write_letor, write_libsvm
     from ltrkit.data.synthetic import DEFAULT_SPLITS, generate_splits
 
-    if fmt not in _TEXT_FORMATS:
-        fail(f"--format must be one of {list(_TEXT_FORMATS)}, got {fmt!r}")
     options = dict(DEFAULT_SPLITS, seed=seed)
     given = {
         "train_queries": train_queries,
@@ -118,22 +94,26 @@ def generate_command(
 
 @data_app.command("stats")
 def stats_command(
-    file: Path = typer.Argument(..., help="LETOR/libsvm file (optionally .gz/.bz2/.xz) or a cache folder"),
-    query_file: Optional[Path] = typer.Option(None, "--query-file", help="group file of a libsvm FILE (default: FILE.query / FILE.group)"),
-    min_docs: int = typer.Option(0, "--min-docs", help="drop queries with fewer documents before counting"),
-    drop_without_relevant: bool = typer.Option(False, "--drop-without-relevant", help="drop queries with no relevant document before counting"),
-    relevance_threshold: float = typer.Option(1.0, "--relevance-threshold", help="label >= this counts as relevant"),
-    index_base: str = typer.Option("auto", "--index-base", help="feature index base: auto, 0 or 1"),
-    regroup: bool = typer.Option(False, "--regroup", help="move the rows of a qid together when they are not contiguous (else an error)"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of tables"),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="read/write the binary cache next to FILE"),
+    file: Path = typer.Argument(..., metavar="FILE", help="LETOR/libsvm file (optionally .gz/.bz2/.xz) or a cache folder."),
+    min_docs: int = typer.Option(0, "--min-docs", help="Drop queries with fewer documents before counting."),
+    drop_without_relevant: bool = typer.Option(False, "--drop-without-relevant", help="Drop queries with no relevant document before counting."),
+    relevance_threshold: float = typer.Option(1.0, "--relevance-threshold", help="A label >= this counts as relevant."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    index_base: IndexBase = "auto",
+    query_file: QueryFile = None,
+    regroup: Regroup = False,
+    no_cache: NoCache = False,
+    cache_dir: CacheDir = None,
+    missing: Missing = "error",
 ) -> None:
     """Summarise a dataset: counts, label histogram, list lengths, queries with no relevant document."""
-    from ltrkit.data.dataset import dataset_statistics, filter_queries
-
     if min_docs < 0:
         fail(f"--min-docs must be >= 0, got {min_docs}")
-    dataset = _load(file, query_file=query_file, index_base=index_base, regroup=regroup, cache=cache)
+    dataset = read_dataset(
+        file, index_base=index_base, query_file=query_file, regroup=regroup, no_cache=no_cache, cache_dir=cache_dir, missing=missing
+    )
+    from ltrkit.data.dataset import dataset_statistics, filter_queries
+
     try:
         filtered = filter_queries(
             dataset, min_docs=min_docs, drop_without_relevant=drop_without_relevant, relevance_threshold=relevance_threshold
@@ -186,8 +166,6 @@ def _print_stats(stats: dict) -> None:
 
 def _target_format(dst: Path, to: Optional[str]) -> str:
     if to is not None:
-        if to not in _CONVERT_TARGETS:
-            fail(f"--to must be one of {list(_CONVERT_TARGETS)}, got {to!r}")
         return to
     from ltrkit.data.cache import is_cache_folder
 
@@ -195,45 +173,62 @@ def _target_format(dst: Path, to: Optional[str]) -> str:
         return "cache"
     if dst.suffix in _LIBSVM_SUFFIXES:
         return "libsvm"
+    if dst.suffix in _QRELS_SUFFIXES:
+        return "qrels"
     return "letor"
 
 
 @data_app.command("convert")
 def convert_command(
-    src: Path = typer.Argument(..., help="LETOR/libsvm file (optionally compressed) or a cache folder"),
-    dst: Path = typer.Argument(..., help="output file, or cache folder (*.ltrcache)"),
+    src: Path = typer.Argument(..., metavar="SRC", help="LETOR/libsvm file (optionally compressed) or a cache folder."),
+    dst: Path = typer.Argument(..., metavar="DST", help="Output file, or cache folder (*.ltrcache)."),
     to: Optional[str] = typer.Option(
-        None, "--to", help="letor, libsvm or cache (default: from DST: *.ltrcache or a cache folder -> cache, *.libsvm/*.svm -> libsvm, else letor)"
+        None, "--to", metavar="letor|libsvm|cache|qrels", callback=choice(*_CONVERT_TARGETS),
+        help="Output format (default: from DST: *.ltrcache or a cache folder -> cache, *.libsvm/*.svm -> libsvm, "
+        "*.qrels -> qrels, else letor). qrels: TREC 'qid 0 docid label' lines whose docids are the ones "
+        "'ltrkit predict --format trec' writes for SRC: its '# docid' comments, else <qid>_<row within the query, from 0>.",
     ),
-    query_file: Optional[Path] = typer.Option(None, "--query-file", help="group file of a libsvm SRC (default: SRC.query / SRC.group)"),
-    group_out: Optional[Path] = typer.Option(None, "--group-out", help="group file written with --to libsvm (default: DST.query)"),
-    index_base: str = typer.Option("auto", "--index-base", help="feature index base of SRC: auto, 0 or 1"),
-    regroup: bool = typer.Option(False, "--regroup", help="move the rows of a qid together when they are not contiguous (else an error)"),
-    no_doc_ids: bool = typer.Option(False, "--no-doc-ids", help="omit '# docid' comments in text output"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing DST (a file, or a cache folder)"),
+    group_out: Optional[Path] = typer.Option(None, "--group-out", metavar="FILE", help="Group file written with --to libsvm (default: DST.query)."),
+    no_doc_ids: bool = typer.Option(False, "--no-doc-ids", help="Omit '# docid' comments in letor/libsvm output."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing DST (a file, or a cache folder)."),
+    index_base: IndexBase = "auto",
+    query_file: QueryFile = None,
+    regroup: Regroup = False,
+    no_cache: NoCache = False,
+    cache_dir: CacheDir = None,
+    missing: Missing = "error",
 ) -> None:
-    """Convert between LETOR, libsvm + group file, and the binary cache folder."""
-    from ltrkit.data.cache import is_cache_folder, save_cache
-    from ltrkit.data.letor import write_letor, write_libsvm
-
+    """Convert between LETOR, libsvm + group file and the binary cache folder, or write TREC qrels."""
     target = _target_format(dst, to)
     if group_out is not None and target != "libsvm":
         fail(f"--group-out applies to libsvm output only, but the output format is {target}")
+    if no_doc_ids and target not in _TEXT_FORMATS:
+        fail(f"--no-doc-ids applies to letor/libsvm output only, but the output format is {target}")
     if dst.resolve() == src.resolve():
         fail(f"DST is SRC ({src}); write to another path")
+    from ltrkit.data.cache import is_cache_folder, save_cache
+
     if dst.is_dir() and not is_cache_folder(dst):
         # never replace a user's folder: only a cache folder may be overwritten
         fail(f"DST {dst} is a folder that is not an ltrkit cache; choose another path")
     if dst.exists() and not overwrite:
         fail(f"DST {dst} already exists; pass --overwrite to replace it")
-    dataset = _load(src, query_file=query_file, index_base=index_base, regroup=regroup, cache=False)
+    dataset = read_dataset(
+        src, index_base=index_base, query_file=query_file, regroup=regroup, no_cache=no_cache, cache_dir=cache_dir, missing=missing
+    )
+    from ltrkit.data.letor import write_letor, write_libsvm
+
     try:
         if target == "cache":
             save_cache(dataset, dst)
         elif target == "letor":
             write_letor(dataset, dst, write_doc_ids=not no_doc_ids)
-        else:
+        elif target == "libsvm":
             write_libsvm(dataset, dst, group_path=group_out, write_doc_ids=not no_doc_ids)
+        else:
+            from ltrkit.metrics.trec import write_qrels
+
+            write_qrels(dst, dataset)
     except OSError as error:
         fail(f"cannot write {dst}: {error.strerror or error}")
     except ValueError as error:

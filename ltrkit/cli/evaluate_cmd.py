@@ -1,14 +1,18 @@
 """``ltrkit evaluate``: IR metrics of a scored dataset or of a TREC run.
 
-Two input forms:
+Three input forms:
 
 * ``--data FILE --scores FILE``: a LETOR/libsvm file (or cache folder) and one score per line in
   the data file's row order;
+* ``--data FILE --run FILE``: a TREC run (e.g. from ``ltrkit predict --format trec``) judged by
+  the labels of the data file, whose documents are named as ``predict`` names them (the file's
+  ``# docid`` comments, else ``<qid>_<row within the query, from 0>``);
 * ``--qrels FILE --run FILE``: TREC qrels and run files, evaluated as trec_eval does.
 
 Prints a table, or with ``--json`` exactly one JSON object
 ``{"conventions": {...}, "mean": {...}, "per_query": {qid: {...}}}`` (NaN as ``null``). Errors
-print one line on stderr and exit with code 2.
+print one line on stderr and exit with code 2. Nothing is imported at module level beyond typer,
+so registering the command costs nothing; torch comes with the metrics when the command runs.
 """
 
 from __future__ import annotations
@@ -16,22 +20,44 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import numpy as np
 import typer
 
 from ltrkit.cli._errors import fail
-from ltrkit.metrics.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate_dataset, evaluate_run
+from ltrkit.cli._options import CacheDir, IndexBase, Missing, NoCache, QueryFile, Regroup, choice, read_dataset
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ltrkit.metrics.evaluation import EvaluationResult
+
+__all__ = ["read_scores", "register"]
+
+#: ``ltrkit.metrics.DEFAULT_METRICS`` as ``--help`` shows it, spelled out so that building the
+#: command does not import torch (a test keeps the two equal); the default itself is the library's.
+_DEFAULT_METRICS_SHOWN = "ndcg@1,ndcg@5,ndcg@10,ndcg,map,mrr,err@10,p@10,recall@10"
+
+#: (option, parameter, unset value) of the reading options, which only --data uses.
+_READING_DEFAULTS = (
+    ("--index-base", "index_base", "auto"),
+    ("--query-file", "query_file", None),
+    ("--regroup", "regroup", False),
+    ("--no-cache", "no_cache", False),
+    ("--cache-dir", "cache_dir", None),
+    ("--missing", "missing", "error"),
+)
 
 
-def read_scores(path: Path) -> np.ndarray:
+def read_scores(path: Path) -> "np.ndarray":
     """Read one finite score per line (trailing blank lines allowed) into ``[n]`` float64.
 
     Raises:
         FileNotFoundError: if ``path`` is not a file.
         ValueError: ``"<path>:<line>: ..."`` for a blank line, a non-number or a NaN/inf.
     """
+    import numpy as np
+
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
@@ -91,59 +117,88 @@ def _evaluate(
     qrels: Optional[Path],
     run: Optional[Path],
     *,
-    cache: bool,
-    missing: str,
+    reading: dict[str, Any],
+    missing_queries: str,
     **options: Any,
 ) -> EvaluationResult:
-    if data is not None and scores is not None and qrels is None and run is None:
-        if missing != "ignore":
-            raise ValueError("--missing applies to --qrels/--run only (every query of --data has its documents)")
-        if not data.exists():
-            raise ValueError(f"--data {data}: no such file or folder")
-        from ltrkit.data.cache import load_dataset
+    form = (data is not None, scores is not None, qrels is not None, run is not None)
+    if form not in ((True, True, False, False), (True, False, False, True), (False, False, True, True)):
+        raise ValueError("give --data with --scores or --run, or --qrels with --run")
+    if data is None:
+        given = [name for name, value, unset in _READING_DEFAULTS if reading[value] != unset]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to --data only")
+    if scores is not None and missing_queries != "ignore":
+        raise ValueError("--missing-queries applies to runs only (every query of --data has its scores)")
 
-        dataset = load_dataset(data, cache=cache)
-        values = read_scores(scores)
-        if values.shape[0] != dataset.n_docs:
-            raise ValueError(
-                f"--scores {scores} has {values.shape[0]} scores but --data {data} has {dataset.n_docs} documents; "
-                f"give one score per document, in the data file's row order"
-            )
-        return evaluate_dataset(dataset, values, **options)
-    if qrels is not None and run is not None and data is None and scores is None:
-        from ltrkit.metrics.trec import read_qrels, read_run
+    from ltrkit.metrics.evaluation import evaluate_dataset, evaluate_run
+    from ltrkit.metrics.trec import dataset_qrels, read_qrels, read_run
 
-        return evaluate_run(read_qrels(qrels), read_run(run), missing=missing, **options)
-    if (data is None) != (scores is None) or (qrels is None) != (run is None):
-        raise ValueError("give --data with --scores, or --qrels with --run")
-    raise ValueError("give either --data/--scores or --qrels/--run (exactly one pair)")
+    if data is not None:
+        dataset = read_dataset(data, what="--data", **reading)
+        if scores is not None:
+            values = read_scores(scores)
+            if values.shape[0] != dataset.n_docs:
+                raise ValueError(
+                    f"--scores {scores} has {values.shape[0]} scores but --data {data} has {dataset.n_docs} documents; "
+                    f"give one score per document, in the data file's row order"
+                )
+            return evaluate_dataset(dataset, values, **options)
+        judgements = dataset_qrels(dataset)
+    else:
+        judgements = read_qrels(qrels)
+    return evaluate_run(judgements, read_run(run), missing=missing_queries, **options)
 
 
 def evaluate(
-    data: Optional[Path] = typer.Option(None, "--data", help="LETOR/libsvm data file or ltrkit cache folder."),
-    scores: Optional[Path] = typer.Option(None, "--scores", help="One score per line, in the data file's row order."),
-    qrels: Optional[Path] = typer.Option(None, "--qrels", help="TREC qrels file: 'qid 0 docid rel'."),
-    run: Optional[Path] = typer.Option(None, "--run", help="TREC run file: 'qid Q0 docid rank score tag'."),
-    metrics: str = typer.Option(",".join(DEFAULT_METRICS), "--metrics", help="Comma-separated, e.g. ndcg@10,map,mrr,err@10,p@5,recall@100."),
-    preset: str = typer.Option("ltrkit", "--preset", help="Conventions preset: ltrkit (exp2 gain, input-order ties) or trec (as trec_eval)."),
-    gain: Optional[str] = typer.Option(None, "--gain", help="exp2 (2^rel-1) or linear (rel); overrides the preset."),
-    empty: Optional[str] = typer.Option(None, "--empty", help="Queries without relevant documents: zero, one or skip."),
-    ties: Optional[str] = typer.Option(None, "--ties", help="input_order, pessimistic, optimistic, average or docid_desc."),
+    data: Optional[Path] = typer.Option(None, "--data", metavar="FILE", help="LETOR/libsvm data file or ltrkit cache folder."),
+    scores: Optional[Path] = typer.Option(None, "--scores", metavar="FILE", help="One score per line, in the data file's row order."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", metavar="FILE", help="TREC qrels file: 'qid 0 docid rel'."),
+    run: Optional[Path] = typer.Option(
+        None, "--run", metavar="FILE",
+        help="TREC run file: 'qid Q0 docid rank score tag'; judged by --qrels, or by the labels of --data "
+        "(documents named as 'ltrkit predict --format trec' names them).",
+    ),
+    metrics: Optional[str] = typer.Option(
+        None, "--metrics", metavar="LIST", show_default=_DEFAULT_METRICS_SHOWN,
+        help="Comma-separated, e.g. ndcg@10,map,mrr,err@10,p@5,recall@100.",
+    ),
+    preset: str = typer.Option("ltrkit", "--preset", metavar="ltrkit|trec", help="Conventions preset: ltrkit (exp2 gain, input-order ties) or trec (as trec_eval)."),
+    gain: Optional[str] = typer.Option(None, "--gain", metavar="exp2|linear", help="exp2 (2^rel-1) or linear (rel); overrides the preset."),
+    empty: Optional[str] = typer.Option(None, "--empty", metavar="zero|one|skip", help="Queries without relevant documents: zero, one or skip."),
+    ties: Optional[str] = typer.Option(None, "--ties", metavar="RULE", help="input_order, pessimistic, optimistic, average or docid_desc."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Binary relevance: label >= threshold (default 1)."),
     max_grade: Optional[float] = typer.Option(None, "--max-grade", help="ERR's top grade (default: the largest label)."),
-    score_precision: Optional[str] = typer.Option(None, "--score-precision", help="exact, or float32 (trec_eval stores scores as float; the trec preset's default)."),
-    missing: str = typer.Option("ignore", "--missing", help="Qrels queries absent from the run: ignore (trec_eval) or zero (trec_eval -c)."),
+    score_precision: Optional[str] = typer.Option(
+        None, "--score-precision", metavar="exact|float32",
+        help="exact, or float32 (trec_eval stores scores as float; the trec preset's default).",
+    ),
+    missing_queries: str = typer.Option(
+        "ignore", "--missing-queries", metavar="ignore|zero", callback=choice("ignore", "zero"),
+        help="Judged queries absent from the run: ignore (trec_eval) or zero (trec_eval -c).",
+    ),
     per_query: bool = typer.Option(False, "--per-query", help="Show every query's values."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object {conventions, mean, per_query}."),
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Use/write the binary cache of --data."),
+    index_base: IndexBase = "auto",
+    query_file: QueryFile = None,
+    regroup: Regroup = False,
+    no_cache: NoCache = False,
+    cache_dir: CacheDir = None,
+    missing: Missing = "error",
 ) -> None:
     """Evaluate ranking scores with IR metrics (NDCG, MAP, MRR, ERR, P@k, recall@k)."""
+    reading = {
+        "index_base": index_base, "query_file": query_file, "regroup": regroup,
+        "no_cache": no_cache, "cache_dir": cache_dir, "missing": missing,
+    }
+    options = {
+        "conventions": preset, "gain": gain, "empty": empty, "ties": ties, "relevance_threshold": threshold,
+        "max_grade": max_grade, "score_precision": score_precision,
+    }
+    if metrics is not None:
+        options["metrics"] = metrics
     try:
-        result = _evaluate(
-            data, scores, qrels, run, cache=cache,
-            metrics=metrics, conventions=preset, gain=gain, empty=empty, ties=ties,
-            relevance_threshold=threshold, max_grade=max_grade, score_precision=score_precision, missing=missing,
-        )
+        result = _evaluate(data, scores, qrels, run, reading=reading, missing_queries=missing_queries, **options)
     except (ValueError, FileNotFoundError, OSError) as error:
         fail(error)
     if json_output:

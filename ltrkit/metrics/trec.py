@@ -21,7 +21,7 @@ from ltrkit.data.dataset import RankingDataset
 from ltrkit.metrics import functional as F
 from ltrkit.metrics.evaluation import _docid_desc_permutation, document_scores, positional_doc_ids
 
-__all__ = ["read_qrels", "read_run", "write_qrels", "write_trec_run"]
+__all__ = ["dataset_qrels", "read_qrels", "read_run", "write_qrels", "write_trec_run"]
 
 RUN_TIE_RULES = ("input_order", "docid_desc", "pessimistic", "optimistic")
 
@@ -206,24 +206,73 @@ def write_trec_run(
     _write_atomic(Path(path), "".join(lines))
 
 
+def _first_repeat(items: Sequence[str]) -> str:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    raise ValueError("no repeated item")
+
+
+def dataset_qrels(dataset: RankingDataset) -> dict[str, dict[str, float]]:
+    """The dataset's labels as qrels ``{qid: {docid: label}}``, in row order.
+
+    Documents are named as :func:`write_trec_run` names them: ``dataset.doc_ids`` (a LETOR file's
+    ``# docid`` comments) or, when the dataset has none, ``"<qid>_<position>"`` with the 0-based
+    position of the row within its query. A run written by :func:`write_trec_run` (``ltrkit
+    predict --format trec``) and these qrels, evaluated with :func:`~ltrkit.metrics.evaluate_run`,
+    give the numbers :func:`~ltrkit.metrics.evaluate_dataset` gives for the same scores.
+
+    Raises:
+        ValueError: for a qid naming two queries, a document id used twice in one query, or ids
+            that are empty or contain whitespace (which TREC files cannot hold).
+
+    Example:
+        >>> import numpy as np
+        >>> from ltrkit.data.dataset import RankingDataset
+        >>> data = RankingDataset(features=np.zeros((3, 1), np.float32), labels=np.array([2, 0, 1], np.float32),
+        ...     query_offsets=np.array([0, 2, 3]), qids=np.array(["7", "8"]))
+        >>> dataset_qrels(data)
+        {'7': {'7_0': 2.0, '7_1': 0.0}, '8': {'8_0': 1.0}}
+    """
+    qids = np.asarray(dataset.qids).astype(str)
+    _check_token(np.unique(qids), "qid", dataset.source)
+    doc_ids = _dataset_doc_ids(dataset)
+    if dataset.doc_ids is not None:
+        _check_token(doc_ids, "document id", dataset.source)
+    labels = np.asarray(dataset.labels, dtype=np.float64).tolist()
+    offsets = np.asarray(dataset.query_offsets).tolist()
+    doc_list = doc_ids.tolist()
+    qrels: dict[str, dict[str, float]] = {}
+    for query, qid in enumerate(qids.tolist()):
+        if qid in qrels:
+            raise ValueError(f"{dataset.source}: qid {qid!r} names more than one query; qrels need unique qids")
+        start, end = offsets[query], offsets[query + 1]
+        judged = dict(zip(doc_list[start:end], labels[start:end]))
+        if len(judged) != end - start:
+            raise ValueError(
+                f"{dataset.source}: document id {_first_repeat(doc_list[start:end])!r} appears twice in query {qid!r}; "
+                f"qrels need unique ids per query"
+            )
+        qrels[qid] = judged
+    return qrels
+
+
 def write_qrels(path: str | os.PathLike[str], dataset: RankingDataset) -> None:
     """Write the dataset's labels as TREC qrels (``qid 0 docid label``), atomically.
 
-    Integral labels are written as integers (trec_eval reads integers); document ids as in
-    :func:`write_trec_run`.
+    One line per document in row order; document ids as :func:`dataset_qrels` names them (the
+    ones :func:`write_trec_run` writes). Integral labels are written as integers (trec_eval
+    reads integers).
 
     Raises:
-        ValueError: for a label that is not an integer (trec_eval cannot read it) or ids that
-            are empty or contain whitespace.
+        ValueError: for a label that is not an integer (trec_eval cannot read it) or any
+            problem :func:`dataset_qrels` reports.
     """
     labels = np.asarray(dataset.labels, dtype=np.float64)
     if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
         bad = int(np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))[0])
         raise ValueError(f"{dataset.source}: label {float(labels[bad])!r} at row {bad} is not an integer; qrels hold integer relevance")
-    doc_ids = _dataset_doc_ids(dataset)
-    _check_token(np.unique(np.asarray(dataset.qids).astype(str)), "qid", dataset.source)
-    if dataset.doc_ids is not None:
-        _check_token(doc_ids, "document id", dataset.source)
-    qids = np.repeat(np.asarray(dataset.qids).astype(str), dataset.list_lengths)
-    lines = [f"{q} 0 {d} {int(l)}\n" for q, d, l in zip(qids.tolist(), doc_ids.tolist(), labels.tolist())]
+    lines = [f"{q} 0 {d} {int(l)}\n" for q, docs in dataset_qrels(dataset).items() for d, l in docs.items()]
     _write_atomic(Path(path), "".join(lines))

@@ -80,7 +80,7 @@ def test_qrels_and_run_with_trec_preset_equal_pytrec_eval(tmp_path):
     for qid, values in payload["per_query"].items():
         for ours, theirs in [("ndcg@3", "ndcg_cut_3"), ("map", "map"), ("mrr", "recip_rank"), ("p@2", "P_2"), ("recall@1", "recall_1")]:
             assert values[ours] == pytest.approx(expected[qid][theirs], abs=1e-12)
-    counted = invoke("--qrels", str(tmp_path / "qrels"), "--run", str(tmp_path / "run"), "--preset", "trec", "--json", "--metrics", "map", "--missing", "zero")
+    counted = invoke("--qrels", str(tmp_path / "qrels"), "--run", str(tmp_path / "run"), "--preset", "trec", "--json", "--metrics", "map", "--missing-queries", "zero")
     assert json.loads(counted.stdout)["per_query"]["3"] == {"map": 0.0}
 
 
@@ -97,19 +97,22 @@ def test_skipped_queries_are_json_null(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], r"give either --data/--scores or --qrels/--run"),
-        (["--data", str(TEST_FILE)], r"give --data with --scores, or --qrels with --run"),
-        (["--data", "nothere.txt", "--scores", "s.txt"], r"--data nothere.txt: no such file or folder"),
+        ([], r"give --data with --scores or --run, or --qrels with --run"),
+        (["--data", str(TEST_FILE)], r"give --data with --scores or --run, or --qrels with --run"),
+        (["--data", str(TEST_FILE), "--qrels", "q.txt", "--run", "r.txt"], r"give --data with --scores or --run, or --qrels with --run"),
+        (["--data", "nothere.txt", "--scores", "s.txt"], r"--data: file not found: nothere.txt"),
+        (["--qrels", "q.txt", "--run", "r.txt", "--regroup", "--index-base", "1"], r"--index-base, --regroup apply to --data only"),
         (["--metrics", "ndgc@10"], r"unknown metric 'ndgc@10'; known metrics:"),
         (["--gain", "log"], r"gain must be one of \['exp2', 'linear'\], got 'log'"),
         (["--preset", "trec_eval"], r"conventions preset must be one of"),
         (["--ties", "average", "--metrics", "map"], r"ties='average' is not supported by \['map'\]"),
-        (["--missing", "zero"], r"--missing applies to --qrels/--run only"),
+        (["--missing-queries", "zero"], r"--missing-queries applies to runs only"),
+        (["--missing-queries", "all"], r"Invalid value for '--missing-queries': must be one of \['ignore', 'zero'\], got 'all'"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(scored, args, message):
     _, _, path = scored
-    base = [] if not args or args[0] in ("--data",) else ["--data", str(TEST_FILE), "--scores", str(path), "--no-cache"]
+    base = [] if not args or args[0] in ("--data", "--qrels") else ["--data", str(TEST_FILE), "--scores", str(path), "--no-cache"]
     result = invoke(*base, *args)
     assert result.exit_code == 2
     assert result.stdout == ""

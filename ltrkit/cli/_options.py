@@ -1,0 +1,117 @@
+"""Options shared by every command that reads a data file, and the one loader they call.
+
+A command declares the reading options as parameters annotated with the types below (their
+names, help texts and checks live here, once) and passes them to :func:`read_dataset`::
+
+    def stats_command(file: Path = ..., index_base: IndexBase = "auto", query_file: QueryFile = None,
+                      regroup: Regroup = False, no_cache: NoCache = False, cache_dir: CacheDir = None,
+                      missing: Missing = "error") -> None:
+        dataset = read_dataset(file, index_base=index_base, query_file=query_file, regroup=regroup,
+                               no_cache=no_cache, cache_dir=cache_dir, missing=missing)
+
+Nothing here imports numpy, numba or torch at module level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
+
+import typer
+
+from ltrkit.cli._errors import fail
+
+if TYPE_CHECKING:
+    from ltrkit.data.dataset import RankingDataset
+
+__all__ = ["CacheDir", "IndexBase", "Missing", "NoCache", "QueryFile", "Regroup", "choice", "read_dataset"]
+
+INDEX_BASES = ("auto", "0", "1")
+MISSING_RULES = ("error", "zero", "min")
+
+
+def choice(*allowed: str) -> Callable[[Optional[str]], Optional[str]]:
+    """An option callback accepting only ``allowed`` values (``None`` passes: the option's unset)."""
+
+    def check(value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"must be one of {list(allowed)}, got {value!r}")
+        return value
+
+    return check
+
+
+IndexBase = Annotated[
+    str,
+    typer.Option(
+        "--index-base", metavar="auto|0|1", callback=choice(*INDEX_BASES),
+        help="Feature index base: 1 (LETOR, SVMlight), 0, or auto (0-based when some line has index 0).",
+    ),
+]
+QueryFile = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--query-file", metavar="FILE",
+        help="Group file of a libsvm file: one query size per line (default: <file>.query or <file>.group beside it).",
+    ),
+]
+Regroup = Annotated[
+    bool,
+    typer.Option("--regroup", help="Gather the rows of a qid that are not contiguous (default: an error)."),
+]
+NoCache = Annotated[
+    bool,
+    typer.Option("--no-cache", help="Parse the text file; neither read nor write its binary cache."),
+]
+CacheDir = Annotated[
+    Optional[Path],
+    typer.Option("--cache-dir", metavar="DIR", help="Keep binary caches in DIR instead of beside the data file."),
+]
+Missing = Annotated[
+    str,
+    typer.Option(
+        "--missing", metavar="error|zero|min", callback=choice(*MISSING_RULES),
+        help="Missing feature values (NULL, NaN, 'idx:'): an error, 0, or the query's minimum of that feature.",
+    ),
+]
+
+
+def read_dataset(
+    path: Path,
+    *,
+    index_base: str = "auto",
+    query_file: Optional[Path] = None,
+    regroup: bool = False,
+    no_cache: bool = False,
+    cache_dir: Optional[Path] = None,
+    missing: str = "error",
+    what: str = "",
+) -> "RankingDataset":
+    """Load a data file or cache folder with the shared reading options; bad input exits 2.
+
+    Args:
+        path: LETOR/libsvm file (optionally compressed) or cache folder.
+        index_base: ``"auto"``, ``"0"`` or ``"1"`` as given on the command line.
+        query_file, regroup, cache_dir, missing: passed to :func:`ltrkit.data.cache.load_dataset`.
+        no_cache: neither read nor write the cache.
+        what: the option that named ``path`` (e.g. ``"--data"``), used in error messages.
+
+    Returns:
+        The dataset.
+    """
+    from ltrkit.data.cache import load_dataset
+
+    label = f"{what}: " if what else ""
+    if not path.exists():
+        fail(f"{label}file not found: {path}")
+    if query_file is not None and not query_file.is_file():
+        fail(f"--query-file: file not found: {query_file}")
+    options = {"index_base": index_base if index_base == "auto" else int(index_base), "regroup": regroup}
+    if query_file is not None:
+        options["query_file"] = query_file
+    if missing != "error":
+        options["missing"] = missing
+    try:
+        return load_dataset(path, cache=not no_cache, cache_dir=cache_dir, **options)
+    except (OSError, ValueError) as error:  # LetorFormatError and CacheError are ValueErrors
+        fail(error)
