@@ -1,4 +1,11 @@
-"""Private helpers shared by the loss families (reductions, masks, masked log-softmax).
+"""Private helpers shared by the loss families (precision, reductions, masks, masked log-softmax).
+
+Precision: every loss computes in float32 or wider. Scores in a 16-bit float type are promoted
+to float32 on entry (float64 stays float64), as ``torch.autocast`` runs PyTorch's own losses:
+float16 overflows at 65,504 (``n^2`` pair counts from ``n = 256``, sums of pair costs, NeuralSort
+logits of scores near 1e4) and bfloat16 keeps 8 significant bits (integers are exact only up
+to 256, so pair counts and list sums come out wrong). The loss comes back in float32; autograd returns
+the gradient to the 16-bit scores in their own dtype. Pair counts are int64.
 
 Reductions follow the ltrkit convention: ``"none"`` returns one value per list, ``"sum"`` adds
 them, ``"mean"`` divides that sum by the number of lists with at least one real document (a
@@ -8,9 +15,34 @@ mean over nothing is 0, never NaN).
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple, TypeVar
 
 import torch
+
+from ltrkit._checks import check_ranking_inputs
+
+T = TypeVar("T")
+
+
+def at_least_float32(x: T) -> T:
+    """``x`` as float32 if it is a floating-point tensor narrower than 32 bits, else ``x`` itself.
+
+    Anything else (float32/float64 tensors, integer tensors, non-tensors) passes through
+    unchanged, so the validation that follows still reports what the caller passed.
+    """
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and torch.finfo(x.dtype).bits < 32:
+        return x.float()
+    return x
+
+
+def check_loss_inputs(
+    scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor]
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`~ltrkit._checks.check_ranking_inputs` on scores promoted by :func:`at_least_float32`.
+
+    Labels are then cast straight to the computation dtype, never through the 16-bit one.
+    """
+    return check_ranking_inputs(at_least_float32(scores), labels, mask)
 
 
 def reduce_lists(per_list: torch.Tensor, valid: torch.Tensor, reduction: str) -> torch.Tensor:

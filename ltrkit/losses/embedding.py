@@ -4,7 +4,9 @@ Embeddings are ``[..., D]`` tensors. Where PyTorch has the same loss
 (``torch.nn.TripletMarginLoss``, ``torch.nn.CosineEmbeddingLoss``) the values and gradients
 here match it, including its ``eps`` conventions. Reductions: ``"mean"`` over the pairs /
 triplets / anchors described per loss, ``"sum"``, ``"none"`` (one value per pair, triplet or
-anchor); a mean over nothing is 0.
+anchor); a mean over nothing is 0. Float16/bfloat16 embeddings are computed in float32 (see
+:mod:`ltrkit.losses._common`): triplet counts pass 65,504 and PyTorch's ``1e-12`` norm ``eps``
+underflows to 0 in float16.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 
 from ltrkit._checks import check_reduction
 from ltrkit._checks import check_choice, check_non_negative, check_positive
+from ltrkit.losses._common import at_least_float32
 from ltrkit.losses.registry import register
 
 __all__ = [
@@ -39,7 +42,7 @@ def _check_embedding(name: str, x: object) -> torch.Tensor:
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() < 1 or not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor [..., D], got shape {tuple(x.shape)} dtype {x.dtype}")
-    return x
+    return at_least_float32(x)
 
 
 def _check_same_shape(**tensors: torch.Tensor) -> None:

@@ -1,4 +1,5 @@
-"""Listwise ranking losses: ListNet, ListMLE, ApproxNDCG, NeuralNDCG and softmax cross-entropy.
+"""Listwise ranking losses: ListNet, KL divergence, ListMLE, ApproxNDCG, NeuralNDCG and softmax
+cross-entropy.
 
 Every loss takes a padded batch ``scores [..., L]``, ``labels [..., L]`` (graded relevance) and an
 optional boolean ``mask [..., L]`` (True = a real document; None = all real). Padded positions
@@ -6,8 +7,13 @@ never change a loss or a gradient: their scores and labels are ignored whatever 
 
 Reductions: ``"none"`` returns ``[...]`` (one loss per list), ``"sum"`` their sum and ``"mean"``
 (default) the sum divided by the number of lists with at least one real document, so an
-all-padding list contributes 0 and does not dilute the mean. Losses are minimised: the metric
+all-padding list contributes 0 and does not dilute the mean (:func:`kl_div_loss` adds
+``"batchmean"``, its default, after ``torch.nn.KLDivLoss``). Losses are minimised: the metric
 based losses return ``1 - (relaxed) NDCG``.
+
+Precision: float16/bfloat16 scores are computed in float32 and the loss is float32 (float16
+logits overflow: NeuralSort's ``(n + 1 - 2r) s`` passes 65,504 for scores near 1e4 and long
+lists); the gradient reaches the scores in their own dtype.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ from ltrkit._checks import (
     check_k,
     check_non_negative,
     check_positive,
-    check_ranking_inputs,
     check_reduction,
 )
 from ltrkit.losses._listwise_neuralsort import (
@@ -35,6 +40,7 @@ from ltrkit.losses._listwise_neuralsort import (
     sinkhorn_weighted_sum,
 )
 from ltrkit.losses._common import (
+    check_loss_inputs,
     compute_mask,
     masked_log_softmax,
     reduce_lists,
@@ -44,12 +50,14 @@ from ltrkit.metrics.ranking import check_gain, gain_values, ideal_dcg, rank_disc
 
 __all__ = [
     "listnet_loss",
+    "kl_div_loss",
     "listmle_loss",
     "approx_ndcg_loss",
     "neural_ndcg_loss",
     "neural_sort",
     "softmax_loss",
     "ListNetLoss",
+    "KLDivLoss",
     "ListMLELoss",
     "ApproxNDCGLoss",
     "NeuralNDCGLoss",
@@ -57,6 +65,7 @@ __all__ = [
 ]
 
 LABEL_TRANSFORMS = ("softmax", "sum", "exp2")
+KL_REDUCTIONS = ("batchmean", "mean", "sum", "none")
 TIE_BREAKS = ("random", "input_order")
 
 
@@ -126,7 +135,7 @@ def listnet_loss(
         >>> round(float(listnet_loss(torch.zeros(1, 4), torch.tensor([[2., 1., 0., 0.]]))), 4)
         1.3863
     """
-    scores, labels, mask = check_ranking_inputs(scores, labels, mask)
+    scores, labels, mask = check_loss_inputs(scores, labels, mask)
     check_reduction(reduction)
     temperature = check_positive("temperature", temperature)
     check_choice("label_transform", label_transform, LABEL_TRANSFORMS)
@@ -136,6 +145,74 @@ def listnet_loss(
     log_p = masked_log_softmax(scores.masked_fill(~mask, 0.0) / temperature, cmask)
     target = _listnet_target(labels, cmask, label_transform)
     per_list = -(target * log_p).sum(dim=-1)
+    return reduce_lists(per_list, valid, reduction)
+
+
+# --------------------------------------------------------------------------------------------
+# KL divergence
+# --------------------------------------------------------------------------------------------
+
+
+def kl_div_loss(
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    mask: Optional[torch.Tensor] = None,
+    *,
+    reduction: str = "batchmean",
+) -> torch.Tensor:
+    r"""KL divergence of the score distribution from the label distribution of each list.
+
+    .. math::
+        P_y(i) = \frac{y_i}{\sum_j y_j}, \quad
+        \log Q(i) = s_i - \log \sum_j \exp s_j, \quad
+        \ell = \sum_i P_y(i) \big(\log P_y(i) - \log Q(i)\big)
+
+    with the sums over the real documents of a list: ``torch.nn.KLDivLoss`` applied to
+    ``input = log_softmax(scores)`` and ``target = P_y`` over the real documents (terms with
+    ``P_y(i) = 0`` are 0, as there). It is ListNet with ``label_transform="sum"`` minus the
+    entropy of ``P_y``, so it has the same gradient and is 0 at its minimum. Labels must be
+    >= 0; a list whose labels are all 0 has no label distribution: its loss is 0 and
+    ``"mean"`` leaves it out.
+
+    Reductions (lists with no real document always contribute 0 and are never counted):
+
+    * ``"batchmean"`` (default): the sum over lists divided by the number of lists with a real
+      document (``torch.nn.KLDivLoss(reduction="batchmean")`` on ``[B, L]`` lists without
+      padding divides by ``B``; lists with all-zero labels count, as zero target rows do there);
+    * ``"mean"``: the sum divided by the number of lists with a label distribution;
+    * ``"sum"``; ``"none"``: ``[...]``, one value per list.
+
+    Args:
+        scores: ``[..., L]`` float scores (logits of ``Q``).
+        labels: ``[..., L]`` relevance, >= 0 at real positions.
+        mask: ``[..., L]`` bool, True = real document; None = all real.
+        reduction: ``"batchmean"``, ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+        Scalar, or ``[...]`` for ``reduction="none"``.
+
+    Raises:
+        ValueError: bad inputs (see ``check_ranking_inputs``), a bad reduction, negative labels.
+
+    Paper: Kullback, Leibler. "On Information and Sufficiency". Ann. Math. Statist. 22(1), 1951;
+    as a listwise loss: Cao et al., ICML 2007 (ListNet's top-1 cross-entropy).
+
+    Example:
+        >>> import torch
+        >>> round(float(kl_div_loss(torch.zeros(1, 2), torch.tensor([[1., 0.]]))), 4)
+        0.6931
+    """
+    scores, labels, mask = check_loss_inputs(scores, labels, mask)
+    check_choice("reduction", reduction, KL_REDUCTIONS)
+    _check_non_negative_labels(labels, mask, "for kl_div_loss")
+    valid, cmask = compute_mask(mask)
+    log_q = masked_log_softmax(scores.masked_fill(~mask, 0.0), cmask)
+    target = _listnet_target(labels, cmask, "sum")
+    per_list = (torch.xlogy(target, target) - target * log_q).sum(dim=-1)
+    if reduction == "batchmean":
+        return reduce_lists(per_list, valid, "mean")
+    if reduction == "mean":
+        return reduce_lists(per_list, labels.sum(dim=-1) > 0, "mean")
     return reduce_lists(per_list, valid, reduction)
 
 
@@ -188,7 +265,7 @@ def softmax_loss(
         >>> round(float(softmax_loss(torch.zeros(1, 2), torch.tensor([[2., 0.]]))), 4)
         1.3863
     """
-    scores, labels, mask = check_ranking_inputs(scores, labels, mask)
+    scores, labels, mask = check_loss_inputs(scores, labels, mask)
     check_reduction(reduction)
     temperature = check_positive("temperature", temperature)
     _check_non_negative_labels(labels, mask, "for softmax_loss")
@@ -253,7 +330,7 @@ def listmle_loss(
         >>> round(float(listmle_loss(torch.zeros(1, 2), torch.tensor([[1., 0.]]))), 4)
         0.6931
     """
-    scores, labels, mask = check_ranking_inputs(scores, labels, mask)
+    scores, labels, mask = check_loss_inputs(scores, labels, mask)
     check_reduction(reduction)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
@@ -336,7 +413,7 @@ def approx_ndcg_loss(
         >>> round(float(loss), 4)
         0.0
     """
-    scores, labels, mask = check_ranking_inputs(scores, labels, mask)
+    scores, labels, mask = check_loss_inputs(scores, labels, mask)
     check_reduction(reduction)
     alpha = check_positive("alpha", alpha)
     check_gain(gain)
@@ -398,7 +475,7 @@ def neural_sort(
     Paper: Grover, Wang, Zweig, Ermon. "Stochastic Optimization of Sorting Networks via
     Continuous Relaxations". ICLR 2019.
     """
-    scores, _, mask = check_ranking_inputs(scores, torch.zeros_like(scores), mask)
+    scores, _, mask = check_loss_inputs(scores, torch.zeros_like(scores), mask)
     temperature = check_positive("temperature", temperature)
     sinkhorn_tol = _check_sinkhorn(sinkhorn_iters, sinkhorn_tol)
     lead, length = scores.shape[:-1], scores.shape[-1]
@@ -475,7 +552,7 @@ def neural_ndcg_loss(
         >>> round(float(loss), 4)
         0.0
     """
-    scores, labels, mask = check_ranking_inputs(scores, labels, mask)
+    scores, labels, mask = check_loss_inputs(scores, labels, mask)
     check_reduction(reduction)
     temperature = check_positive("temperature", temperature)
     check_k(k)
@@ -526,6 +603,21 @@ class ListNetLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}, temperature={self.temperature}, label_transform={self.label_transform!r}"
+
+
+@register("kl_div")
+class KLDivLoss(nn.Module):
+    """Module form of :func:`kl_div_loss`; called as ``loss(scores, labels, mask=None)``."""
+
+    def __init__(self, *, reduction: str = "batchmean") -> None:
+        super().__init__()
+        self.reduction = check_choice("reduction", reduction, KL_REDUCTIONS)
+
+    def forward(self, scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return kl_div_loss(scores, labels, mask, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
 
 
 @register("softmax")

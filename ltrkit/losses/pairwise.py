@@ -22,6 +22,9 @@ Conventions shared by the list losses here (``scores``, ``labels``, ``mask`` of 
   ``reduction="sum"`` sums the per-list values and ``reduction="none"`` returns them with the leading
   shape ``[...]``; ``fn(reduction="none").sum() == fn(reduction="sum")`` always holds. A mean over
   nothing is 0, never NaN.
+* **Precision**: pair counts are int64 and float16/bfloat16 scores are computed in float32
+  (the loss is float32; see :mod:`ltrkit.losses._common`): in float16 the ``n^2`` of a list of
+  300 documents overflows.
 * **Ranks** (LambdaRank, LambdaLoss) come from the current scores with
   :func:`ltrkit.metrics.ranking.sort_order`: descending score, ties keep input order, padding last.
   They are not differentiated.
@@ -41,10 +44,9 @@ from ltrkit._checks import (
     check_k,
     check_non_negative,
     check_positive,
-    check_ranking_inputs,
     check_reduction,
 )
-from ltrkit.losses._common import reduce_lists
+from ltrkit.losses._common import at_least_float32, check_loss_inputs, reduce_lists
 from ltrkit.losses._pairwise_kernels import LambdaRankFunction, RankNetFunction
 from ltrkit.losses.registry import register
 from ltrkit.metrics.ranking import check_gain, gain_values, ideal_dcg, rank_discounts, sort_order
@@ -98,7 +100,7 @@ def _flatten(
     scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor]
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Size]:
     """Validate and view ``[..., L]`` inputs as ``[B, L]``; also return the leading shape."""
-    scores, labels, mask = check_ranking_inputs(scores, labels, mask)
+    scores, labels, mask = check_loss_inputs(scores, labels, mask)
     lead = scores.shape[:-1]
     # an explicit row count: reshape(-1, 0) is ambiguous for lists of length 0
     shape = (math.prod(lead), scores.shape[-1])
@@ -110,30 +112,31 @@ def _reduce(
 ) -> torch.Tensor:
     """Apply the ``normalize``/``reduction`` conventions of the module docstring.
 
-    ``per_list`` ``[B]`` holds summed pair costs, ``n_pairs`` ``[B]`` the number of pairs of each list.
+    ``per_list`` ``[B]`` holds summed pair costs, ``n_pairs`` ``[B]`` (int64) the number of pairs
+    of each list; counts are summed in int64 and only the results are cast to the loss dtype.
     """
-    n_pairs = n_pairs.to(per_list.dtype)
     if normalize == "list_pairs":
-        per_list = per_list / n_pairs.clamp(min=1.0)
+        per_list = per_list / n_pairs.clamp(min=1).to(per_list.dtype)
     if normalize == "pairs" and reduction == "mean":
-        return per_list.sum() / n_pairs.sum().clamp(min=1.0)
+        return per_list.sum() / n_pairs.sum().clamp(min=1).to(per_list.dtype)
     return reduce_lists(per_list, n_pairs > 0, reduction).reshape(lead if reduction == "none" else ())
 
 
 def _count_pairs(labels: torch.Tensor, mask: torch.Tensor, *, include_ties: bool) -> torch.Tensor:
-    """Unordered pairs of real documents per list ``[B]``: all of them, or those with different labels.
+    """Unordered pairs of real documents per list ``[B]`` (int64): all of them, or those with
+    different labels.
 
     Counts in ``O(L log L)``: with ``n`` real documents and ``c_i`` documents sharing the label of
     ``i`` (itself included), the pairs with different labels number ``(n^2 - sum_i c_i) / 2``.
     """
-    n = mask.sum(dim=-1).to(labels.dtype)
+    n = mask.sum(dim=-1)
     if include_ties:
-        return n * (n - 1.0) / 2.0
+        return n * (n - 1) // 2
     keyed = labels.masked_fill(~mask, math.inf).contiguous()
     ordered = torch.sort(keyed, dim=-1).values
     same = torch.searchsorted(ordered, keyed, right=True) - torch.searchsorted(ordered, keyed)
-    same_pairs = (same.to(labels.dtype) * mask).sum(dim=-1)
-    return (n * n - same_pairs) / 2.0
+    same_pairs = (same * mask).sum(dim=-1)
+    return (n * n - same_pairs) // 2
 
 
 def _rank_ordered(
@@ -217,6 +220,7 @@ def ranknet_pair_loss(
     sigma = check_positive("sigma", sigma)
     if not isinstance(score_diffs, torch.Tensor) or not score_diffs.is_floating_point():
         raise ValueError(f"score_diffs must be a floating-point torch.Tensor, got {_describe(score_diffs)}")
+    score_diffs = at_least_float32(score_diffs)
     if not isinstance(targets, torch.Tensor):
         raise ValueError(f"targets must be a torch.Tensor, got {type(targets).__name__}")
     if targets.shape != score_diffs.shape:
@@ -302,7 +306,7 @@ def ranknet_matrix_loss(
     cost = torch.nn.functional.softplus(-x) + (1.0 - target) * x
     # each unordered pair appears twice with the same cost
     per_list = 0.5 * (cost * pair).sum(dim=(1, 2))
-    n_pairs = 0.5 * pair.sum(dim=(1, 2)).to(s.dtype)
+    n_pairs = pair.sum(dim=(1, 2)) // 2
     return _reduce(per_list, n_pairs, lead, reduction=reduction, normalize=normalize)
 
 
@@ -706,6 +710,7 @@ def margin_ranking(
         ) from error
     if not ((y == 1) | (y == -1)).all():
         raise ValueError("y must hold only 1 (x1 ranks higher) or -1 (x2 ranks higher)")
+    x1, x2 = at_least_float32(x1), at_least_float32(x2)
     loss = torch.relu(-y.to(x1.dtype) * (x1 - x2) + margin)
     if reduction == "none":
         return loss

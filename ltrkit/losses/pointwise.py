@@ -5,6 +5,7 @@ real document) like every list loss. Each list's loss is the *mean over its real
 lists weigh the same whatever their length; ``reduction`` then works over lists: ``"none"``
 returns ``[...]``, ``"sum"`` sums, ``"mean"`` (default) divides by the number of lists with at
 least one real document (an all-padding list contributes 0 and does not dilute the mean).
+Float16/bfloat16 scores are computed in float32 and the loss is float32.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ltrkit._checks import check_ranking_inputs, check_reduction
+from ltrkit._checks import check_reduction
 from ltrkit._checks import check_finite
-from ltrkit.losses._common import reduce_lists
+from ltrkit.losses._common import check_loss_inputs, reduce_lists
 from ltrkit.losses.registry import register
 
 __all__ = [
@@ -68,7 +69,7 @@ def mse_loss(
         >>> float(mse_loss(torch.tensor([[1., 3.]]), torch.tensor([[0., 1.]])))
         2.5
     """
-    scores, labels, mask = check_ranking_inputs(scores, labels, mask)
+    scores, labels, mask = check_loss_inputs(scores, labels, mask)
     check_reduction(reduction)
     valid = mask.any(dim=-1)
     per_list = _list_mean((scores.masked_fill(~mask, 0.0) - labels) ** 2, mask)
@@ -146,7 +147,7 @@ def sigmoid_bce_loss(
         >>> round(float(sigmoid_bce_loss(torch.zeros(1, 2), torch.tensor([[2., 0.]]))), 4)
         0.6931
     """
-    scores, labels, mask = check_ranking_inputs(scores, labels, mask)
+    scores, labels, mask = check_loss_inputs(scores, labels, mask)
     check_reduction(reduction)
     threshold = check_finite("threshold", threshold)
     valid = mask.any(dim=-1)
@@ -240,7 +241,7 @@ def ordinal_loss(
         >>> round(float(loss), 4)
         0.6931
     """
-    scores, labels, mask = check_ranking_inputs(scores, labels, mask)
+    scores, labels, mask = check_loss_inputs(scores, labels, mask)
     check_reduction(reduction)
     cutpoints = _check_cutpoints(cutpoints).to(device=scores.device, dtype=scores.dtype)
     n_classes = cutpoints.numel() + 1

@@ -14,6 +14,7 @@ from ltrkit.losses import get
 from ltrkit.losses._listwise_neuralsort import sinkhorn_kernel, sinkhorn_scalings, sinkhorn_weighted_sum, sum_abs_diff
 from ltrkit.losses.listwise import (
     approx_ndcg_loss,
+    kl_div_loss,
     listmle_loss,
     listnet_loss,
     neural_ndcg_loss,
@@ -106,6 +107,70 @@ def test_listnet_bad_hyperparameters(kwargs, message):
 def test_listnet_negative_labels_rejected_for_sum_transform():
     with pytest.raises(ValueError, match=r"labels must be >= 0 .* label_transform='sum'"):
         listnet_loss(torch.zeros(1, 2), torch.tensor([[-1.0, 1.0]]), label_transform="sum")
+
+
+# ------------------------------------------------------------------------------- KL divergence
+
+
+def label_distribution(labels):
+    total = labels.sum(dim=-1, keepdim=True)
+    return labels / torch.where(total > 0, total, torch.ones_like(total))
+
+
+@pytest.mark.parametrize("reduction", ["batchmean", "sum", "none"])
+def test_kl_div_equals_torch_kl_div_loss_on_unpadded_lists(reduction):
+    scores, labels, _ = random_batch(batch=6, length=9, seed=20)
+    labels[2] = 0.0  # no label distribution: a zero target row, as torch sees it
+    theirs = torch.nn.KLDivLoss(reduction="batchmean" if reduction == "batchmean" else "none")
+    leaf = scores.clone().requires_grad_(True)
+    want = theirs(F.log_softmax(leaf, dim=-1), label_distribution(labels))
+    if reduction == "none":
+        want = want.sum(dim=-1)
+    elif reduction == "sum":
+        want = want.sum()
+    (want_grad,) = torch.autograd.grad(want.sum(), leaf)
+    got, got_grad = values_and_grad(lambda *a, **k: kl_div_loss(*a, **{**k, "reduction": reduction}), scores, labels, None)
+    torch.testing.assert_close(got, want.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-10, atol=1e-12)
+    module = get("kl_div", reduction=reduction)
+    torch.testing.assert_close(module(scores, labels), want.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_kl_div_padding_is_deleted_and_mean_drops_lists_without_label_distribution():
+    scores, labels, mask = random_batch(batch=6, length=9, seed=21)
+    labels[1] = 0.0
+    mask[4] = False
+    got = kl_div_loss(scores, labels, mask, reduction="none")
+    theirs = torch.nn.KLDivLoss(reduction="sum")
+    for b in range(6):
+        real = mask[b]
+        want = theirs(F.log_softmax(scores[b, real], dim=-1), label_distribution(labels[b, real])) if real.any() else 0.0
+        torch.testing.assert_close(got[b], torch.as_tensor(want, dtype=got.dtype), rtol=1e-12, atol=1e-12)
+    assert got[1] == 0 and got[4] == 0
+    torch.testing.assert_close(kl_div_loss(scores, labels, mask), got.sum() / 5)  # list 4 has no real document
+    torch.testing.assert_close(kl_div_loss(scores, labels, mask, reduction="mean"), got.sum() / 4)
+
+
+def test_kl_div_is_listnet_sum_minus_the_label_entropy():
+    scores, labels, mask = random_batch(seed=22)
+    target = label_distribution(labels * mask)
+    entropy = -torch.xlogy(target, target).sum(dim=-1)
+    got, got_grad = values_and_grad(kl_div_loss, scores, labels, mask)
+    want, want_grad = values_and_grad(listnet_loss, scores, labels, mask, label_transform="sum")
+    torch.testing.assert_close(got, want - entropy, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "labels, kwargs, message",
+    [
+        ([[1.0, 0.0]], {"reduction": "avg"}, r"reduction must be one of \['batchmean', 'mean', 'sum', 'none'\], got 'avg'"),
+        ([[-1.0, 1.0]], {}, r"labels must be >= 0 at real positions for kl_div_loss"),
+    ],
+)
+def test_kl_div_bad_input(labels, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kl_div_loss(torch.zeros(1, 2), torch.tensor(labels), **kwargs)
 
 
 # ------------------------------------------------------------------------------------- Softmax

@@ -13,6 +13,7 @@ REQUIRED_LIST = [
     "lambdarank",
     "lambdaloss",
     "listnet",
+    "kl_div",
     "listmle",
     "approx_ndcg",
     "neural_ndcg",
