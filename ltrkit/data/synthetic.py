@@ -29,19 +29,29 @@ Ranking by :func:`relevance` is therefore the best a scorer can do up to the noi
 scores clearly higher than any single feature, which scores clearly higher than random.
 
 The column layout depends only on ``n_features`` (never on ``seed``), so splits generated with
-different seeds share their feature semantics.
+different seeds share their feature semantics. The last column is never one that can be all
+zero (a constant, binary, count or query-level column): sparse text formats omit zeros, so a
+trailing all-zero column would vanish when the data is written and read back, and the file would
+seem to have one feature less than it was generated with.
+
+:func:`write_splits` writes the splits as LETOR or libsvm files, all or none.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, Mapping
 
 import numpy as np
 
 from ltrkit._checks import check_int
 from ltrkit.data.dataset import RankingDataset
 
-__all__ = ["DEFAULT_SPLITS", "MIN_FEATURES", "LABEL_PROPORTIONS", "generate", "generate_splits", "relevance"]
+__all__ = ["DEFAULT_SPLITS", "MIN_FEATURES", "LABEL_PROPORTIONS", "generate", "generate_splits", "relevance", "write_splits"]
 
 #: Split sizes used by ``ltrkit train`` with no data arguments: about 10 MLP epochs in well
 #: under 90 s on two CPU cores.
@@ -68,6 +78,8 @@ _LAYOUT_SEED = 20100613  # fixed: the column layout must not depend on the data 
 
 # column kinds
 _COUNT, _HEAVY, _BINARY, _UNIT, _POPULARITY, _LINEAR, _QUERY_LEVEL, _CONSTANT = range(8)
+# kinds that take the value 0 (a count floors to 0, a flag is 0 below its threshold)
+_MAY_BE_ALL_ZERO = (_COUNT, _BINARY, _QUERY_LEVEL, _CONSTANT)
 
 
 def relevance(features: np.ndarray) -> np.ndarray:
@@ -139,6 +151,12 @@ def _column_layout(n_features: int) -> dict[str, np.ndarray]:
         else:  # all zero (MSLR has several all-zero columns)
             kind[column] = _CONSTANT
         scale[column] = 10.0 ** rng.uniform(-2, 3) if kind[column] == _LINEAR else 1.0
+    last = n_features - 1
+    if last >= MIN_FEATURES and kind[last] in _MAY_BE_ALL_ZERO:
+        # a sparse file must still show the full width: the last column takes a kind whose values
+        # are never 0 (a sigmoid, in (0, 1)); it keeps its latent source, if any, and the draws
+        # of every other column are unchanged
+        kind[last] = _UNIT
     return {"kind": kind, "source": source, "loading": loading, "noise_sd": noise_sd, "scale": scale}
 
 
@@ -348,3 +366,56 @@ def generate_splits(
         splits[name] = dataset
         first_qid += size
     return splits
+
+
+_SPLIT_FORMATS = ("letor", "libsvm")
+
+
+def write_splits(splits: Mapping[str, RankingDataset], folder: str | os.PathLike, *, fmt: str = "letor") -> Dict[str, Path]:
+    """Write each split as ``folder/<name>.txt`` (plus ``<name>.txt.query`` for libsvm), all or none.
+
+    Every file is first written into a temporary folder inside ``folder`` and only then renamed
+    into place. Writing is the step that can fail (a full disk, a quota); renames within one
+    folder need no space, so a failure leaves ``folder`` as it was: never a ``train.txt``
+    without its ``vali.txt`` and ``test.txt``. Existing files of the same names are replaced.
+    ``folder`` is created if missing, and removed again when the write fails.
+
+    Args:
+        splits: ``{"train": ..., "vali": ..., "test": ...}`` as :func:`generate_splits` returns.
+        folder: the output folder.
+        fmt: ``"letor"`` (:func:`ltrkit.data.letor.write_letor`) or ``"libsvm"``
+            (:func:`ltrkit.data.letor.write_libsvm`, with a group file per split).
+
+    Returns:
+        ``{name: path}`` of the data files written.
+
+    Raises:
+        ValueError: an unknown ``fmt``, or data the writer refuses.
+        OSError: ``folder`` cannot be created or written; nothing was put in place.
+
+    Example:
+        >>> import tempfile
+        >>> splits = generate_splits(train_queries=3, vali_queries=2, test_queries=2, n_features=9)
+        >>> sorted(path.name for path in write_splits(splits, tempfile.mkdtemp()).values())
+        ['test.txt', 'train.txt', 'vali.txt']
+    """
+    from ltrkit.data.letor import write_letor, write_libsvm
+
+    if fmt not in _SPLIT_FORMATS:
+        raise ValueError(f"fmt must be one of {list(_SPLIT_FORMATS)}, got {fmt!r}")
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".splits-", suffix=".tmp"))
+    try:
+        for name, dataset in splits.items():
+            (write_letor if fmt == "letor" else write_libsvm)(dataset, staging / f"{name}.txt")
+        for written in sorted(staging.iterdir()):
+            os.replace(written, folder / written.name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    staging.rmdir()
+    return {name: folder / f"{name}.txt" for name in splits}
