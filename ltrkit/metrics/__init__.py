@@ -1,4 +1,5 @@
-"""IR metrics: per-query functions on padded batches, dataset/run evaluation, TREC files.
+"""IR metrics: per-query functions on padded batches, dataset/run evaluation, TREC files, and
+multi-label ranking metrics (:mod:`ltrkit.metrics.multilabel`).
 
 See :mod:`ltrkit.metrics.functional` for the conventions (gain, ties, empty queries, cutoffs).
 """
@@ -26,6 +27,7 @@ from ltrkit.metrics.functional import (
     recall,
     reciprocal_rank,
 )
+from ltrkit.metrics.multilabel import coverage_error, label_ranking_average_precision, label_ranking_loss
 from ltrkit.metrics.trec import read_qrels, read_run, write_qrels, write_trec_run
 
 __all__ = [
@@ -38,10 +40,13 @@ __all__ = [
     "MetricSpec",
     "average_precision",
     "compute_metrics",
+    "coverage_error",
     "dcg",
     "err",
     "evaluate_dataset",
     "evaluate_run",
+    "label_ranking_average_precision",
+    "label_ranking_loss",
     "ndcg",
     "parse_metric",
     "precision",
