@@ -6,10 +6,12 @@ Each helper raises ``ValueError`` naming the argument, what was received and wha
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -83,6 +85,10 @@ def check_ranking_inputs(
         ValueError: on a non-tensor, a shape mismatch, a non-float ``scores``, a mask that is
             not boolean, a 0-d input, or NaN/inf labels at real positions.
     """
+    # imported here, not at module level: the scalar checks serve torch-free code too (the
+    # synthetic generator behind `ltrkit data generate`)
+    import torch
+
     if not isinstance(scores, torch.Tensor):
         raise ValueError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
     if not isinstance(labels, torch.Tensor):

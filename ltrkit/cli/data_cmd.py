@@ -48,8 +48,7 @@ def generate_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing train/vali/test files."),
 ) -> None:
     """Write the built-in MSLR-shaped synthetic data (query-disjoint splits) as text files."""
-    from ltrkit.data.letor import write_letor, write_libsvm
-    from ltrkit.data.synthetic import DEFAULT_SPLITS, generate_splits
+    from ltrkit.data.synthetic import DEFAULT_SPLITS, generate_splits, write_splits
 
     options = dict(DEFAULT_SPLITS, seed=seed)
     given = {
@@ -69,12 +68,7 @@ def generate_command(
     except ValueError as error:
         fail(str(error).replace("n_features", "--features").replace("_queries", "-queries"))
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        for name, dataset in splits.items():
-            if fmt == "letor":
-                write_letor(dataset, targets[name])
-            else:
-                write_libsvm(dataset, targets[name])
+        write_splits(splits, out, fmt=fmt)
     except OSError as error:
         fail(f"cannot write to {out}: {error.strerror or error}")
     from rich.console import Console
@@ -216,15 +210,16 @@ def convert_command(
     dataset = read_dataset(
         src, index_base=index_base, query_file=query_file, regroup=regroup, no_cache=no_cache, cache_dir=cache_dir, missing=missing
     )
-    from ltrkit.data.letor import write_letor, write_libsvm
-
     try:
         if target == "cache":
             save_cache(dataset, dst)
-        elif target == "letor":
-            write_letor(dataset, dst, write_doc_ids=not no_doc_ids)
-        elif target == "libsvm":
-            write_libsvm(dataset, dst, group_path=group_out, write_doc_ids=not no_doc_ids)
+        elif target in _TEXT_FORMATS:
+            from ltrkit.data.letor import write_letor, write_libsvm
+
+            if target == "letor":
+                write_letor(dataset, dst, write_doc_ids=not no_doc_ids)
+            else:
+                write_libsvm(dataset, dst, group_path=group_out, write_doc_ids=not no_doc_ids)
         else:
             from ltrkit.metrics.trec import write_qrels
 

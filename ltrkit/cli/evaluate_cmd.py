@@ -160,8 +160,8 @@ def evaluate(
         "(documents named as 'ltrkit predict --format trec' names them).",
     ),
     metrics: Optional[str] = typer.Option(
-        None, "--metrics", metavar="LIST", show_default=_DEFAULT_METRICS_SHOWN,
-        help="Comma-separated, e.g. ndcg@10,map,mrr,err@10,p@5,recall@100.",
+        None, "--metrics", metavar="LIST",
+        help=f"Comma-separated, e.g. ndcg@10,map,mrr,err@10,p@5,recall@100 (default: {_DEFAULT_METRICS_SHOWN}).",
     ),
     preset: str = typer.Option("ltrkit", "--preset", metavar="ltrkit|trec", help="Conventions preset: ltrkit (exp2 gain, input-order ties) or trec (as trec_eval)."),
     gain: Optional[str] = typer.Option(None, "--gain", metavar="exp2|linear", help="exp2 (2^rel-1) or linear (rel); overrides the preset."),
