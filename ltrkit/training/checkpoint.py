@@ -25,7 +25,7 @@ import torch
 
 from ltrkit.training import _io
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "capture_rng_state", "restore_rng_state", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "capture_rng_state", "restore_rng_state", "save_checkpoint", "load_checkpoint", "state_error_summary"]
 
 CHECKPOINT_FORMAT = 1
 
@@ -101,6 +101,26 @@ def load_checkpoint(
     if missing:
         raise ValueError(f"{str(path)!r} is an incomplete ltrkit checkpoint: it lacks {missing}")
     return state
+
+
+def state_error_summary(error: BaseException) -> str:
+    """One line for an error of restoring a checkpoint's state (``load_state_dict`` and the like).
+
+    torch lists every mismatching tensor on its own line; the first one and a count say enough.
+
+    Example:
+        >>> model = torch.nn.Linear(2, 1)
+        >>> try:
+        ...     model.load_state_dict({"weight": torch.zeros(3, 3), "bias": torch.zeros(3)})
+        ... except RuntimeError as error:
+        ...     print(state_error_summary(error))
+        size mismatch for weight: copying a param with shape torch.Size([3, 3]) from checkpoint, the shape in current model is torch.Size([1, 2]). (and 1 more)
+    """
+    lines = [" ".join(line.split()) for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    details = lines[1:] if lines[0].startswith("Error(s) in loading state_dict") and len(lines) > 1 else lines
+    return details[0] + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
 
 
 def _to_lists(value: Any) -> Any:

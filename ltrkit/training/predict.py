@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ltrkit.data.dataset import RankingDataset
-from ltrkit.training.checkpoint import load_checkpoint
+from ltrkit.training.checkpoint import load_checkpoint, state_error_summary
 from ltrkit.training.config import ConfigError, TrainConfig
 from ltrkit.training.run_folder import check_run_folder
 from ltrkit.training.scoring import score_dataset
@@ -92,7 +92,7 @@ class Ranker:
             model.load_state_dict(state["model"])
             normalizer = Normalizer.from_state_dict(state["normalizer"])
         except (RuntimeError, KeyError, TypeError, ValueError) as error:
-            raise ConfigError([f"{str(path)!r} does not fit its model {name!r} {args}: {error}"], source="predict") from error
+            raise ConfigError([f"{str(path)!r} does not fit its model {name!r} {args}: {state_error_summary(error)}"], source="predict") from error
         return cls(model, normalizer, config, device=target)
 
     def read(

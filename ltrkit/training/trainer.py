@@ -27,7 +27,7 @@ import torch
 
 import ltrkit
 from ltrkit.data.dataset import RankingDataset
-from ltrkit.training.checkpoint import CHECKPOINT_KEYS, capture_rng_state, load_checkpoint, restore_rng_state
+from ltrkit.training.checkpoint import CHECKPOINT_KEYS, capture_rng_state, load_checkpoint, restore_rng_state, state_error_summary
 from ltrkit.training.config import ConfigError, TrainConfig, device_problem, load_config
 from ltrkit.training.data_setup import PreparedData, prepare_data
 from ltrkit.training.progress import ProgressReporter
@@ -383,7 +383,7 @@ class _Session:
                 except (RuntimeError, ValueError, KeyError, TypeError) as error:
                     # a checkpoint that loads but does not fit this run (other shapes, a damaged entry)
                     raise ConfigError(
-                        [f"{str(folder.checkpoint_path('last'))!r} does not match the run's model and optimiser: {error}"],
+                        [f"{str(folder.checkpoint_path('last'))!r} does not match the run's model and optimiser: {state_error_summary(error)}"],
                         source="--resume",
                     ) from error
                 self.reporter.message(f"resuming {folder.path} after epoch {state['epoch']}")
