@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -141,24 +142,32 @@ def test_no_cache_after_a_parse_error(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "damage",
+    "damage, damaged",
     [
-        lambda folder: (folder / "features.npy").unlink(),
-        lambda folder: (folder / "manifest.json").write_text("{not json"),
-        lambda folder: (folder / "labels.npy").write_bytes(b"garbage"),
-        lambda folder: np.save(folder / "labels.npy", np.zeros(3, dtype=np.float32)),
-        lambda folder: (folder / "manifest.json").write_text(
-            json.dumps({**json.loads((folder / "manifest.json").read_text()), "format_version": 999})
+        (lambda folder: (folder / "features.npy").unlink(), True),
+        (lambda folder: (folder / "features.npy").write_bytes(b""), True),
+        (lambda folder: (folder / "manifest.json").write_text("{not json"), True),
+        (lambda folder: (folder / "labels.npy").write_bytes(b"garbage"), True),
+        (lambda folder: np.save(folder / "labels.npy", np.zeros(3, dtype=np.float32)), True),
+        (
+            lambda folder: (folder / "manifest.json").write_text(
+                json.dumps({**json.loads((folder / "manifest.json").read_text()), "format_version": 999})
+            ),
+            False,
         ),
     ],
-    ids=["missing-array", "bad-manifest", "corrupt-array", "wrong-shape", "other-version"],
+    ids=["missing-array", "empty-array", "bad-manifest", "corrupt-array", "wrong-shape", "other-version"],
 )
-def test_damaged_cache_is_rebuilt(mq_copy, monkeypatch, damage):
+def test_damaged_cache_is_rebuilt(mq_copy, monkeypatch, damage, damaged):
     parses = spy_parses(monkeypatch)
     expected = load_dataset(mq_copy)
     folder = cache_folder_for(mq_copy)
     damage(folder)
-    assert_equal_datasets(load_dataset(mq_copy), expected)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert_equal_datasets(load_dataset(mq_copy), expected)
+    # Damage is reported; a cache of another format version is only stale.
+    assert [str(w.message).startswith("damaged cache, rebuilding it from") for w in caught] == ([True] if damaged else [])
     assert len(parses) == 2
     assert isinstance(load_dataset(mq_copy).features, np.memmap) and len(parses) == 2
 
@@ -170,9 +179,11 @@ def test_damaged_cache_is_rebuilt(mq_copy, monkeypatch, damage):
         (lambda folder: (folder / "qids.npy").unlink(), r"qids\.npy: cannot load"),
         (
             lambda folder: (folder / "manifest.json").write_text(json.dumps({"format_version": 0})),
-            r"cache format version 0, this ltrkit reads version 1",
+            rf"cache format version 0, this ltrkit reads version {cache_module.FORMAT_VERSION}",
         ),
-        (lambda folder: np.save(folder / "labels.npy", np.zeros(3, dtype=np.float64)), r"labels\.npy: shape \(3,\) dtype <f8"),
+        # Half as many float64 labels: the same file size, so only the header check sees it.
+        (lambda folder: np.save(folder / "labels.npy", np.zeros(384, dtype=np.float64)), r"labels\.npy: shape \(384,\) dtype <f8"),
+        (lambda folder: (folder / "features.npy").write_bytes(b""), r"features\.npy: 0 bytes, manifest\.json says \d+"),
     ],
 )
 def test_load_cache_errors(tmp_path, damage, message):
