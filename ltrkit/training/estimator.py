@@ -21,11 +21,13 @@ scikit-learn tools: ``qid`` is requested by default by ``fit``, ``predict`` and 
 (metadata routing, as GroupKFold requests ``groups``), so with
 ``sklearn.set_config(enable_metadata_routing=True)``
 
-    >>> cross_validate(LTRRanker(), X, y, groups=qid, cv=GroupKFold(3), params={"qid": qid})  # doctest: +SKIP
+    >>> cross_validate(LTRRanker(), X, y, cv=GroupKFold(3), params={"qid": qid, "groups": qid})  # doctest: +SKIP
     >>> GridSearchCV(LTRRanker(), grid, cv=GroupKFold(3)).fit(X, y, groups=qid, qid=qid)   # doctest: +SKIP
     >>> make_pipeline(StandardScaler(), LTRRanker()).fit(X, y, qid=qid).predict(X_test)    # doctest: +SKIP
 
-hand each fold's rows their own ``qid`` in ``fit`` and ``score``. Split with a group splitter
+hand each fold's rows their own ``qid`` in ``fit`` and ``score`` (with routing on,
+``cross_validate`` takes ``groups`` inside ``params``). Without routing ``qid`` still reaches
+``fit`` but not ``score``, which then raises and says so. Split with a group splitter
 (``GroupKFold``, ``GroupShuffleSplit``) on ``groups=qid`` so a query's rows stay in one fold.
 ``group=`` sizes cannot be split by a cross-validator: use ``qid`` there. ``group``,
 ``eval_set``, ``eval_qid`` and ``eval_group`` are routed only after ``set_fit_request``.
@@ -311,17 +313,28 @@ class LTRRanker(BaseEstimator):
         scores[order] = self.ranker_.predict_features(X[order], offsets)
         return scores
 
-    def score(self, X: Any, y: Any, qid: Any = None, *, group: Any = None) -> float:
-        """Mean ``eval_metric`` (default NDCG@10) over the queries of ``(X, y)``.
+    def score(self, X: Any, y: Any, qid: Any = None, *, group: Any = None, sample_weight: Any = None) -> float:
+        r"""Mean ``eval_metric`` (default NDCG@10) over the queries of ``(X, y)``.
 
-        Conventions (ltrkit's defaults, :func:`ltrkit.metrics.evaluate_dataset`): gain
-        ``2^rel - 1``, ties in input order, a query without a relevant document scores 0.
+        .. math:: \mathrm{score} = \frac{\sum_q w_q\, m_q}{\sum_q w_q}
+
+        where ``m_q`` is the metric of query ``q`` and ``w_q`` its weight (1 without
+        ``sample_weight``). Conventions (ltrkit's defaults, :func:`ltrkit.metrics.evaluate_dataset`):
+        gain ``2^rel - 1``, ties in input order, a query without a relevant document scores 0.
+
+        Args:
+            X: ``[n_rows, n_features]`` features.
+            y: ``[n_rows]`` graded relevance labels.
+            qid: query id per row (or ``group``, LightGBM's sizes of consecutive queries).
+            group: see ``qid``.
+            sample_weight: ``[n_rows]`` weights >= 0, equal on the rows of a query: they weight
+                queries, not documents (scikit-learn's per-row form, so pipelines pass it).
 
         Raises:
             NotFittedError: before ``fit``.
-            ValueError: bad arrays, or neither ``qid`` nor ``group`` (a mean over queries needs
-                the queries; with scikit-learn tools, enable metadata routing so ``qid``
-                reaches ``score``).
+            ValueError: bad arrays, weights that differ within a query or sum to 0, or neither
+                ``qid`` nor ``group`` (a mean over queries needs the queries; with scikit-learn
+                tools, enable metadata routing so ``qid`` reaches ``score``).
         """
         from ltrkit.metrics import evaluate_dataset
 
@@ -335,8 +348,34 @@ class LTRRanker(BaseEstimator):
                 "requests it in fit, predict and score)"
             )
         dataset, order = _to_dataset(X_arr, y_arr, qid_arr, source="score(X, y)")
-        scores = self._scores(X_arr, qid_arr)[order]
-        return float(evaluate_dataset(dataset, scores, [self.eval_metric]).mean[self.eval_metric])
+        result = evaluate_dataset(dataset, self._scores(X_arr, qid_arr)[order], [self.eval_metric])
+        if sample_weight is None:
+            return float(result.mean[self.eval_metric])
+        weights = _query_weights(sample_weight, dataset, order)
+        values = np.array([result.per_query[q][self.eval_metric] for q in dataset.qids])
+        return float(np.dot(weights, values) / weights.sum())
+
+
+def _query_weights(sample_weight: Any, dataset: RankingDataset, order: np.ndarray) -> np.ndarray:
+    """``[n_queries]`` weights from per-row ``sample_weight`` that must be constant within a query."""
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (dataset.n_docs,):
+        raise ValueError(f"score: sample_weight must be 1-D with one weight per row of X ({dataset.n_docs}), got shape {weights.shape}")
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError("score: sample_weight must be finite and >= 0")
+    starts = dataset.query_offsets[:-1]
+    grouped = weights[order]
+    low, high = np.minimum.reduceat(grouped, starts), np.maximum.reduceat(grouped, starts)
+    differing = np.flatnonzero(low != high)
+    if differing.size:
+        q = int(differing[0])
+        raise ValueError(
+            f"score: sample_weight weights queries, so it must be equal on the rows of a query; qid "
+            f"{dataset.qids[q]} has {low[q]} and {high[q]}"
+        )
+    if low.sum() == 0:
+        raise ValueError("score: sample_weight sums to 0")
+    return low
 
 
 # ---------------------------------------------------------------------- array checks

@@ -78,6 +78,27 @@ def test_score_uses_eval_metric_like_evaluate_dataset(splits, fitted, metric) ->
     assert est.score(X[perm], y[perm], qid=qid[perm]) == pytest.approx(expected, abs=1e-6)
 
 
+def test_sample_weight_weights_queries_like_repeating_them(splits, fitted) -> None:
+    """Weight k on a query = that query k times (under new qids) in an unweighted score."""
+    test = splits["test"]
+    X, y, qid = _arrays(test)
+    per_query = np.random.default_rng(7).integers(0, 4, size=test.n_queries)
+    weights = np.repeat(per_query, test.list_lengths).astype(float)
+    rows = [np.arange(test.query_offsets[q], test.query_offsets[q + 1]) for q in range(test.n_queries)]
+    copies = [(q, k) for q in range(test.n_queries) for k in range(per_query[q])]
+    repeated = np.concatenate([rows[q] for q, _ in copies])
+    repeated_qid = np.concatenate([np.full(len(rows[q]), f"{q}-{k}") for q, k in copies])
+    expected = fitted.score(X[repeated], y[repeated], qid=repeated_qid)
+    perm = np.random.default_rng(8).permutation(X.shape[0])
+    assert fitted.score(X[perm], y[perm], qid=qid[perm], sample_weight=weights[perm]) == pytest.approx(expected, abs=1e-12)
+    assert fitted.score(X, y, qid=qid, sample_weight=np.ones(X.shape[0])) == fitted.score(X, y, qid=qid)
+    weights[0] += 1.0
+    with pytest.raises(ValueError, match=f"must be equal on the rows of a query; qid {qid[0]} has"):
+        fitted.score(X, y, qid=qid, sample_weight=weights)
+    with pytest.raises(ValueError, match="score: sample_weight sums to 0"):
+        fitted.score(X, y, qid=qid, sample_weight=np.zeros(X.shape[0]))
+
+
 def test_pickle_round_trip_predicts_the_same(splits, fitted) -> None:
     X, _, qid = _arrays(splits["test"])
     restored = pickle.loads(pickle.dumps(fitted))
