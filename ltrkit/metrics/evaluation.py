@@ -368,7 +368,8 @@ def _evaluate_flat(
         retrieved = None if retrieved is None else retrieved[perm]
         tensor_conv["ties"] = "input_order"
     _check_tensor_ties(tensor_conv["ties"], specs)
-    if conv["max_grade"] is None and any(s.family == "err" for s in specs):
+    # resolved whatever the metrics, so the recorded conventions do not depend on whether ERR was asked for
+    if conv["max_grade"] is None:
         tensor_conv["max_grade"] = float(labels.max()) if labels.size else 0.0
         conv = {**conv, "max_grade": tensor_conv["max_grade"]}
 

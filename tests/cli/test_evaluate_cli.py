@@ -144,3 +144,13 @@ def test_malformed_run_names_file_and_line(tmp_path):
     result = invoke("--qrels", str(tmp_path / "qrels"), "--run", str(tmp_path / "run"))
     assert result.exit_code == 2
     assert f"{tmp_path / 'run'}:2: a run line needs 6 fields" in result.stderr
+
+
+@pytest.mark.parametrize("metrics", ["ndcg@10,err@10", "ndcg@10,map"])
+def test_max_grade_is_the_resolved_one_in_table_and_json(scored, metrics):
+    data, _, path = scored
+    common = ("--data", str(TEST_FILE), "--scores", str(path), "--no-cache", "--metrics", metrics)
+    conventions = json.loads(invoke(*common, "--json").stdout)["conventions"]
+    assert conventions["max_grade"] == float(data.labels.max()) == 4.0
+    table = " ".join(invoke(*common).stdout.split())
+    assert "max_grade=4.0" in table
