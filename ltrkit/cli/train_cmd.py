@@ -9,17 +9,19 @@ diverged (NaN/inf); 2 bad input
 from __future__ import annotations
 
 import json
+import sys
+import tempfile
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from ltrkit.cli._errors import fail
+from ltrkit.cli._options import CacheDir, IndexBase, Missing, NoCache, QueryFile, Regroup
 
 __all__ = ["register"]
 
 _SET_HELP = "override a config field, e.g. --set training.epochs=5 (value parsed as JSON when possible); repeatable"
-
 
 
 def _config_error_line(error: Exception) -> str:
@@ -30,19 +32,38 @@ def _config_error_line(error: Exception) -> str:
     return str(error)
 
 
+def _device(value: Optional[str]) -> Optional[str]:
+    """Option callback of ``--device``: the same spellings as the config's ``device`` field."""
+    from ltrkit.training.config import device_problem
+
+    problem = None if value is None else device_problem(value)
+    if problem:
+        fail(f"--device: {problem}")
+    return value
+
+
+_DEVICE_HELP = "cpu, cuda, cuda:N or auto (cuda when available)"
+
+
 def train_command(
     config: Optional[Path] = typer.Argument(None, help="config file (.json/.yaml); none = the built-in synthetic job"),
     set_: List[str] = typer.Option([], "--set", help=_SET_HELP),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder from its last checkpoint"),
     name: Optional[str] = typer.Option(None, "--name", help="run folder name (same as --set output.name=NAME)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing non-empty run folder"),
+    device: Optional[str] = typer.Option(None, "--device", callback=_device, help=f"{_DEVICE_HELP}; overrides the config's device"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or tables; one summary line at the end"),
 ) -> None:
     """Train a ranker; with no CONFIG, an MLP on the built-in synthetic data (about 2 minutes on 2 cores)."""
-    from ltrkit.training.config import ConfigError
+    from ltrkit.training.config import ConfigError, run_name_problem
+    from ltrkit.training.run_folder import OutputError, RunExistsError
     from ltrkit.training.trainer import RegressionGateError, resume as resume_run, train
 
-    overrides = list(set_) + ([f"output.name={json.dumps(name)}"] if name is not None else [])
+    if name is not None and run_name_problem(name):
+        fail(f"--name: {run_name_problem(name)}")
+    overrides = list(set_) + [
+        f"{key}={json.dumps(value)}" for key, value in (("output.name", name), ("device", device)) if value is not None
+    ]
     try:
         if resume is not None:
             if config is not None:
@@ -54,7 +75,9 @@ def train_command(
             result = train(config, set=overrides, overwrite=overwrite, quiet=quiet)
     except (RegressionGateError, FloatingPointError) as error:
         fail(str(error), code=1)
-    except (ConfigError, FileExistsError) as error:
+    except RunExistsError as error:
+        fail(error.advice(overwrite="--overwrite", resume=f"--resume {str(error.path)!r}"))
+    except (ConfigError, OutputError) as error:
         fail(_config_error_line(error))
     except KeyboardInterrupt:
         typer.echo("interrupted: the run folder keeps the last finished epoch; continue with ltrkit train --resume RUN_DIR", err=True)
@@ -69,36 +92,76 @@ def train_command(
 def predict_command(
     run: Path = typer.Option(..., "--run", help="run folder written by ltrkit train"),
     data: Path = typer.Option(..., "--data", help="LETOR/libsvm file (or cache folder) to score"),
-    out: Path = typer.Option(..., "--out", help="output: one score per line, or a TREC run (.trec/.run or --format trec)"),
+    out: Path = typer.Option(..., "--out", help="output: one score per line, or a TREC run (.trec/.run or --format trec); - = stdout"),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="scores or trec (default: from the --out suffix)"),
-    query_file: Optional[Path] = typer.Option(None, "--query-file", help="libsvm group file of --data"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="scores or trec (default: from the --out suffix; scores for -)"),
+    device: str = typer.Option("cpu", "--device", callback=_device, help=_DEVICE_HELP),
+    # the reading options default to None: the run's own data options, which read its training data
+    index_base: IndexBase = None,
+    query_file: QueryFile = None,
+    regroup: Regroup = None,
+    no_cache: NoCache = None,
+    cache_dir: CacheDir = None,
+    missing: Missing = None,
 ) -> None:
-    """Score a data file with a trained run (same normaliser, same feature count)."""
-    from ltrkit.training import _io
+    """Score a data file with a trained run (same normaliser, same feature count).
+
+    The reading options not given are the run's (its config's ``data`` section).
+    """
     from ltrkit.training.config import ConfigError
     from ltrkit.training.predict import Ranker
+    from ltrkit.training.run_folder import OutputError, check_writable, output_errors
     from ltrkit.training.trainer import format_scores
 
+    to_stdout = str(out) == "-"
     if fmt is None:
         fmt = "trec" if out.suffix.lower() in (".trec", ".run") else "scores"
     if fmt not in ("scores", "trec"):
         fail(f"--format must be 'scores' or 'trec', got {fmt!r}")
+    given = {
+        "index_base": None if index_base is None else (index_base if index_base == "auto" else int(index_base)),
+        "regroup": regroup,
+        "cache": None if no_cache is None else not no_cache,
+        "cache_dir": None if cache_dir is None else str(cache_dir),
+        "missing": missing,
+    }
+    options = {key: value for key, value in given.items() if value is not None}
     try:
-        ranker = Ranker.load(run, checkpoint=checkpoint)
+        ranker = Ranker.load(run, checkpoint=checkpoint, device=device)
         if not data.exists():
             fail(f"--data: file not found: {str(data)!r}")
-        dataset = ranker.read(data, query_file=query_file)
+        if query_file is not None and not query_file.is_file():
+            fail(f"--query-file: file not found: {str(query_file)!r}")
+        if not to_stdout:
+            # scoring a large file takes a while: find an unwritable destination first
+            check_writable(out.parent)
+        dataset = ranker.read(data, query_file=query_file, **options)
         scores = ranker.predict(dataset)
-        if fmt == "trec":
-            from ltrkit.metrics import write_trec_run
+        with output_errors(out):
+            if fmt == "trec":
+                _write_trec(out, dataset, scores, tag=f"ltrkit-{Path(run).name}", to_stdout=to_stdout)
+            elif to_stdout:
+                sys.stdout.write(format_scores(scores))
+            else:
+                from ltrkit.training import _io
 
-            write_trec_run(out, dataset, scores, tag=f"ltrkit-{Path(run).name}")
-        else:
-            _io.write_text(out, format_scores(scores))
-    except (ConfigError, ValueError, OSError) as error:
+                _io.write_text(out, format_scores(scores))
+    except (ConfigError, OutputError, ValueError, OSError) as error:
         fail(_config_error_line(error))
-    typer.echo(f"wrote {len(scores)} scores for {dataset.n_queries} queries to {out}", err=True)
+    typer.echo(f"wrote {len(scores)} scores for {dataset.n_queries} queries to {'stdout' if to_stdout else out}", err=True)
+
+
+def _write_trec(out: Path, dataset, scores, *, tag: str, to_stdout: bool) -> None:
+    from ltrkit.metrics import write_trec_run
+
+    if not to_stdout:
+        write_trec_run(out, dataset, scores, tag=tag)
+        return
+    # write_trec_run writes files (atomically); a temporary one keeps a single TREC formatter
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.trec"
+        write_trec_run(path, dataset, scores, tag=tag)
+        sys.stdout.write(path.read_text(encoding="utf-8"))
 
 
 config_app = typer.Typer(help="Show, create and describe training configs.", no_args_is_help=True)
@@ -128,19 +191,25 @@ def config_show(
 @config_app.command("init")
 def config_init(
     path: Path = typer.Argument(..., help="file to write: .yaml/.yml (commented) or .json"),
-    force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing file"),
+    force: bool = typer.Option(False, "--force", hidden=True, help="old spelling of --overwrite"),
 ) -> None:
     """Write the default config: YAML with a comment on every field, or JSON (see `ltrkit config schema`)."""
     from ltrkit.training import _io
     from ltrkit.training.config import TrainConfig, config_to_yaml
+    from ltrkit.training.run_folder import OutputError, output_errors
 
     suffix = path.suffix.lower()
     if suffix not in (".json", ".yaml", ".yml"):
         fail(f"{str(path)!r}: the suffix must be .json, .yaml or .yml, got {suffix or 'none'!r}")
-    if path.exists() and not force:
-        fail(f"{str(path)!r} already exists; pass --force to overwrite it")
+    if path.exists() and not (overwrite or force):
+        fail(f"{str(path)!r} already exists; pass --overwrite to replace it")
     text = config_to_yaml() if suffix != ".json" else json.dumps(TrainConfig().to_dict(), indent=2) + "\n"
-    _io.write_text(path, text)
+    try:
+        with output_errors(path):
+            _io.write_text(path, text)
+    except OutputError as error:
+        fail(error)
     typer.echo(f"wrote {path}", err=True)
 
 

@@ -137,6 +137,7 @@ class DataConfig(_Strict):
     n_features: Optional[int] = Field(None, ge=1, description="feature count (None: the largest index in the training file)")
     cache: bool = Field(True, description="keep a binary cache beside each file (fast reloads)")
     cache_dir: Optional[str] = Field(None, description="put the caches here instead of beside the files")
+    verify_cache: bool = Field(False, description="check a cache's array checksums when loading it (reads the whole cache once)")
     regroup: bool = Field(False, description="stably regroup rows whose query ids are not contiguous")
     drop_train_queries_without_relevant: bool = Field(
         True, description="drop training queries with no document at or above relevance_threshold (they carry no ranking signal)"

@@ -279,6 +279,7 @@ def _file_splits(config: DataConfig) -> Dict[str, Optional[RankingDataset]]:
                 paths[name],
                 cache=config.cache,
                 cache_dir=config.cache_dir,
+                verify=config.verify_cache,
                 index_base=config.index_base,
                 n_features=n_features,
                 query_file=query_files[name],

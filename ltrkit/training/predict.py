@@ -25,7 +25,7 @@ from ltrkit.training.scoring import score_dataset
 __all__ = ["Ranker"]
 
 # the run's data options a caller may replace when reading a file to score
-_READ_OPTIONS = ("index_base", "regroup", "cache", "cache_dir")
+_READ_OPTIONS = ("index_base", "regroup", "cache", "cache_dir", "verify_cache")
 
 
 class Ranker:
@@ -111,7 +111,7 @@ class Ranker:
             path: the file or cache folder.
             query_file: its libsvm group file (default: found beside it).
             **read_options: replace the run's ``data`` options for this file: ``index_base``,
-                ``regroup``, ``cache``, ``cache_dir``, ``missing``, ``verify_cache``.
+                ``regroup``, ``cache``, ``cache_dir``, ``verify_cache``.
 
         Raises:
             FileNotFoundError: no such file.
@@ -131,6 +131,7 @@ class Ranker:
             path,
             cache=options["cache"],
             cache_dir=options["cache_dir"],
+            verify=options["verify_cache"],
             index_base=options["index_base"],
             n_features=self.n_features,
             query_file=query_file,

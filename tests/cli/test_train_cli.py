@@ -191,7 +191,7 @@ def test_config_init_writes_a_loadable_default(tmp_path, suffix):
     if suffix == ".yaml":
         assert "# peak learning rate" in path.read_text()
     result = _runner().invoke(app, ["config", "init", str(path)])
-    assert result.exit_code == 2 and "--force" in result.stderr
+    assert result.exit_code == 2 and "--overwrite" in result.stderr
     result = _runner().invoke(app, ["config", "init", str(tmp_path / "x.toml")])
     assert result.exit_code == 2 and "suffix" in result.stderr
 
@@ -228,3 +228,80 @@ def test_predict_missing_data_file(trained_run, tmp_path):
     result = _runner().invoke(app, ["predict", "--run", str(trained_run), "--data", str(tmp_path / "none.txt"), "--out", str(tmp_path / "s.txt")])
     assert result.exit_code == 2 and "--data: file not found" in result.stderr and "none.txt" in result.stderr
     assert not (tmp_path / "s.txt").exists()
+
+
+# --------------------------------------------------------------------------- names, devices, outputs
+
+
+@pytest.mark.parametrize("name", ["two words", "line\nbreak", "a/b", "-dash"])
+def test_train_rejects_a_bad_name_before_anything_runs(tmp_path, name):
+    result = _runner().invoke(app, ["train", *_tiny_args(tmp_path), "--name", name, "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: --name: must be a plain folder name") and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_device_flag(tmp_path):
+    result = _runner().invoke(app, ["train", *_tiny_args(tmp_path), "--device", "tpu", "--quiet"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: --device: must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    result = _runner().invoke(app, ["train", *_tiny_args(tmp_path), "--set", "device=cuda:7", "--device", "cpu", "--set", "training.epochs=1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "cli" / "report.json").read_text())["device"] == "cpu"
+    assert json.loads((tmp_path / "cli" / "config.resolved.json").read_text())["device"] == "cpu"
+
+
+def test_predict_to_stdout(trained_run, tmp_path, monkeypatch):
+    path, test = _test_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = _runner().invoke(app, ["predict", "--run", str(trained_run), "--data", str(path), "--out", "-"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.array(result.stdout.split(), dtype=float), Ranker.load(trained_run).predict(test), rtol=1e-6, atol=1e-7)
+    assert not (tmp_path / "-").exists()
+    result = _runner().invoke(app, ["predict", "--run", str(trained_run), "--data", str(path), "--out", "-", "--format", "trec", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == test.n_docs and all(line.split()[1] == "Q0" for line in lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.txt", "test.txt.ltrcache"]
+    result = _runner().invoke(app, ["predict", "--run", str(trained_run), "--data", str(path), "--out", "-", "--device", "gpu"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: --device:")
+
+
+def test_predict_reading_options(trained_run, tmp_path):
+    path, test = _test_file(tmp_path)
+    expected = Ranker.load(trained_run).predict(test)
+
+    def predict(*options):
+        return _runner().invoke(app, ["predict", "--run", str(trained_run), "--data", str(path), "--out", str(tmp_path / "s.txt"), *options])
+
+    assert predict("--no-cache").exit_code == 0 and not (tmp_path / "test.txt.ltrcache").exists()
+    result = predict("--cache-dir", str(tmp_path / "caches"))
+    assert result.exit_code == 0, result.output
+    assert any((tmp_path / "caches").iterdir()) and not (tmp_path / "test.txt.ltrcache").exists()
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "s.txt"), expected, rtol=1e-6, atol=1e-7)
+
+    # a 0-based file read as 1-based: the option reaches the parser
+    write_letor(test, path, index_base=0)
+    result = predict("--no-cache", "--index-base", "1")
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and "test.txt" in result.stderr
+    assert predict("--no-cache", "--index-base", "0").exit_code == 0
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "s.txt"), expected, rtol=1e-6, atol=1e-7)
+
+    # the rows of one qid split in two: an error unless --regroup
+    lines = path.read_text().splitlines()
+    first = [line for line in lines if f"qid:{test.qids[0]} " in line]
+    rest = [line for line in lines if line not in first]
+    path.write_text("\n".join(first[:1] + rest + first[1:]) + "\n")
+    result = predict("--no-cache")
+    assert result.exit_code == 2 and "test.txt" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert predict("--no-cache", "--regroup", "--index-base", "0").exit_code == 0
+
+
+def test_config_init_overwrite_and_its_old_spelling(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text("{}")
+    assert _runner().invoke(app, ["config", "init", str(path), "--overwrite"]).exit_code == 0
+    assert load_config(path) == TrainConfig()
+    path.write_text("{}")
+    assert _runner().invoke(app, ["config", "init", str(path), "--force"]).exit_code == 0
+    assert load_config(path) == TrainConfig()
+    assert "--force" not in _runner().invoke(app, ["config", "init", "--help"]).stdout
