@@ -22,6 +22,20 @@ _EXPORTS = {
     "ClickBehaviour": "ltrkit.clicks.behaviours",
     "load_click_spec": "ltrkit.clicks.spec",
     "build_behaviour": "ltrkit.clicks.spec",
+    "simulate_sessions": "ltrkit.clicks.simulate",
+    "simulate_log": "ltrkit.clicks.simulate",
+    "write_simulation": "ltrkit.clicks.simulate",
+    "read_click_log": "ltrkit.clicks.log",
+    "ClickLogWriter": "ltrkit.clicks.log",
+    "ClickLogError": "ltrkit.clicks.log",
+    "estimate_by_randomization": "ltrkit.clicks.propensity",
+    "estimate_by_regression_em": "ltrkit.clicks.propensity",
+    "ips_softmax_loss": "ltrkit.clicks.unbiased",
+    "ips_ranknet_loss": "ltrkit.clicks.unbiased",
+    "ips_lambda_loss": "ltrkit.clicks.unbiased",
+    "click_preference_pairs": "ltrkit.clicks.unbiased",
+    "ips_dcg": "ltrkit.clicks.unbiased",
+    "ips_clicks_at_k": "ltrkit.clicks.unbiased",
 }
 
 __all__ = list(_EXPORTS)
