@@ -1,0 +1,94 @@
+"""The shared reading options reach the reader from every data-reading command (data stats,
+data convert, evaluate --data), each with an effect seen from outside."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ltrkit.cli.main import app
+from ltrkit.data import cache
+
+GOOD = "1 qid:1 1:1 2:0.5\n0 qid:1 1:2\n2 qid:2 2:3\n"
+
+
+def command(name: str, data: Path, folder: Path, n_docs: int) -> list[str]:
+    if name == "stats":
+        return ["data", "stats", str(data), "--json"]
+    if name == "convert":
+        return ["data", "convert", str(data), str(folder / "out" / "converted.txt"), "--overwrite"]
+    scores = folder / "scores.txt"
+    scores.write_text("".join(f"{i % 3}\n" for i in range(n_docs)))
+    return ["evaluate", "--data", str(data), "--scores", str(scores), "--metrics", "ndcg", "--json"]
+
+
+def run(name: str, folder: Path, content: str, n_docs: int, *options: str):
+    data = folder / "data" / "file.txt"
+    data.parent.mkdir(exist_ok=True)
+    (folder / "out").mkdir(exist_ok=True)
+    data.write_text(content)
+    return CliRunner().invoke(app, [*command(name, data, folder, n_docs), *options])
+
+
+COMMANDS = ["stats", "convert", "evaluate"]
+
+#: (option, file content, documents, options, whether it reads without them, and with them)
+SCENARIOS = [
+    ("index_base", "1 qid:1 0:1 1:2\n0 qid:1 0:3\n", 2, ("--index-base", "1"), True, False),
+    ("query_file", "1 0:1 1:2\n0 1:3\n2 1:1\n", 3, ("--query-file", "{folder}/data/groups.txt"), False, True),
+    ("regroup", "1 qid:1 1:1\n0 qid:2 1:2\n2 qid:1 1:3\n", 3, ("--regroup",), False, True),
+]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+@pytest.mark.parametrize("option, content, n_docs, options, ok_without, ok_with", SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_parse_options_reach_the_reader(tmp_path, name, option, content, n_docs, options, ok_without, ok_with):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "groups.txt").write_text("2\n1\n")
+    without = run(name, tmp_path, content, n_docs, "--no-cache")
+    assert (without.exit_code == 0) == ok_without, without.output
+    with_options = run(name, tmp_path, content, n_docs, "--no-cache", *(o.format(folder=tmp_path) for o in options))
+    assert (with_options.exit_code == 0) == ok_with, with_options.output
+    for result in (without, with_options):
+        if result.exit_code:
+            assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1 and "file.txt" in result.stderr
+
+
+@pytest.mark.skipif("missing" not in cache._READ_OPTIONS, reason="load_dataset has no missing= yet")
+@pytest.mark.parametrize("name", COMMANDS)
+def test_missing_values_option(tmp_path, name):
+    content = "1 qid:1 1:NULL 2:1\n0 qid:1 1:2 2:nan\n"
+    refused = run(name, tmp_path, content, 2, "--no-cache")
+    assert refused.exit_code == 2 and "--missing" in refused.stderr
+    assert run(name, tmp_path, content, 2, "--no-cache", "--missing", "zero").exit_code == 0
+    assert run(name, tmp_path, content, 2, "--no-cache", "--missing", "min").exit_code == 0
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_cache_options(tmp_path, name):
+    data_folder = tmp_path / "data"
+    assert run(name, tmp_path, GOOD, 3, "--no-cache").exit_code == 0
+    assert not list(tmp_path.rglob("*.ltrcache")), "--no-cache writes no cache"
+    caches = tmp_path / "caches"
+    assert run(name, tmp_path, GOOD, 3, "--cache-dir", str(caches)).exit_code == 0
+    assert len(list(caches.glob("*.ltrcache"))) == 1 and not list(data_folder.glob("*.ltrcache"))
+    assert run(name, tmp_path, GOOD, 3).exit_code == 0
+    assert [p.name for p in data_folder.glob("*.ltrcache")] == ["file.txt.ltrcache"]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (("--index-base", "2"), r"Invalid value for '--index-base': must be one of \['auto', '0', '1'\], got '2'"),
+        (("--missing", "drop"), r"Invalid value for '--missing': must be one of \['error', 'zero', 'min'\], got 'drop'"),
+        (("--query-file", "nope.txt"), r"--query-file: file not found: nope.txt"),
+    ],
+)
+@pytest.mark.parametrize("name", COMMANDS)
+def test_bad_reading_options(tmp_path, name, options, message):
+    result = run(name, tmp_path, GOOD, 3, *options)
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1 and re.search(message, result.stderr), result.stderr
