@@ -1,7 +1,8 @@
-"""``ltrkit data generate|stats|convert``: synthetic data, dataset summaries and format conversion.
+"""``ltrkit data generate|stats|convert|verify``: synthetic data, dataset summaries, format
+conversion and cache checks.
 
-Exit codes: 0 success; 2 bad input (missing or malformed file, bad option), reported as one line
-on stderr without a traceback.
+Exit codes: 0 success; 1 ``verify`` found problems; 2 bad input (missing or malformed file, bad
+option), reported as one line on stderr without a traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ __all__ = ["register", "data_app"]
 
 data_app = typer.Typer(
     name="data",
-    help="Data tools: generate the built-in synthetic data, summarise a dataset, convert between formats.",
+    help="Data tools: generate the built-in synthetic data, summarise a dataset, convert between formats, check a cache.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -232,6 +233,39 @@ def convert_command(
     if target == "libsvm":
         extra = f" + group file {group_out if group_out is not None else Path(str(dst) + '.query')}"
     typer.echo(f"wrote {dst} ({target}{extra}): {dataset.n_queries:,} queries, {dataset.n_docs:,} documents, {dataset.n_features} features")
+
+
+@data_app.command("verify")
+def verify_command(
+    path: Path = typer.Argument(..., metavar="PATH", help="A cache folder, or a data file whose cache is checked."),
+    cache_dir: CacheDir = None,
+) -> None:
+    """Check a binary cache: manifest, array files, headers, shapes, checksums.
+
+    Prints OK, or each problem on its own line. Exit code 0 when the cache is intact, 1 when
+    problems were found, 2 on bad input (no such path, no cache for the data file). Whether the
+    cache still matches its data file is not checked: reading the file rebuilds a stale cache.
+    """
+    from ltrkit.data.cache import cache_folder_for, is_cache_folder, verify_cache
+
+    if not path.exists():
+        fail(f"not found: {path}")
+    if path.is_dir():
+        if cache_dir is not None:
+            fail(f"--cache-dir applies to a data file, but {path} is a folder")
+        if not is_cache_folder(path) and path.suffix != _CACHE_SUFFIX:
+            fail(f"{path} is a folder that is not an ltrkit cache (no manifest.json)")
+        folder = path
+    else:
+        folder = cache_folder_for(path, cache_dir)
+        if not folder.is_dir():
+            fail(f"{path} has no cache at {folder}; reading it once writes one (e.g. ltrkit data stats {path})")
+    problems = verify_cache(folder)
+    for problem in problems:
+        typer.echo(problem)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"OK: {folder}")
 
 
 def register(app: typer.Typer) -> None:
