@@ -41,6 +41,7 @@ leave a cache that describes one version and holds the other.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import warnings
@@ -148,17 +149,23 @@ def _read_letor(path: Path, **read_options: Any) -> tuple[RankingDataset, Option
     return read(path, **read_options)
 
 
-class _HashingWriter:
-    """Write-only file object that hashes the bytes passing through it, so ``np.save``'s output
-    is checksummed as it is written instead of being read back."""
+def _save_array(path: Path, array: np.ndarray) -> dict[str, Any]:
+    """Write ``array`` as a ``.npy`` file; return its manifest entry.
 
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-        self.digest = hashlib.blake2b(digest_size=16)
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        return self.handle.write(data)
+    The checksum covers the file's bytes (header and data), computed from memory while writing
+    instead of reading the file back; the data goes out with ``tofile``, without the chunk copies
+    ``np.save`` makes for a file object it does not know.
+    """
+    array = np.ascontiguousarray(array)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    digest = hashlib.blake2b(header.getvalue(), digest_size=16)
+    digest.update(array.reshape(-1).view(np.uint8))
+    with open(path, "wb") as f:
+        f.write(header.getvalue())
+        array.tofile(f)
+        size = f.tell()
+    return {"shape": list(array.shape), "dtype": array.dtype.str, "nbytes": size, "blake2b": digest.hexdigest()}
 
 
 def _checksum(path: Path) -> str:
@@ -196,18 +203,7 @@ def save_cache(dataset: RankingDataset, folder: PathLike, *, manifest_extra: Opt
     if dataset.doc_ids is not None:
         arrays["doc_ids"] = np.asarray(dataset.doc_ids).astype(str)
     with atomic_folder(folder) as tmp:
-        entries = {}
-        for name, array in arrays.items():
-            with open(tmp / f"{name}.npy", "wb") as f:
-                writer = _HashingWriter(f)
-                np.save(writer, array, allow_pickle=False)
-                size = f.tell()
-            entries[name] = {
-                "shape": list(array.shape),
-                "dtype": array.dtype.str,
-                "nbytes": size,
-                "blake2b": writer.digest.hexdigest(),
-            }
+        entries = {name: _save_array(tmp / f"{name}.npy", array) for name, array in arrays.items()}
         manifest = {"format_version": FORMAT_VERSION, "source": dataset.source, "arrays": entries}
         manifest.update(manifest_extra or {})
         with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
@@ -401,7 +397,7 @@ def load_dataset(
 
     Warnings (``RuntimeWarning``, the parsed dataset is returned): a corrupt cache (it is
     rebuilt); a cache this user cannot read (it is left alone); a cache that cannot be written
-    (read-only folder). Each names the cache and suggests ``cache_dir=``.
+    (read-only folder). Each names the cache; the last two suggest ``cache_dir=``.
     """
     unknown = sorted(set(read_options) - set(_READ_OPTIONS))
     if unknown:
