@@ -36,8 +36,6 @@ HOST_TAG = hashlib.blake2b(socket.gethostname().encode(), digest_size=3).hexdige
 """Tag of this host in temporary names, so a process id is only checked on the host it belongs to."""
 
 _TEMPORARY = re.compile(r"\..+\.(\d+)\.([0-9a-f]{6})\.[0-9a-f]{8}\.tmp")
-
-
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
@@ -46,7 +44,7 @@ def _temporary_name(path: Path) -> Path:
 
 
 def _new_temporary(path: Path, create: Callable[[Path], None]) -> Path:
-    """A temporary name beside ``path`` that ``create`` made (exclusively, so with the umask applied)."""
+    """A new temporary beside ``path``, made by ``create`` (which fails if the name is taken)."""
     while True:
         temporary = _temporary_name(path)
         try:
