@@ -1,0 +1,206 @@
+"""The re-ranking service over real loopback HTTP: valid and invalid requests, both backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import N_FEATURES
+
+from ltrkit.cli.main import app as cli
+from ltrkit.export import ExportedRanker, load_exported
+from ltrkit.serve import Limits, create_app
+from ltrkit.training import Ranker
+
+SMALL = Limits(max_docs_per_list=5, max_lists=3, max_body_bytes=4096)
+
+
+@pytest.fixture(scope="module", params=["pytorch", "onnxruntime"])
+def server(request, live, run_dir, onnx_file):
+    ranker = ExportedRanker.from_run(run_dir) if request.param == "pytorch" else load_exported(onnx_file)
+    return live(create_app(ranker))
+
+
+@pytest.fixture(scope="module")
+def small_server(live, onnx_file):
+    return live(create_app(load_exported(onnx_file), limits=SMALL))
+
+
+def _lists(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(2.0, 3.0, size=(length, N_FEATURES)).astype(np.float32) for length in (1, 4, 17)]
+
+
+def test_rank_scores_equal_offline_scores_and_order_sorts_them(server, run_dir):
+    lists = _lists()
+    body = {"lists": [{"documents": lists[0].tolist()}, {"documents": lists[1].tolist(), "ids": ["a", "b", "c", "d"]}, {"documents": lists[2].tolist()}]}
+    response = httpx.post(f"{server.url}/rank", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    offsets = np.cumsum([0] + [len(item) for item in lists])
+    expected = Ranker.load(run_dir).predict_features(np.concatenate(lists), offsets)
+    for item, result, start, stop in zip(body["lists"], answer["results"], offsets[:-1], offsets[1:]):
+        np.testing.assert_allclose(result["scores"], expected[start:stop], rtol=1e-5, atol=1e-5)
+        assert result["order"] == sorted(range(len(result["scores"])), key=lambda i: (-result["scores"][i], i))
+        if "ids" in item:
+            assert result["ranked_ids"] == [item["ids"][i] for i in result["order"]]
+        else:
+            assert result["ranked_ids"] is None
+    metadata = json.loads((run_dir / "config.resolved.json").read_text())
+    assert answer["model"]["name"] == "served" and answer["model"]["kind"] == metadata["model"]["name"]
+    assert re.fullmatch("[0-9a-f]{12}", answer["model"]["version"])
+
+
+def test_sparse_documents_equal_dense_ones_in_the_run_index_base(server):
+    dense = np.zeros((3, N_FEATURES), dtype=np.float32)
+    dense[0, [0, 4]] = [1.5, -2.0]
+    dense[1, N_FEATURES - 1] = 3.0
+    sparse = [{"1": 1.5, "5": -2.0}, {str(N_FEATURES): 3.0}, {}]
+    responses = [httpx.post(f"{server.url}/rank", json={"lists": [{"documents": docs}]}, timeout=30) for docs in (dense.tolist(), sparse)]
+    assert [r.status_code for r in responses] == [200, 200]
+    assert responses[0].json()["results"] == responses[1].json()["results"]
+
+
+def test_health_ready_metadata_and_docs(server, run_dir):
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{server.url}/ready").json() == {"ready": True}
+    metadata = httpx.get(f"{server.url}/metadata").json()
+    assert metadata["n_features"] == N_FEATURES and metadata["index_base"] == 1 and metadata["normalizer"] == "zscore"
+    assert metadata["metrics"] == json.loads((run_dir / "report.json").read_text())["metrics"]
+    assert metadata["limits"] == {"max_docs_per_list": 1000, "max_lists": 64, "max_body_bytes": 8 * 1024 * 1024}
+    assert metadata["model"]["backend"] in ("pytorch", "onnxruntime")
+    docs = httpx.get(f"{server.url}/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert "/rank" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+
+
+def _dense(n: int = 1, width: int = N_FEATURES) -> list:
+    return [[0.5] * width for _ in range(n)]
+
+
+INVALID = [
+    # (raw body or JSON object, status, message)
+    (b"{not json", 400, "the body is not valid JSON"),
+    ({"lists": []}, 422, "lists: List should have at least 1 item"),
+    ({"lists": [{"documents": []}]}, 422, "lists.0.documents: List should have at least 1 item"),
+    ({"lists": [{"documents": _dense(1, 9)}]}, 422, f"lists.0.documents.0: has 9 features, the model takes {N_FEATURES}"),
+    (b'{"lists": [{"documents": [[NaN, 1, 1, 1, 1, 1, 1, 1, 1, 1]]}]}', 422, "lists.0.documents.0.list\\[float\\].0: Input should be a finite number"),
+    (b'{"lists": [{"documents": [[1e400, 1, 1, 1, 1, 1, 1, 1, 1, 1]]}]}', 422, "Input should be a finite number"),
+    ({"lists": [{"documents": [[1e39] + [0.0] * (N_FEATURES - 1)]}]}, 422, "lists.0.documents.0: feature 1 is beyond the float32 range"),
+    ({"lists": [{"documents": [{str(N_FEATURES + 1): 1.0}]}]}, 422, f"feature index {N_FEATURES + 1} is out of range 1..{N_FEATURES} \\(index base 1\\)"),
+    ({"lists": [{"documents": [{"0": 1.0}]}]}, 422, f"feature index 0 is out of range 1..{N_FEATURES}"),
+    ({"lists": [{"documents": [{"x": 1.0}]}]}, 422, "feature index 'x' is not a non-negative integer"),
+    ({"lists": [{"documents": _dense(2), "ids": ["a"]}]}, 422, "lists.0.ids: 1 ids for 2 documents"),
+    ({"lists": [{"documents": _dense(1)}], "extra": 1}, 422, "extra: Extra inputs are not permitted"),
+    ({"lists": [{"documents": _dense(1)}] * 4}, 413, "lists: 4 lists, the limit is 3 per request"),
+    ({"lists": [{"documents": _dense(6)}]}, 413, "lists.0.documents: 6 documents, the limit is 5 per list"),
+    ({"lists": [{"documents": _dense(120)}]}, 413, "request body is larger than the limit of 4096 bytes"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), INVALID)
+def test_bad_requests_get_4xx_with_a_one_line_message(small_server, body, status, message):
+    if isinstance(body, bytes):
+        response = httpx.post(f"{small_server.url}/rank", content=body, headers={"content-type": "application/json"}, timeout=30)
+    else:
+        response = httpx.post(f"{small_server.url}/rank", json=body, timeout=30)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert "\n" not in error and re.search(message, error), error
+
+
+def test_chunked_body_over_the_limit_is_refused(small_server):
+    def chunks():
+        yield b'{"lists": [{"documents": ['
+        for _ in range(100):
+            yield b"[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5],"
+        yield b"[0.5]]}]}"
+
+    response = httpx.post(f"{small_server.url}/rank", content=chunks(), headers={"content-type": "application/json"}, timeout=30)
+    assert response.status_code == 413 and "4096 bytes" in response.json()["error"]
+    # the server keeps serving
+    assert httpx.post(f"{small_server.url}/rank", json={"lists": [{"documents": _dense(2)}]}, timeout=30).status_code == 200
+
+
+def test_wrong_method_and_unknown_path(small_server):
+    assert httpx.get(f"{small_server.url}/rank").status_code == 405
+    response = httpx.get(f"{small_server.url}/nothing")
+    assert response.status_code == 404 and response.json() == {"error": "Not Found"}
+
+
+def test_index_base_zero(live, onnx_file):
+    server = live(create_app(load_exported(onnx_file), index_base=0))
+    zero = httpx.post(f"{server.url}/rank", json={"lists": [{"documents": [{"0": 2.0}]}]}, timeout=30)
+    one = httpx.post(f"{server.url}/rank", json={"lists": [{"documents": [[2.0] + [0.0] * (N_FEATURES - 1)]}]}, timeout=30)
+    assert zero.json()["results"] == one.json()["results"]
+    assert "out of range 0..9" in httpx.post(f"{server.url}/rank", json={"lists": [{"documents": [{"10": 1.0}]}]}, timeout=30).json()["error"]
+
+
+# ------------------------------------------------------------------- the command, as a process
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_process_exits_0_promptly_on_sigterm(onnx_file):
+    port = _free_port()
+    command = [sys.executable, "-c", "from ltrkit.cli.main import app; app()", "serve", "--model", str(onnx_file), "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stderr.read().decode()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.2)
+        assert httpx.post(f"http://127.0.0.1:{port}/rank", json={"lists": [{"documents": _dense(3)}]}, timeout=30).status_code == 200
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0, process.stderr.read().decode()
+        assert time.monotonic() - started < 10
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give either --run RUN_DIR or --model FILE"),
+        (["--run", "RUN", "--model", "MODEL"], "give either --run RUN_DIR or --model FILE"),
+        (["--model", "/no/such/model.onnx"], "model file not found: '/no/such/model.onnx'"),
+        (["--model", "MODEL", "--max-lists", "0"], "max_lists must be a positive int, got 0"),
+        (["--model", "MODEL", "--index-base", "2"], "--index-base must be 0 or 1, got 2"),
+    ],
+)
+def test_serve_bad_input_exits_2_with_one_line(run_dir, onnx_file, args, message):
+    args = [str(run_dir) if a == "RUN" else str(onnx_file) if a == "MODEL" else a for a in args]
+    result = CliRunner().invoke(cli, ["serve", *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"error: {message}"
+
+
+def test_serve_without_fastapi_names_the_extra(onnx_file, monkeypatch):
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    result = CliRunner().invoke(cli, ["serve", "--model", str(onnx_file)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: the HTTP service needs fastapi: pip install 'ltrkit[serve]'"
