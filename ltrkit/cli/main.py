@@ -18,7 +18,7 @@ try:  # typer >= 0.22 carries its own copy of click
 except ImportError:  # older typer runs on the click package
     from click import Context, exceptions as click_exceptions
 
-from ltrkit.cli import data_cmd, evaluate_cmd, export_cmd, serve_cmd, train_cmd
+from ltrkit.cli import clicks_cmd, data_cmd, evaluate_cmd, export_cmd, serve_cmd, train_cmd
 from ltrkit.cli._errors import fail
 
 __all__ = ["app", "version"]
@@ -85,7 +85,7 @@ def _root(
     """Options of ``ltrkit`` itself (the group's help is the ``help`` given to the Typer)."""
 
 
-for command_module in (data_cmd, evaluate_cmd, train_cmd, export_cmd, serve_cmd):
+for command_module in (data_cmd, evaluate_cmd, train_cmd, export_cmd, serve_cmd, clicks_cmd):
     command_module.register(app)
 
 
