@@ -11,6 +11,12 @@ twice, in a worker thread (``nogil``):
 Kernels never raise: they return an error code plus byte positions (line start, token start and
 end) and Python re-reads that one line to build the message.
 
+Kernels never write outside the arrays they are given, whatever the bytes: pass 2 trusts nothing
+that pass 1 found (a file rewritten between the passes can hold more rows, or other tokens), so
+every row, column and span index is checked against the array shapes and an excess is reported
+as :data:`OUT_OF_BOUNDS`. Index digits stop accumulating once past the limit, so no index
+overflows int64.
+
 Numbers are parsed into an integer mantissa of at most 18 significant digits and a decimal
 exponent. When the mantissa is below ``2**53`` and ``|exponent| <= 22`` the float64 result is
 exact (one correctly rounded multiplication or division, Clinger's fast path), so the float32
@@ -37,14 +43,22 @@ NONFINITE_VALUE = 7
 INDEX_ZERO = 8
 INDEX_TOO_LARGE = 9
 DUPLICATE_INDEX = 10
-INDEX_OVERFLOW = 11
+INDEX_ABOVE_LIMIT = 11
 MISSING_LABEL = 12
+OUT_OF_BOUNDS = 13
+MISSING_LABEL_VALUE = 14
+
+# What fill_chunk does with a missing feature value (NULL, NaN or an empty ``idx:``).
+MISSING_ERROR = 0
+MISSING_ZERO = 1
+MISSING_NAN = 2  # stored as NaN; the caller replaces it (the per-query minimum)
 
 # Status of a parsed number.
 NUM_OK = 0
 NUM_BAD = 1
 NUM_NONFINITE = 2
 NUM_SLOW = 3
+NUM_MISSING = 4  # NULL or NaN
 
 # Layout of the int64 result vector of scan_chunk.
 S_ERR, S_ERR_LINE, S_ERR_TOK, S_ERR_TOKEND = 0, 1, 2, 3
@@ -53,10 +67,11 @@ S_FIRST_QID, S_FIRST_NOQID, S_COMMENTS = 7, 8, 9
 S_SIZE = 10
 
 # Layout of the int64 result vector of fill_chunk.
-F_ERR, F_ERR_LINE, F_ERR_TOK, F_ERR_TOKEND, F_ROWS, F_SLOW = 0, 1, 2, 3, 4, 5
-F_SIZE = 6
+F_ERR, F_ERR_LINE, F_ERR_TOK, F_ERR_TOKEND, F_ROWS, F_SLOW, F_MISSING = 0, 1, 2, 3, 4, 5, 6
+F_SIZE = 7
 
-_MAX_INDEX = 1 << 40
+# Largest index limit a caller may pass: 10 * limit + 9 stays far below 2**63.
+MAX_INDEX_LIMIT = 1 << 56
 _EXACT_POW10 = np.array([10.0**k for k in range(23)], dtype=np.float64)
 # 10**k for k in [-_POW10_BIAS, _POW10_BIAS], each the correctly rounded float64 (Python parses
 # the literal), used only for the approximate path.
@@ -85,28 +100,36 @@ def _lower(c):
 
 
 @njit
-def _is_nonfinite_word(buf, i, end):
-    """True when ``buf[i:end]`` is nan/inf/infinity (any case) after an optional sign."""
+def _special_word(buf, i, end):
+    """Status of a token without digits: ``NUM_MISSING`` for null or [+-]nan, ``NUM_NONFINITE``
+    for [+-]inf / [+-]infinity (any case), else ``NUM_BAD``."""
+    if end - i == 4 and _lower(buf[i]) == 110 and _lower(buf[i + 1]) == 117:
+        if _lower(buf[i + 2]) == 108 and _lower(buf[i + 3]) == 108:  # null
+            return NUM_MISSING
     if i < end and (buf[i] == 43 or buf[i] == 45):
         i += 1
     n = end - i
     if n == 3:
         a, b, c = _lower(buf[i]), _lower(buf[i + 1]), _lower(buf[i + 2])
-        return (a == 110 and b == 97 and c == 110) or (a == 105 and b == 110 and c == 102)
+        if a == 110 and b == 97 and c == 110:
+            return NUM_MISSING
+        if a == 105 and b == 110 and c == 102:
+            return NUM_NONFINITE
     if n == 8:
-        word = (105, 110, 102, 105, 110, 105, 116, 121)
+        word8 = (105, 110, 102, 105, 110, 105, 116, 121)  # infinity
         for k in range(8):
-            if _lower(buf[i + k]) != word[k]:
-                return False
-        return True
-    return False
+            if _lower(buf[i + k]) != word8[k]:
+                return NUM_BAD
+        return NUM_NONFINITE
+    return NUM_BAD
 
 
 @njit(inline="always")
 def parse_number(buf, i, end, pow10, exact_pow10):
     """Parse the float token starting at ``buf[i]``; it ends at whitespace, ``#`` or ``end``.
 
-    Returns ``(value_float32_as_float64, status, token_end)``. Plain decimals of at most 15
+    Returns ``(value_float32_as_float64, status, token_end)``; ``status`` is ``NUM_MISSING`` for
+    ``null``/``nan`` (any case), ``NUM_NONFINITE`` for infinities and overflow. Plain decimals of at most 15
     digits (the common case: ``3``, ``0.352941``, ``-12.5``) take a short exact path; anything
     else (an exponent, longer mantissas, errors) goes to :func:`_parse_number_full`.
     """
@@ -187,9 +210,7 @@ def _parse_number_full(buf, i, end, pow10, exact_pow10):
                 truncated = True
             i += 1
     if not any_digit:
-        if _is_nonfinite_word(buf, start, end):
-            return 0.0, NUM_NONFINITE
-        return 0.0, NUM_BAD
+        return 0.0, _special_word(buf, start, end)
     if i < end and (buf[i] == 101 or buf[i] == 69):
         i += 1
         eneg = False
@@ -234,8 +255,11 @@ def _parse_number_full(buf, i, end, pow10, exact_pow10):
 
 
 @njit(nogil=True, cache=True)
-def scan_chunk(buf, start, end):
+def scan_chunk(buf, start, end, max_index):
     """Pass 1 over the lines of ``buf[start:end]`` (``end`` is a line end or the buffer end).
+
+    ``max_index`` (at most :data:`MAX_INDEX_LIMIT`) is the largest feature index accepted; a
+    larger one is reported as ``INDEX_ABOVE_LIMIT``.
 
     Returns the int64 vector described by the ``S_*`` constants: first error (code, line start,
     token start/end), row count, largest and smallest feature index (-1 when none), byte
@@ -245,8 +269,9 @@ def scan_chunk(buf, start, end):
     out[S_ERR] = OK
     out[S_ROWS] = 0
     out[S_COMMENTS] = 0
+    end = min(end, buf.shape[0])
     max_idx = -1
-    min_idx = _MAX_INDEX
+    min_idx = max_index + 1
     i = start
     while i < end:
         line = i
@@ -298,7 +323,7 @@ def scan_chunk(buf, start, end):
             idx = 0
             q = p
             while q < tok_end and 48 <= buf[q] <= 57:
-                if idx < _MAX_INDEX:
+                if idx <= max_index:
                     idx = idx * 10 + (buf[q] - 48)
                 q += 1
             if q == tok or q == tok_end or buf[q] != 58:
@@ -307,8 +332,8 @@ def scan_chunk(buf, start, end):
                 out[S_ERR_TOK] = tok
                 out[S_ERR_TOKEND] = tok_end
                 return out
-            if idx >= _MAX_INDEX:
-                out[S_ERR] = INDEX_OVERFLOW
+            if idx > max_index:
+                out[S_ERR] = INDEX_ABOVE_LIMIT
                 out[S_ERR_LINE] = line
                 out[S_ERR_TOK] = tok
                 out[S_ERR_TOKEND] = tok_end
@@ -326,11 +351,16 @@ def scan_chunk(buf, start, end):
 
 @njit(nogil=True, cache=True)
 def fill_chunk(
-    buf, start, end, row0, base, features, labels, qid_span, doc_span, seen, slow, pow10, exact_pow10
+    buf, start, end, row0, base, missing, features, labels, qid_span, doc_span, seen, slow, pow10, exact_pow10
 ):
     """Pass 2 over ``buf[start:end]``: write rows ``row0, row0 + 1, ...`` of the outputs.
 
+    Nothing from pass 1 is trusted: a row beyond ``features``/``labels``/``qid_span``/``doc_span``
+    or arrays of the wrong shape give ``OUT_OF_BOUNDS`` (nothing is written out of bounds).
+
     Args:
+        missing: ``MISSING_ERROR``, ``MISSING_ZERO`` or ``MISSING_NAN``: what a feature value
+            ``null``/``nan`` (any case) or an empty ``idx:`` becomes (an error, 0 or NaN).
         features: ``[n_docs, n_features]`` float32, zero-filled; absent features stay 0.
         labels: ``[n_docs]`` float32.
         qid_span: ``[chunk rows, 2]`` int64 byte range in ``buf`` of each row's qid (``[0, 0]``
@@ -342,12 +372,24 @@ def fill_chunk(
             Python must re-parse; the count is returned even when it exceeds the capacity.
 
     Returns:
-        The int64 vector described by the ``F_*`` constants.
+        The int64 vector described by the ``F_*`` constants (``F_MISSING``: missing values).
     """
     out = np.zeros(F_SIZE, dtype=np.int64)
     n_features = features.shape[1]
     want_doc = doc_span.shape[0] > 0
+    end = min(end, buf.shape[0])
+    # Rows this call may write, whatever the bytes say.
+    row_stop = min(features.shape[0], labels.shape[0], row0 + qid_span.shape[0])
+    if want_doc:
+        row_stop = min(row_stop, row0 + doc_span.shape[0])
+    bad_shapes = seen.shape[0] < n_features or qid_span.shape[1] < 2 or slow.shape[1] < 3
+    if row0 < 0 or bad_shapes or (want_doc and doc_span.shape[1] < 2):
+        out[F_ERR] = OUT_OF_BOUNDS
+        return out
+    # Beyond n_features for either base.
+    index_cap = n_features + 1
     n_slow = 0
+    n_missing = 0
     row = row0
     i = start
     for c in range(n_features):
@@ -364,8 +406,14 @@ def fill_chunk(
         if p == line_end or buf[p] == 35:
             continue
         value, status, tok_end = parse_number(buf, p, line_end, pow10, exact_pow10)
-        if status == NUM_BAD or status == NUM_NONFINITE:
-            out[F_ERR] = BAD_LABEL if status == NUM_BAD else NONFINITE_LABEL
+        if status != NUM_OK and status != NUM_SLOW or row >= row_stop:
+            out[F_ERR] = OUT_OF_BOUNDS
+            if status == NUM_BAD:
+                out[F_ERR] = BAD_LABEL
+            elif status == NUM_NONFINITE:
+                out[F_ERR] = NONFINITE_LABEL
+            elif status == NUM_MISSING:
+                out[F_ERR] = MISSING_LABEL_VALUE
             out[F_ERR_LINE] = line
             out[F_ERR_TOK] = p
             out[F_ERR_TOKEND] = tok_end
@@ -403,14 +451,24 @@ def fill_chunk(
             tok = p
             idx = 0
             q = p
-            # Pass 1 checked that the token starts with digits and ':'.
-            while buf[q] != 58:
-                idx = idx * 10 + (buf[q] - 48)
+            while q < line_end:
+                d = np.int64(buf[q]) - 48
+                if d < 0 or d > 9:
+                    break
+                idx = idx * 10 + d
                 q += 1
+            if q - tok > 18:
+                # More than 18 digits may have overflowed int64: again, stopping past the cap.
+                idx = 0
+                for k in range(tok, q):
+                    if idx <= index_cap:
+                        idx = idx * 10 + (np.int64(buf[k]) - 48)
             col = idx - base
             err = OK
             tok_end = q + 1
-            if col < 0:
+            if q == tok or q == line_end or buf[q] != 58:
+                err = BAD_TOKEN
+            elif col < 0:
                 err = INDEX_ZERO
             elif col >= n_features:
                 err = INDEX_TOO_LARGE
@@ -418,19 +476,24 @@ def fill_chunk(
                 err = DUPLICATE_INDEX
             if err == OK:
                 if q + 1 == line_end or _is_space(buf[q + 1]) or buf[q + 1] == 35:
-                    err = MISSING_VALUE
+                    status = NUM_MISSING
                 else:
                     value, status, tok_end = parse_number(buf, q + 1, line_end, pow10, exact_pow10)
-                    if status == NUM_BAD:
-                        err = BAD_VALUE
-                    elif status == NUM_NONFINITE:
-                        err = NONFINITE_VALUE
-                    elif status == NUM_SLOW:
-                        if n_slow < slow.shape[0]:
-                            slow[n_slow, 0] = q + 1
-                            slow[n_slow, 1] = row
-                            slow[n_slow, 2] = col
-                        n_slow += 1
+                if status == NUM_MISSING:
+                    if missing == MISSING_ERROR:
+                        err = MISSING_VALUE
+                    value = 0.0 if missing == MISSING_ZERO else np.nan
+                    n_missing += 1
+                elif status == NUM_BAD:
+                    err = BAD_VALUE
+                elif status == NUM_NONFINITE:
+                    err = NONFINITE_VALUE
+                elif status == NUM_SLOW:
+                    if n_slow < slow.shape[0]:
+                        slow[n_slow, 0] = q + 1
+                        slow[n_slow, 1] = row
+                        slow[n_slow, 2] = col
+                    n_slow += 1
             if err != OK:
                 out[F_ERR] = err
                 out[F_ERR_LINE] = line
@@ -443,6 +506,7 @@ def fill_chunk(
         row += 1
     out[F_ROWS] = row - row0
     out[F_SLOW] = n_slow
+    out[F_MISSING] = n_missing
     return out
 
 
@@ -477,7 +541,7 @@ def _doc_id_span(buf, p, line_end, doc_span, row):
 def count_newlines(buf, end):
     """Number of ``\\n`` bytes in ``buf[:end]`` (1-based line number of position ``end`` minus 1)."""
     n = 0
-    for k in range(end):
+    for k in range(min(end, buf.shape[0])):
         if buf[k] == 10:
             n += 1
     return n
@@ -508,17 +572,47 @@ def segment_starts(buf, qid_span):
 def gather_spans(buf, spans, width):
     """Copy byte ranges ``spans[i] = (start, end)`` into rows of a zero-padded ``[n, width]``.
 
-    A range with ``start < 0`` (no value) stays empty.
+    A range with ``start < 0`` (no value) stays empty; a range is cut to ``width`` and to ``buf``.
     """
     n = spans.shape[0]
     out = np.zeros((n, max(width, 1)), dtype=np.uint8)
     for r in range(n):
-        s, e = spans[r, 0], spans[r, 1]
+        s, e = spans[r, 0], min(spans[r, 1], buf.shape[0])
         if s < 0:
             continue
-        for k in range(e - s):
+        for k in range(min(e - s, out.shape[1])):
             out[r, k] = buf[s + k]
     return out
+
+
+_CHECKSUM_SEED = np.uint64(0xCBF29CE484222325)
+_CHECKSUM_PRIME = np.uint64(0x100000001B3)
+
+
+@njit(nogil=True, cache=True)
+def checksum(words, tail):
+    """64-bit FNV-1a-style hash of a byte string given as its uint64 words and the tail bytes.
+
+    Four lanes take every fourth word (independent multiplies run in parallel), then are folded
+    with the tail. Each step ``h = (h ^ x) * prime`` is a bijection of ``h`` and of ``x`` (the
+    prime is odd), so changing any single word or byte always changes the result; it tells
+    whether pass 2 re-read the bytes that pass 1 saw, at memory speed.
+    """
+    h0 = h1 = h2 = h3 = _CHECKSUM_SEED
+    n4 = words.shape[0] - words.shape[0] % 4
+    for k in range(0, n4, 4):
+        h0 = (h0 ^ words[k]) * _CHECKSUM_PRIME
+        h1 = (h1 ^ words[k + 1]) * _CHECKSUM_PRIME
+        h2 = (h2 ^ words[k + 2]) * _CHECKSUM_PRIME
+        h3 = (h3 ^ words[k + 3]) * _CHECKSUM_PRIME
+    h = _CHECKSUM_SEED
+    for lane in (h0, h1, h2, h3):
+        h = (h ^ lane) * _CHECKSUM_PRIME
+    for k in range(n4, words.shape[0]):
+        h = (h ^ words[k]) * _CHECKSUM_PRIME
+    for k in range(tail.shape[0]):
+        h = (h ^ np.uint64(tail[k])) * _CHECKSUM_PRIME
+    return h
 
 
 @njit(nogil=True, cache=True)

@@ -4,18 +4,31 @@ Format (SVMlight with query ids, used by LETOR 3.0/4.0, MSLR-WEB10K/30K, Yahoo! 
 
     <label> qid:<qid> <index>:<value> <index>:<value> ... [# comment]
 
-* ``label`` is a float (graded relevance, usually 0-4); ``qid`` is kept as a string.
-* Feature indices are 1-based (LETOR, SVMlight) or 0-based; absent features are 0.
+* ``label`` is a float (graded relevance, usually 0-4); ``qid`` is kept as a string. Two qids are
+  the same query only when their bytes are equal; a qid must be valid UTF-8 without NUL bytes
+  (anything else is refused rather than decoded lossily, which could merge distinct queries).
+* Feature indices are 1-based (LETOR, SVMlight) or 0-based; absent features are 0. Features are
+  read into a dense matrix, so without ``n_features`` an index above :data:`MAX_FEATURE_INDEX` is
+  refused (a stray ``99999999999:1`` would otherwise ask for terabytes).
+* A feature value ``NULL`` or ``NaN`` (any case) or an empty ``idx:`` is missing (LETOR 3.0's
+  "Feature-null" release writes ``NULL``): an error unless ``missing="zero"`` or ``"min"``.
 * A comment ``# docid = X ...`` (LETOR 4.0) gives the document id ``X``; any other comment is
   kept whole, stripped, as the document id.
 * libsvm form (LightGBM/XGBoost): the same lines without ``qid:``, plus a group file with one
-  query size per line (``<file>.query`` or ``<file>.group``).
+  query size per line (``<file>.query`` or ``<file>.group``), and optionally the qids, one per
+  query, in ``<file>.qid`` (written by :func:`write_libsvm`, so a round trip keeps them).
 * ``.gz``, ``.bz2`` and ``.xz`` files are (de)compressed transparently.
 
 Reading is done by numba byte kernels (:mod:`ltrkit.data._letor_kernels`) over line-aligned
 chunks of the file on several threads (two passes: count, then fill), straight into a
 preallocated dense float32 matrix; the text itself is never held in memory as a whole (compressed
 files excepted). Every value equals ``np.float32(float(token))``.
+
+A file rewritten while it is parsed is detected, never parsed as a mix of versions: pass 2
+checks that each chunk it re-reads has the checksum pass 1 saw, the file's size, mtime, inode and
+device must be the same after reading as when it was opened, and the kernels bound every write
+by the arrays they fill. Such a file gives ``LetorFormatError("<file>: changed while reading, try
+again")``.
 
 Reference: T. Joachims, "Optimizing Search Engines using Clickthrough Data", KDD 2002 (SVMlight
 ranking format); T. Qin and T.-Y. Liu, "Introducing LETOR 4.0 Datasets", arXiv:1306.2597.
@@ -40,7 +53,10 @@ from ltrkit._atomic import atomic_path
 from ltrkit.data import _letor_kernels as K
 from ltrkit.data.dataset import RankingDataset
 
-__all__ = ["LetorFormatError", "read_letor", "write_letor", "write_libsvm", "find_query_file"]
+__all__ = [
+    "MAX_FEATURE_INDEX", "LetorFormatError", "read_letor", "write_letor", "write_libsvm", "find_query_file",
+    "find_qid_file",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -48,6 +64,25 @@ _COMPRESSORS: dict[str, Callable] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": 
 _CHUNK_BYTES = 32 << 20
 _SLOW_CAPACITY = 1024
 _WRITE_BLOCK = 4096
+# Quoted input (a line, a token, a field) is cut to this many characters in error messages.
+_QUOTE_CHARS = 200
+_MISSING = {"error": K.MISSING_ERROR, "zero": K.MISSING_ZERO, "min": K.MISSING_NAN}
+
+#: Largest feature index accepted when ``n_features`` is not given. The matrix is dense float32:
+#: 10**6 columns take 4 MB per document, far beyond the widest public LTR sets (Yahoo! LTR: 700,
+#: Istella: 220, MSLR: 136), so a larger index is a corrupt token, not a feature. Pass
+#: ``n_features`` to read a wider file.
+MAX_FEATURE_INDEX = 1_000_000
+
+
+def _clip(text: str) -> str:
+    """``text`` cut to ``_QUOTE_CHARS`` characters, with ``...`` when cut."""
+    return text if len(text) <= _QUOTE_CHARS else text[:_QUOTE_CHARS] + "..."
+
+
+def _quote(text: str) -> str:
+    """``repr`` of ``text`` cut to ``_QUOTE_CHARS`` characters; ``...`` after the quote when cut."""
+    return repr(text) if len(text) <= _QUOTE_CHARS else repr(text[:_QUOTE_CHARS]) + "..."
 
 
 class LetorFormatError(ValueError):
@@ -57,30 +92,43 @@ class LetorFormatError(ValueError):
         path: the file.
         line: 1-based line number of the problem, or ``None`` when it concerns the whole file.
         field: what was wrong (``"label"``, ``"qid"``, ``"feature 12"``, ``"token"``,
-            ``"group size"``, ``"compression"``...), or ``None``.
+            ``"group size"``, ``"compression"``...), or ``None``; cut to 200 characters, like
+            every piece of input the message quotes.
     """
 
     def __init__(self, path: PathLike, line: Optional[int], field: Optional[str], problem: str) -> None:
         self.path = str(path)
         self.line = line
-        self.field = field
+        self.field = None if field is None else _clip(field)
         where = self.path if line is None else f"{self.path}, line {line}"
         super().__init__(f"{where}: {problem}")
 
 
-def find_query_file(path: PathLike) -> Optional[Path]:
-    """The group file next to ``path``: ``<path>.query`` or ``<path>.group`` (also after
-    dropping a compression suffix), or ``None``."""
+def _find_beside(path: PathLike, extensions: tuple[str, ...]) -> Optional[Path]:
+    """The first existing ``<path><ext>`` (also after dropping a compression suffix), or ``None``."""
     path = Path(path)
     stems = [path]
     if path.suffix in _COMPRESSORS:
         stems.append(path.with_suffix(""))
     for stem in stems:
-        for ext in (".query", ".group"):
+        for ext in extensions:
             candidate = Path(str(stem) + ext)
             if candidate.is_file():
                 return candidate
     return None
+
+
+def find_query_file(path: PathLike) -> Optional[Path]:
+    """The group file next to ``path``: ``<path>.query`` or ``<path>.group`` (also after
+    dropping a compression suffix), or ``None``."""
+    return _find_beside(path, (".query", ".group"))
+
+
+def find_qid_file(path: PathLike) -> Optional[Path]:
+    """The qid file of a libsvm file: ``<path>.qid`` (also after dropping a compression suffix),
+    as written by :func:`write_libsvm`, or ``None``. :func:`read_letor` names the queries of a
+    libsvm + group file with it."""
+    return _find_beside(path, (".qid",))
 
 
 def read_letor(
@@ -90,6 +138,7 @@ def read_letor(
     n_features: Optional[int] = None,
     query_file: Optional[PathLike] = None,
     regroup: bool = False,
+    missing: str = "error",
     n_threads: Optional[int] = None,
 ) -> RankingDataset:
     """Parse a LETOR/SVMlight file (or libsvm + group file) into a :class:`RankingDataset`.
@@ -99,26 +148,35 @@ def read_letor(
         index_base: ``1`` (LETOR/SVMlight), ``0``, or ``"auto"``: 0-based when some line has
             feature index 0, else 1-based (as scikit-learn's ``load_svmlight_file``).
         n_features: width of the feature matrix; an index beyond it is an error. Default: the
-            largest index seen (``+1`` when 0-based).
+            largest index seen (``+1`` when 0-based), which may be at most
+            :data:`MAX_FEATURE_INDEX`.
         query_file: group file of a libsvm file (one query size per line, in row order). When
             ``None`` and the lines have no ``qid:``, ``<path>.query`` / ``<path>.group`` is used.
             Not allowed together with ``qid:`` tokens.
         regroup: when the rows of a qid are not contiguous, stably move them together (queries
             in order of first appearance) instead of raising.
+        missing: what a missing feature value (``NULL``, ``NaN`` in any case, or an empty
+            ``idx:``) becomes: ``"error"`` (raise), ``"zero"``, or ``"min"``: the smallest value
+            of that feature among the query's documents that have one (absent features count as
+            their value 0), or 0 when no document of the query has one (LETOR 3.0's
+            "Feature-min" rule). Infinities are always an error.
         n_threads: parser threads; default: the CPUs this process may use.
 
     Returns:
         ``RankingDataset`` with float32 ``features [n_docs, n_features]`` and ``labels``,
-        qids as strings in file order (group-file queries are named ``"0"``, ``"1"``, ...), and
-        ``doc_ids`` (str array, ``""`` for rows without a comment) or ``None`` when no line has
-        a comment. Blank lines and comment-only lines are skipped.
+        qids as strings in file order, and ``doc_ids`` (str array, ``""`` for rows without a
+        comment) or ``None`` when no line has a comment. Group-file queries take their qids from
+        ``<path>.qid`` when it exists (see :func:`find_qid_file`), else are named ``"0"``,
+        ``"1"``, .... Blank lines and comment-only lines are skipped.
 
     Raises:
         LetorFormatError: with the file, 1-based line, field and problem for the first malformed
-            line found (bad or non-finite label/value, ``idx:`` without value, garbage token,
-            index 0 when 1-based, index beyond ``n_features``, duplicate index in a line, a line
-            missing ``qid:`` when others have one, non-contiguous query rows), an empty file,
-            truncated/corrupt compressed data, or a bad group file.
+            line found (bad or non-finite label/value, a missing value with ``missing="error"``,
+            garbage token, index 0 when 1-based, index beyond ``n_features`` or above
+            :data:`MAX_FEATURE_INDEX`, duplicate index in a line, a qid that is not UTF-8 or
+            holds a NUL byte, a line missing ``qid:`` when others have one, non-contiguous query
+            rows), an empty file, truncated/corrupt compressed data, a bad group or qid file, or
+            a file that changed while it was read. Quoted input is cut to 200 characters.
         FileNotFoundError: when ``path`` or ``query_file`` does not exist.
         ValueError: on a bad option.
 
@@ -131,12 +189,15 @@ def read_letor(
         ([[0.5, 0.0, -0.009999999776482582], [0.0, 3.0, 0.0]], [2.0, 0.0], ['7'], ['d1', ''])
     """
     dataset, _ = _read_letor(
-        path, index_base=index_base, n_features=n_features, query_file=query_file, regroup=regroup, n_threads=n_threads
+        path, index_base=index_base, n_features=n_features, query_file=query_file, regroup=regroup,
+        missing=missing, n_threads=n_threads,
     )
     return dataset
 
 
-def _check_options(index_base: object, n_features: object, n_threads: object) -> None:
+def _check_options(index_base: object, n_features: object, missing: object, n_threads: object) -> None:
+    if not isinstance(missing, str) or missing not in _MISSING:
+        raise ValueError(f"missing must be one of {list(_MISSING)}, got {missing!r}")
     if index_base not in ("auto", 0, 1) or isinstance(index_base, bool):
         raise ValueError(f"index_base must be 0, 1 or 'auto', got {index_base!r}")
     if n_features is not None and (isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 0):
@@ -152,12 +213,29 @@ def _default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
+
+
+def _changed_error(path: Path) -> LetorFormatError:
+    return LetorFormatError(path, None, None, "changed while reading, try again")
+
+
+def _checksum(buf: np.ndarray) -> int:
+    """:func:`_letor_kernels.checksum` of a uint8 array."""
+    n = len(buf) - len(buf) % 8
+    return int(K.checksum(buf[:n].view(np.uint64), buf[n:]))
+
+
 class _Source:
     """Bytes of a data file, read chunk by chunk.
 
     An uncompressed file is read with ``pread`` into one reusable buffer per thread, so the text
     never sits in memory as a whole (and no page faults on a memory map of it); a compressed
-    file is decompressed into memory once.
+    file is decompressed into memory once. Holding the text of an uncompressed file in memory
+    for both passes would double the peak memory (MSLR-WEB30K: 1.2 GB of text beside a 1.2 GB
+    matrix), so its chunks are read twice and compared by checksum instead (``private`` is
+    false).
     """
 
     def __init__(self, path: Path) -> None:
@@ -168,6 +246,7 @@ class _Source:
         self._lock = threading.Lock()
         opener = _COMPRESSORS.get(path.suffix)
         if opener is not None:
+            self._identity = _identity(os.stat(path))
             try:
                 with opener(path, "rb") as f:
                     self.data = _read_all(f)
@@ -181,7 +260,23 @@ class _Source:
             self.size = len(self.data)
         else:
             self.file = io.FileIO(path, "r")
-            self.size = os.fstat(self.file.fileno()).st_size
+            self._identity = _identity(os.fstat(self.file.fileno()))
+            self.size = self._identity[0]
+
+    @property
+    def private(self) -> bool:
+        """True when the bytes were read once into memory (both passes see the same bytes)."""
+        return self.data is not None
+
+    def changed(self) -> bool:
+        """Whether the file at ``path`` is not the one opened, or its size or mtime differ."""
+        try:
+            now = _identity(os.stat(self.path))
+            if self.file is not None and _identity(os.fstat(self.file.fileno())) != self._identity:
+                return True
+        except OSError:
+            return True
+        return now != self._identity
 
     def close(self) -> None:
         if self.file is not None:
@@ -212,7 +307,7 @@ class _Source:
         while done < n:
             got = self._read_into(view[done:], start + done)
             if got == 0:
-                raise LetorFormatError(self.path, None, None, "the file became shorter while it was read")
+                raise _changed_error(self.path)
             done += got
         return view
 
@@ -292,38 +387,53 @@ def _read_all(f: io.BufferedIOBase) -> np.ndarray:
 
 
 _PROBLEMS = {
-    K.BAD_LABEL: ("label", "label {tok!r} is not a number"),
-    K.NONFINITE_LABEL: ("label", "label {tok!r} is not a finite float32 (NaN, inf and |x| > 3.4e38 are not allowed)"),
+    K.BAD_LABEL: ("label", "label {tok} is not a number"),
+    K.NONFINITE_LABEL: ("label", "label {tok} is not a finite float32 (inf and |x| > 3.4e38 are not allowed)"),
+    K.MISSING_LABEL_VALUE: ("label", "label {tok} is a missing value (NULL/NaN); every document needs a label"),
     K.EMPTY_QID: ("qid", "'qid:' has no value"),
-    K.BAD_TOKEN: ("token", "token {tok!r} is not of the form index:value (index a non-negative integer)"),
-    K.MISSING_VALUE: ("feature {idx}", "feature token {tok!r} has no value after ':'"),
-    K.BAD_VALUE: ("feature {idx}", "value of feature token {tok!r} is not a number"),
+    K.BAD_TOKEN: ("token", "token {tok} is not of the form index:value (index a non-negative integer)"),
+    K.MISSING_VALUE: (
+        "feature {idx}",
+        "feature token {tok} has a missing value (NULL, NaN or empty); pass missing='zero' or 'min' "
+        "(CLI: --missing) to fill missing values",
+    ),
+    K.BAD_VALUE: ("feature {idx}", "value of feature token {tok} is not a number"),
     K.NONFINITE_VALUE: (
         "feature {idx}",
-        "value of feature token {tok!r} is not a finite float32 (NaN, inf and |x| > 3.4e38 are not allowed)",
+        "value of feature token {tok} is not a finite float32 (inf and |x| > 3.4e38 are not allowed)",
     ),
     K.INDEX_ZERO: (
         "feature 0",
-        "feature index 0 in {tok!r}, but indices are 1-based (index_base=1); pass index_base=0 for a 0-based file",
+        "feature index 0 in {tok}, but indices are 1-based (index_base=1); pass index_base=0 for a 0-based file",
     ),
-    K.INDEX_TOO_LARGE: (
+    K.INDEX_TOO_LARGE: ("feature {idx}", "feature index {idx} in {tok} is beyond n_features={n_features}{largest}"),
+    K.INDEX_ABOVE_LIMIT: (
         "feature {idx}",
-        "feature index {idx} in {tok!r} is beyond n_features={n_features} (largest allowed index: {largest})",
+        "feature index {idx} in {tok} is above MAX_FEATURE_INDEX={limit} (features are read into a dense "
+        "matrix); pass n_features= to read a wider file",
     ),
-    K.DUPLICATE_INDEX: ("feature {idx}", "feature index {idx} appears twice in this line ({tok!r})"),
-    K.INDEX_OVERFLOW: ("token", "feature index in {tok!r} is too large"),
-    K.MISSING_LABEL: ("label", "the label is missing (the line starts with {tok!r})"),
+    K.DUPLICATE_INDEX: ("feature {idx}", "feature index {idx} appears twice in this line ({tok})"),
+    K.MISSING_LABEL: ("label", "the label is missing (the line starts with {tok})"),
 }
 
 
 def _kernel_error(
-    src: _Source, code: int, line_pos: int, tok: int, tok_end: int, *, n_features: int, base: int
+    src: _Source, code: int, line_pos: int, tok: int, tok_end: int, *, n_features: Optional[int], base: Optional[int]
 ) -> LetorFormatError:
-    """The error for a kernel's code and absolute byte positions (line start, token range)."""
-    token = src.text(tok, tok_end)
-    idx = token.split(":", 1)[0]
+    """The error for a kernel's code and absolute byte positions (line start, token range).
+
+    ``n_features`` is ``None`` when not given (scan pass); ``base`` is ``None`` when not known yet.
+    """
+    if code == K.OUT_OF_BOUNDS:
+        return _changed_error(src.path)
+    # One character more than is quoted, so _quote/_clip see that the token was cut.
+    token = src.text(tok, min(tok_end, tok + _QUOTE_CHARS + 1))
+    idx = _clip(token.split(":", 1)[0])
+    if code == K.INDEX_ABOVE_LIMIT and n_features is not None:
+        code = K.INDEX_TOO_LARGE
     field, problem = _PROBLEMS[code]
-    fmt = dict(tok=token, idx=idx, n_features=n_features, largest=n_features - 1 + base)
+    largest = "" if n_features is None or base is None else f" (largest allowed index: {n_features - 1 + base})"
+    fmt = dict(tok=_quote(token), idx=idx, n_features=n_features, largest=largest, limit=MAX_FEATURE_INDEX)
     message = problem.format(**fmt) + f"\n    {src.line_text(line_pos)}"
     return LetorFormatError(src.path, src.line_number(line_pos), field.format(**fmt), message)
 
@@ -335,17 +445,27 @@ def _read_letor(
     n_features: Optional[int] = None,
     query_file: Optional[PathLike] = None,
     regroup: bool = False,
+    missing: str = "error",
     n_threads: Optional[int] = None,
 ) -> tuple[RankingDataset, Optional[Path]]:
     """:func:`read_letor`, also returning the group file that was used (for the cache)."""
-    _check_options(index_base, n_features, n_threads)
+    _check_options(index_base, n_features, missing, n_threads)
     path = Path(path)
     if query_file is not None and not Path(query_file).is_file():
         raise FileNotFoundError(f"query_file {str(query_file)!r} does not exist")
     n_threads = _default_threads() if n_threads is None else n_threads
     src = _Source(path)
     try:
-        return _parse(src, index_base, n_features, query_file, regroup, n_threads)
+        try:
+            result = _parse(src, index_base, n_features, query_file, regroup, missing, n_threads)
+        except LetorFormatError:
+            # A format error in bytes that were being rewritten says nothing about the file.
+            if src.changed():
+                raise _changed_error(path) from None
+            raise
+        if src.changed():
+            raise _changed_error(path)
+        return result
     finally:
         src.close()
 
@@ -359,6 +479,7 @@ class _ChunkResult:
         self.seg_pos = np.zeros(0, dtype=np.int64)  # absolute byte position of its qid
         self.seg_qids = np.zeros(0, dtype="S1")
         self.doc_ids: Optional[np.ndarray] = None
+        self.n_missing = 0  # missing values stored as NaN (missing="min")
 
 
 def _parse(
@@ -367,35 +488,51 @@ def _parse(
     n_features: Optional[int],
     query_file: Optional[PathLike],
     regroup: bool,
+    missing: str,
     n_threads: int,
 ) -> tuple[RankingDataset, Optional[Path]]:
     if src.size == 0:
         raise LetorFormatError(src.path, None, None, "contains no documents (the file is empty)")
     chunks = src.chunks(n_threads)
+    # Any valid index is <= n_features (1-based); the exact bound is checked in pass 2.
+    max_index = MAX_FEATURE_INDEX if n_features is None else min(n_features, K.MAX_INDEX_LIMIT)
+    checksums = [0] * len(chunks)
 
-    def scan(chunk: tuple[int, int]) -> np.ndarray:
-        start, end = chunk
-        stats = K.scan_chunk(src.read(start, end), 0, end - start)
-        for k in (K.S_ERR_LINE, K.S_ERR_TOK, K.S_ERR_TOKEND, K.S_FIRST_QID, K.S_FIRST_NOQID):
-            if stats[k] >= 0:
-                stats[k] += start
+    def read_chunk(k: int) -> tuple[np.ndarray, int]:
+        """Chunk ``k`` and the checksum of its bytes and the one before it (0 when private).
+
+        That byte was a line end when the chunks were cut; if it is not any more, the chunk
+        starts inside a line of a new version of the file.
+        """
+        start, end = chunks[k]
+        if src.private:
+            return src.read(start, end), 0
+        lead = int(k > 0)
+        raw = src.read(start - lead, end)
+        if lead and raw[0] != 10:
+            raise _changed_error(src.path)
+        return raw[lead:], _checksum(raw)
+
+    def scan(k: int) -> np.ndarray:
+        start, end = chunks[k]
+        buf, checksums[k] = read_chunk(k)
+        stats = K.scan_chunk(buf, 0, end - start, max_index)
+        for j in (K.S_ERR_LINE, K.S_ERR_TOK, K.S_ERR_TOKEND, K.S_FIRST_QID, K.S_FIRST_NOQID):
+            if stats[j] >= 0:
+                stats[j] += start
         return stats
 
     with ThreadPoolExecutor(max_workers=min(n_threads, len(chunks))) as pool:
-        scans = list(pool.map(scan, chunks))
-        for stats in scans:
-            if stats[K.S_ERR] != K.OK:
-                positions = map(int, stats[K.S_ERR_LINE : K.S_ERR_TOKEND + 1])
-                raise _kernel_error(src, int(stats[K.S_ERR]), *positions, n_features=0, base=1)
-
-        rows = np.array([s[K.S_ROWS] for s in scans], dtype=np.int64)
+        scans = list(pool.map(scan, range(len(chunks))))
+        try:
+            rows, has_qid, group_path = _check_scans(src, scans, index_base, n_features, query_file)
+        except LetorFormatError:
+            # The chunks were scanned one after another: unless each still holds the bytes its
+            # scan saw, the error may come from a mix of two versions of the file.
+            if any(pool.map(lambda k: read_chunk(k)[1] != checksums[k], range(len(chunks)))):
+                raise _changed_error(src.path) from None
+            raise
         n_docs = int(rows.sum())
-        if n_docs == 0:
-            raise LetorFormatError(src.path, None, None, "contains no documents (only blank or comment lines)")
-        first_qid = min((int(s[K.S_FIRST_QID]) for s in scans if s[K.S_FIRST_QID] >= 0), default=-1)
-        first_noqid = min((int(s[K.S_FIRST_NOQID]) for s in scans if s[K.S_FIRST_NOQID] >= 0), default=-1)
-        has_qid = first_qid >= 0
-        group_path = _check_qid_layout(src, first_qid, first_noqid, query_file)
 
         max_idx = max(int(s[K.S_MAX_IDX]) for s in scans)
         min_idx = min((int(s[K.S_MIN_IDX]) for s in scans if s[K.S_MIN_IDX] >= 0), default=1)
@@ -411,10 +548,14 @@ def _parse(
         def fill(k: int) -> _ChunkResult:
             start, end = chunks[k]
             result = _ChunkResult()
+            # Equal checksums for every chunk: all of them are what the file held between the
+            # passes, one version of it.
+            buf, checksum = read_chunk(k)
+            if checksum != checksums[k]:
+                raise _changed_error(src.path)
             n_rows = int(rows[k])
             if n_rows == 0:
                 return result
-            buf = src.read(start, end)
             qid_span = np.zeros((n_rows, 2), dtype=np.int64)
             doc_span = np.full((n_rows if scans[k][K.S_COMMENTS] else 0, 2), -1, dtype=np.int64)
             seen = np.empty(n_features, dtype=np.int64)
@@ -422,8 +563,8 @@ def _parse(
             while True:
                 slow = np.empty((capacity, 3), dtype=np.int64)
                 res = K.fill_chunk(
-                    buf, 0, end - start, int(row0[k]), base, features, labels, qid_span, doc_span, seen, slow,
-                    K._POW10, K._EXACT_POW10,
+                    buf, 0, end - start, int(row0[k]), base, _MISSING[missing], features, labels, qid_span,
+                    doc_span, seen, slow, K._POW10, K._EXACT_POW10,
                 )
                 if res[K.F_ERR] != K.OK or res[K.F_SLOW] <= capacity:
                     break
@@ -432,14 +573,22 @@ def _parse(
                 positions = (int(p) + start for p in res[K.F_ERR_LINE : K.F_ERR_TOKEND + 1])
                 result.error = _kernel_error(src, int(res[K.F_ERR]), *positions, n_features=n_features, base=base)
                 return result
-            result.error = _fix_slow_values(src, buf, start, slow[: int(res[K.F_SLOW])], features, labels)
-            if has_qid:
+            if res[K.F_ROWS] != n_rows:
+                raise _changed_error(src.path)
+            result.n_missing = int(res[K.F_MISSING])
+            result.error = _fix_slow_values(src, buf, start, slow[: int(res[K.F_SLOW])], features, labels, base)
+            if has_qid and result.error is None:
                 local = np.flatnonzero(K.segment_starts(buf, qid_span))
                 result.seg_rows = local + row0[k]
                 result.seg_pos = qid_span[local, 0] + start
-                result.seg_qids = _gather(buf, qid_span[local])
+                result.seg_qids, nul = _gather(buf, qid_span[local], find_nul=True)
+                if nul >= 0:
+                    qid = buf[qid_span[local[nul], 0] : qid_span[local[nul], 1]].tobytes()
+                    problem = f"qid {_quote(qid)} holds a NUL byte; a qid must be text without NUL bytes"
+                    line = src.line_number(int(result.seg_pos[nul]))
+                    result.error = LetorFormatError(src.path, line, "qid", problem)
             if has_comments:
-                result.doc_ids = _gather(buf, doc_span) if len(doc_span) else np.zeros(n_rows, dtype="S1")
+                result.doc_ids = _gather(buf, doc_span)[0] if len(doc_span) else np.zeros(n_rows, dtype="S1")
             return result
 
         results = list(pool.map(fill, range(len(chunks))))
@@ -458,11 +607,36 @@ def _parse(
         sizes = read_group_file(group_path, n_docs=n_docs, data_path=src.path)
         offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        qids = np.arange(len(sizes)).astype(str)
+        qid_path = find_qid_file(src.path)
+        if qid_path is None:
+            qids = np.arange(len(sizes)).astype(str)
+        else:
+            qids = _read_qid_file(qid_path, len(sizes), group_path)
+    if missing == "min" and any(r.n_missing for r in results):
+        _fill_query_min(features, offsets)
     dataset = RankingDataset(
         features=features, labels=labels, query_offsets=offsets, qids=qids, doc_ids=doc_ids, source=str(src.path)
     )
     return dataset, group_path
+
+
+def _check_scans(
+    src: _Source, scans: list[np.ndarray], index_base: Union[int, str], n_features: Optional[int],
+    query_file: Optional[PathLike],
+) -> tuple[np.ndarray, bool, Optional[Path]]:
+    """Raise the first error pass 1 found; return the rows of each chunk, whether lines have
+    qids, and the group file to use for qid-less lines."""
+    for stats in scans:
+        if stats[K.S_ERR] != K.OK:
+            positions = map(int, stats[K.S_ERR_LINE : K.S_ERR_TOKEND + 1])
+            known_base = None if index_base == "auto" else int(index_base)
+            raise _kernel_error(src, int(stats[K.S_ERR]), *positions, n_features=n_features, base=known_base)
+    rows = np.array([s[K.S_ROWS] for s in scans], dtype=np.int64)
+    if rows.sum() == 0:
+        raise LetorFormatError(src.path, None, None, "contains no documents (only blank or comment lines)")
+    first_qid = min((int(s[K.S_FIRST_QID]) for s in scans if s[K.S_FIRST_QID] >= 0), default=-1)
+    first_noqid = min((int(s[K.S_FIRST_NOQID]) for s in scans if s[K.S_FIRST_NOQID] >= 0), default=-1)
+    return rows, first_qid >= 0, _check_qid_layout(src, first_qid, first_noqid, query_file)
 
 
 def _check_qid_layout(
@@ -495,7 +669,7 @@ def _check_qid_layout(
 
 
 def _fix_slow_values(
-    src: _Source, buf: np.ndarray, start: int, slow: np.ndarray, features: np.ndarray, labels: np.ndarray
+    src: _Source, buf: np.ndarray, start: int, slow: np.ndarray, features: np.ndarray, labels: np.ndarray, base: int
 ) -> Optional[LetorFormatError]:
     """Re-parse with Python ``float()`` the tokens whose float32 rounding the kernel could not
     decide (a rounding boundary lay within its error margin); return an error for overflow."""
@@ -503,8 +677,8 @@ def _fix_slow_values(
         token = buf[pos : int(K.token_end(buf, pos))].tobytes().decode("ascii")
         value = np.float32(float(token))
         if not np.isfinite(value):
-            field = "label" if col < 0 else f"feature {col}"
-            problem = f"{token!r} overflows float32 (|x| > 3.4e38 is not allowed)"
+            field = "label" if col < 0 else f"feature {col + base}"
+            problem = f"{_quote(token)} overflows float32 (|x| > 3.4e38 is not allowed)"
             return LetorFormatError(src.path, src.line_number(start + pos), field, problem)
         if col < 0:
             labels[row] = value
@@ -513,11 +687,27 @@ def _fix_slow_values(
     return None
 
 
-def _gather(buf: np.ndarray, spans: np.ndarray) -> np.ndarray:
-    """Byte ranges ``spans[i] = (start, end)`` of ``buf`` as a bytes (``S``) array."""
+def _fill_query_min(features: np.ndarray, offsets: np.ndarray) -> None:
+    """Replace each NaN (a missing value) by the smallest value of its column among the rows of
+    its query, or by 0 when the whole column of the query is NaN. Queries are non-empty."""
+    missing_rows, missing_cols = np.nonzero(np.isnan(features))
+    mins = np.fmin.reduceat(features, offsets[:-1], axis=0)  # fmin skips NaN unless all are
+    mins[np.isnan(mins)] = 0.0
+    query = np.searchsorted(offsets, missing_rows, side="right") - 1
+    features[missing_rows, missing_cols] = mins[query, missing_cols]
+
+
+def _gather(buf: np.ndarray, spans: np.ndarray, *, find_nul: bool = False) -> tuple[np.ndarray, int]:
+    """Byte ranges ``spans[i] = (start, end)`` of ``buf`` as a bytes (``S``) array, and (with
+    ``find_nul``, else -1) the first range holding a NUL byte, or -1: ``S`` values lose trailing
+    NULs, so ``b"7\\0"`` would read back as ``b"7"``."""
     lengths = np.where(spans[:, 0] < 0, 0, spans[:, 1] - spans[:, 0])
     width = max(int(lengths.max(initial=0)), 1)
-    return K.gather_spans(buf, spans, width).view(f"S{width}").ravel()
+    raw = K.gather_spans(buf, spans, width)
+    nul = np.zeros(0, dtype=np.int64)
+    if find_nul:
+        nul = np.flatnonzero(((raw == 0) & (np.arange(width) < lengths[:, None])).any(axis=1))
+    return raw.view(f"S{width}").ravel(), int(nul[0]) if len(nul) else -1
 
 
 def _decode(raw: np.ndarray) -> np.ndarray:
@@ -528,13 +718,30 @@ def _decode(raw: np.ndarray) -> np.ndarray:
         return np.char.decode(raw, "utf-8", "replace")
 
 
+def _decode_qids(src: _Source, raw: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Qid bytes to a str array; a qid that is not UTF-8 is an error (at its byte position), so
+    distinct qids never decode to the same string."""
+    try:
+        return raw.astype(f"U{max(raw.dtype.itemsize, 1)}")  # fast path: ASCII
+    except UnicodeDecodeError:
+        pass
+    qids = []
+    for k, qid in enumerate(raw.tolist()):
+        try:
+            qids.append(qid.decode("utf-8"))
+        except UnicodeDecodeError:
+            problem = f"qid {_quote(qid)} is not valid UTF-8; a qid must be UTF-8 text"
+            raise LetorFormatError(src.path, src.line_number(int(positions[k])), "qid", problem) from None
+    return np.array(qids)
+
+
 def _group_by_qid(
     src: _Source, results: list[_ChunkResult], n_docs: int, regroup: bool
 ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """Query offsets, qids and (when rows had to be regrouped) the row order."""
     seg_rows = np.concatenate([r.seg_rows for r in results])
     seg_pos = np.concatenate([r.seg_pos for r in results])
-    seg_qids = _decode(np.concatenate([r.seg_qids for r in results]))
+    seg_qids = _decode_qids(src, np.concatenate([r.seg_qids for r in results]), seg_pos)
     # A run of one qid may cross a chunk border: merge runs whose qid equals the previous one.
     keep = np.ones(len(seg_rows), dtype=bool)
     keep[1:] = seg_qids[1:] != seg_qids[:-1]
@@ -546,7 +753,7 @@ def _group_by_qid(
         if g != s and not regroup:
             raise LetorFormatError(
                 src.path, src.line_number(int(seg_pos[s])), "qid",
-                f"rows of qid {q!r} are not contiguous (the query started at line "
+                f"rows of qid {_quote(q)} are not contiguous (the query started at line "
                 f"{src.line_number(int(seg_pos[g]))} and other queries came in between); "
                 "pass regroup=True (CLI: --regroup) to group rows by qid",
             )
@@ -596,7 +803,7 @@ def read_group_file(
         except ValueError:
             size = 0
         if size < 1:
-            raise LetorFormatError(path, number, "group size", f"group size {text!r} is not a positive integer")
+            raise LetorFormatError(path, number, "group size", f"group size {_quote(text)} is not a positive integer")
         sizes.append(size)
     if not sizes:
         raise LetorFormatError(path, None, "group size", "group file has no sizes")
@@ -627,6 +834,50 @@ def _check_writable(dataset: RankingDataset, index_base: int) -> None:
         raise ValueError(f"{dataset.source}: labels contain NaN/inf, which LETOR files cannot hold")
 
 
+def _qid_problem(qid: str) -> Optional[str]:
+    """Why ``qid`` cannot be written in a LETOR line or a qid file (which read it back), or None."""
+    if not qid or any(c.isspace() for c in qid) or "#" in qid or "\0" in qid:
+        return "it must be non-empty without whitespace, '#' or NUL"
+    return None
+
+
+def _writable_qids(dataset: RankingDataset) -> np.ndarray:
+    qids = np.asarray(dataset.qids).astype(str)
+    for q in qids.tolist():
+        problem = _qid_problem(q)
+        if problem is not None:
+            raise ValueError(f"qid {_quote(q)} cannot be written: {problem}")
+    return qids
+
+
+def _read_qid_file(path: Path, n_queries: int, group_path: Path) -> np.ndarray:
+    """The qids of a qid file (one per line, as :func:`write_libsvm` writes them); there must be
+    one per query of ``group_path``, all distinct (queries are numbered by the group file, so a
+    repeated qid would name two queries)."""
+    lines = path.read_bytes().split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    qids: dict[str, int] = {}
+    for number, raw in enumerate(lines, start=1):
+        try:
+            qid = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise LetorFormatError(path, number, "qid", f"qid {_quote(raw)} is not valid UTF-8") from None
+        problem = _qid_problem(qid)
+        if problem is not None:
+            raise LetorFormatError(path, number, "qid", f"qid {_quote(qid)} is not a valid qid: {problem}")
+        first = qids.setdefault(qid, number)
+        if first != number:
+            raise LetorFormatError(path, number, "qid", f"qid {_quote(qid)} already named the query of line {first}")
+    if len(qids) != n_queries:
+        raise LetorFormatError(
+            path, None, "qid",
+            f"{len(qids)} qids, but the group file {group_path} has {n_queries} queries "
+            "(the qid file holds one qid per query; delete it to number the queries 0, 1, ...)",
+        )
+    return np.array(list(qids))
+
+
 def _comment(doc_id: str) -> str:
     if not doc_id:
         return ""
@@ -640,11 +891,7 @@ def _comment(doc_id: str) -> str:
 def _write_lines(
     dataset: RankingDataset, path: PathLike, *, index_base: int, write_qids: bool, write_doc_ids: bool
 ) -> None:
-    qids = np.asarray(dataset.qids).astype(str)
-    if write_qids:
-        for q in qids.tolist():
-            if not q or any(c.isspace() for c in q) or "#" in q:
-                raise ValueError(f"qid {q!r} cannot be written: it must be non-empty without whitespace or '#'")
+    qids = _writable_qids(dataset) if write_qids else None
     row_qid = np.repeat(qids, dataset.list_lengths) if write_qids else None
     doc_ids = np.asarray(dataset.doc_ids).astype(str) if (write_doc_ids and dataset.doc_ids is not None) else None
 
@@ -714,8 +961,11 @@ def write_libsvm(
     """Write ``dataset`` as libsvm lines ``label idx:val ...`` plus a group file (LightGBM/XGBoost).
 
     The group file (default ``<path>.query``, where :func:`read_letor` finds it) holds one query
-    size per line. qids are not written. Values are written as in :func:`write_letor`; pass
-    ``write_doc_ids=False`` for tools that do not accept ``#`` comments.
+    size per line. The qids go to ``<path>.qid``, one per query in order, which
+    :func:`read_letor` uses to name the queries again (tools that read libsvm ignore it). Doc ids
+    are written as ``#`` comments, as in :func:`write_letor` (SVMlight allows them); pass
+    ``write_doc_ids=False`` for tools that do not accept ``#`` comments. Values are written as in
+    :func:`write_letor`.
 
     Raises:
         ValueError: as :func:`write_letor`, and for a dataset with an empty query (group files
@@ -726,6 +976,8 @@ def write_libsvm(
     if (lengths == 0).any():
         empty = int(np.flatnonzero(lengths == 0)[0])
         raise ValueError(f"{dataset.source}: query {empty} has no documents; group files cannot hold size 0")
+    qids = _writable_qids(dataset)
     group_path = Path(str(path) + ".query") if group_path is None else Path(group_path)
     _write_lines(dataset, path, index_base=index_base, write_qids=False, write_doc_ids=write_doc_ids)
     _atomic_write(group_path, ["".join(f"{n}\n" for n in lengths.tolist())])
+    _atomic_write(Path(str(path) + ".qid"), ["".join(f"{q}\n" for q in qids.tolist())])
