@@ -467,7 +467,7 @@ def neural_sort(
         sinkhorn_tol: early-stop tolerance on column sums (0 = always run every round).
 
     Returns:
-        ``[..., L, L]`` tensor.
+        ``[..., L, L]`` tensor (float32 for float16/bfloat16 scores, else the scores' dtype).
 
     Raises:
         ValueError: bad scores/mask, ``temperature <= 0``, bad Sinkhorn settings.
