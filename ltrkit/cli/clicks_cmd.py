@@ -41,7 +41,7 @@ def simulate_command(
     data: Path = typer.Option(..., "--data", metavar="FILE", help="The documents to rank (LETOR/libsvm file or cache folder); its labels are the true relevance."),
     model: str = typer.Option(..., "--model", metavar="NAME|SPEC", help="A built-in click model (pbm, ubm, cascade, dcm, dbn, sdbn, ...) or a JSON/YAML click spec."),
     out: Path = typer.Option(..., "--out", metavar="DIR", help="Output folder: clicks.parquet|csv, train.txt, train.positions.csv, simulation.json."),
-    run: Optional[Path] = typer.Option(None, "--run", metavar="RUN_DIR", help="Rank with this trained run (or give --scores)."),
+    run: Optional[Path] = typer.Option(None, "--run", metavar="DIR", help="Rank with this trained run folder (or give --scores)."),
     scores: Optional[Path] = typer.Option(None, "--scores", metavar="FILE", help="Rank by these scores: one per line, in the data file's row order."),
     checkpoint: str = typer.Option("best", "--checkpoint", metavar="best|last", callback=choice("best", "last"), help="Weights of --run."),
     sessions: int = typer.Option(10_000, "--sessions", metavar="N", help="Number of sessions (queries drawn uniformly)."),
@@ -66,7 +66,7 @@ def simulate_command(
     _positive("--sessions", sessions)
     _positive("--top-k", top_k)
     if (run is None) == (scores is None):
-        fail("give exactly one of --run RUN_DIR and --scores FILE (the logging policy)")
+        fail("give exactly one of --run DIR and --scores FILE (the logging policy)")
     existing = [out / name for name in (f"clicks.{fmt}", "train.txt", "train.positions.csv", "simulation.json")]
     if not overwrite and any(path.exists() for path in existing):
         fail(f"--out {out} already holds a simulation; pass --overwrite to replace it")

@@ -123,7 +123,7 @@ def test_simulate_with_a_trained_run_and_a_spec_file(tmp_path):
 def test_simulate_errors(scored, simulated, tmp_path):
     _, _, path = scored
     base = ["--data", TEST_FILE, "--model", "pbm", "--out", tmp_path / "new", "--no-cache"]
-    one_line_error(invoke("simulate", *base), "give exactly one of --run RUN_DIR and --scores FILE")
+    one_line_error(invoke("simulate", *base), "give exactly one of --run DIR and --scores FILE")
     one_line_error(invoke("simulate", *base, "--scores", path, "--run", tmp_path), "give exactly one of")
     one_line_error(invoke("simulate", *base, "--scores", path, "--sessions", 0), "--sessions must be >= 1")
     short = tmp_path / "short.txt"
