@@ -7,10 +7,14 @@ Three input forms:
 * ``--data FILE --run FILE``: a TREC run (e.g. from ``ltrkit predict --format trec``) judged by
   the labels of the data file, whose documents are named as ``predict`` names them (the file's
   ``# docid`` comments, else ``<qid>_<row within the query, from 0>``);
-* ``--qrels FILE --run FILE``: TREC qrels and run files, evaluated as trec_eval does.
+* ``--qrels FILE --run FILE``: TREC qrels and run files, evaluated as trec_eval does;
+* ``--multilabel --scores FILE --targets FILE``: multi-label ranking metrics (label ranking
+  loss, coverage error, LRAP, as scikit-learn defines them) of two whitespace-separated
+  ``[N, C]`` matrices, one row per item: scores, and 0/1 targets (1 = the label is relevant).
 
 Prints a table, or with ``--json`` exactly one JSON object
-``{"conventions": {...}, "mean": {...}, "per_query": {qid: {...}}}`` (NaN as ``null``). Errors
+``{"conventions": {...}, "mean": {...}, "per_query": {qid: {...}}}`` (NaN as ``null``;
+``{"items", "labels", "mean"}`` for ``--multilabel``). Errors
 print one line on stderr and exit with code 2. Nothing is imported at module level beyond typer,
 so registering the command costs nothing; torch comes with the metrics when the command runs.
 """
@@ -49,6 +53,19 @@ _READING_DEFAULTS = (
 )
 
 
+def _text_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file without its trailing blank lines."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not valid UTF-8 ({error.reason} at byte {error.start})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
 def read_scores(path: Path) -> "np.ndarray":
     """Read one finite score per line (trailing blank lines allowed) into ``[n]`` float64.
 
@@ -58,14 +75,7 @@ def read_scores(path: Path) -> "np.ndarray":
     """
     import numpy as np
 
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not valid UTF-8 ({error.reason} at byte {error.start})") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
+    lines = _text_lines(path)
     try:
         scores = np.array(lines, dtype=np.float64) if lines else np.zeros(0)
     except ValueError:
@@ -79,6 +89,78 @@ def read_scores(path: Path) -> "np.ndarray":
             if not math.isfinite(value):
                 raise ValueError(f"{path}:{number}: scores must be finite, got {line.strip()!r}")
     return scores
+
+
+def read_matrix(path: Path, *, binary: bool = False) -> "np.ndarray":
+    """Read a whitespace-separated matrix, one row per line, into ``[N, C]`` float64.
+
+    Every line holds the same number ``C >= 1`` of finite numbers (trailing blank lines are
+    allowed); with ``binary`` every value is 0 or 1.
+
+    Raises:
+        FileNotFoundError: if ``path`` is not a file.
+        ValueError: ``"<path>:<line>: ..."`` for an empty file, a blank line, a row whose length
+            differs from the first row's, a non-number, a NaN/inf, or (``binary``) a value other
+            than 0 and 1.
+    """
+    import numpy as np
+
+    rows = [line.split() for line in _text_lines(path)]
+    if not rows:
+        raise ValueError(f"{path}: no rows; give one row of values per item")
+    width = len(rows[0])
+    for number, row in enumerate(rows, start=1):
+        if len(row) != width or not row:
+            raise ValueError(f"{path}:{number}: {len(row)} values, but line 1 has {width}; every row needs one value per label")
+    try:
+        matrix = np.array(rows, dtype=np.float64)
+    except ValueError:
+        matrix = None
+    if matrix is None or not np.isfinite(matrix).all() or (binary and not np.isin(matrix, (0.0, 1.0)).all()):
+        # the fast conversion failed or found a bad value: report the first one by line
+        for number, row in enumerate(rows, start=1):
+            for token in row:
+                problem = _value_problem(token, binary)
+                if problem is not None:
+                    raise ValueError(f"{path}:{number}: {problem}")
+    return matrix
+
+
+def _value_problem(token: str, binary: bool) -> Optional[str]:
+    """What is wrong with one matrix value, or ``None``."""
+    try:
+        value = float(token)
+    except ValueError:
+        return f"{token!r} is not a number"
+    if not math.isfinite(value):
+        return f"values must be finite, got {token!r}"
+    if binary and value not in (0.0, 1.0):
+        return f"targets must be 0 or 1 (1 = relevant), got {token!r}"
+    return None
+
+
+def _evaluate_multilabel(scores: Path, targets: Path) -> dict[str, Any]:
+    """``{"items", "labels", "mean"}`` of the three multi-label ranking metrics."""
+    from ltrkit.metrics.multilabel import coverage_error, label_ranking_average_precision, label_ranking_loss
+
+    values, relevant = read_matrix(scores), read_matrix(targets, binary=True)
+    if relevant.shape[0] != values.shape[0]:
+        shorter = targets if relevant.shape[0] < values.shape[0] else scores
+        raise ValueError(
+            f"{shorter}:{min(relevant.shape[0], values.shape[0]) + 1}: no row here, but --scores {scores} has "
+            f"{values.shape[0]} rows and --targets {targets} {relevant.shape[0]}; give one row per item in both"
+        )
+    if relevant.shape[1] != values.shape[1]:
+        raise ValueError(f"{targets}:1: {relevant.shape[1]} labels, but {scores}:1 has {values.shape[1]}; give one column per label in both")
+    return {
+        "items": values.shape[0],
+        "labels": values.shape[1],
+        "mean": {
+            "label_ranking_loss": label_ranking_loss(values, relevant),
+            "coverage_error": coverage_error(values, relevant),
+            "label_ranking_average_precision": label_ranking_average_precision(values, relevant),
+        },
+    }
 
 
 def _format(value: float) -> str:
@@ -109,6 +191,21 @@ def _print_table(result: EvaluationResult, *, per_query: bool) -> None:
         console.print(table)
     conventions = ", ".join(f"{key}={value}" for key, value in result.conventions.items())
     console.print(f"conventions: {conventions}", highlight=False)
+
+
+def _print_multilabel(summary: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(summary, allow_nan=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary['items']:,} items, {summary['labels']:,} labels")
+    table.add_column("metric")
+    table.add_column("mean", justify="right")
+    for name, value in summary["mean"].items():
+        table.add_row(name, _format(value))
+    Console().print(table)
 
 
 def _evaluate(
@@ -179,6 +276,12 @@ def evaluate(
     ),
     per_query: bool = typer.Option(False, "--per-query", help="Show every query's values."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object {conventions, mean, per_query}."),
+    multilabel: bool = typer.Option(
+        False, "--multilabel",
+        help="Multi-label ranking metrics of --scores and --targets, two [N, C] matrices (one row per item): "
+        "label ranking loss, coverage error, label ranking average precision.",
+    ),
+    targets: Optional[Path] = typer.Option(None, "--targets", metavar="FILE", help="With --multilabel: 0/1 matrix, 1 = the label is relevant."),
     index_base: IndexBase = "auto",
     query_file: QueryFile = None,
     regroup: Regroup = False,
@@ -186,11 +289,30 @@ def evaluate(
     cache_dir: CacheDir = None,
     missing: Missing = "error",
 ) -> None:
-    """Evaluate ranking scores with IR metrics (NDCG, MAP, MRR, ERR, P@k, recall@k)."""
+    """Evaluate ranking scores with IR metrics (NDCG, MAP, MRR, ERR, P@k, recall@k), or multi-label ranking metrics."""
     reading = {
         "index_base": index_base, "query_file": query_file, "regroup": regroup,
         "no_cache": no_cache, "cache_dir": cache_dir, "missing": missing,
     }
+    if multilabel or targets is not None:
+        ranking_only = {
+            "--data": data, "--qrels": qrels, "--run": run, "--metrics": metrics, "--gain": gain, "--empty": empty,
+            "--ties": ties, "--threshold": threshold, "--max-grade": max_grade, "--score-precision": score_precision,
+            "--per-query": per_query or None, "--preset": None if preset == "ltrkit" else preset,
+            "--missing-queries": None if missing_queries == "ignore" else missing_queries,
+        }
+        given = [name for name, value in ranking_only.items() if value is not None]
+        given += [name for name, key, unset in _READING_DEFAULTS if reading[key] != unset]
+        if not multilabel:
+            fail("--targets applies to --multilabel only")
+        if given or scores is None or targets is None:
+            fail("--multilabel takes --scores and --targets only" + (f", not {', '.join(given)}" if given else ""))
+        try:
+            summary = _evaluate_multilabel(scores, targets)
+        except (ValueError, OSError) as error:
+            fail(error)
+        _print_multilabel(summary, as_json=json_output)
+        return
     options = {
         "conventions": preset, "gain": gain, "empty": empty, "ties": ties, "relevance_threshold": threshold,
         "max_grade": max_grade, "score_precision": score_precision,
