@@ -2,10 +2,11 @@
 
 Precision: every loss computes in float32 or wider. Scores in a 16-bit float type are promoted
 to float32 on entry (float64 stays float64), as ``torch.autocast`` runs PyTorch's own losses:
-float16 overflows at 65,504 (``n^2`` pair counts from ``n = 256``, sums of pair costs, NeuralSort
-logits of scores near 1e4) and bfloat16 keeps 8 significant bits (integers are exact only up
-to 256, so pair counts and list sums come out wrong). The loss comes back in float32; autograd returns
-the gradient to the 16-bit scores in their own dtype. Pair counts are int64.
+float16 overflows at 65,504 (``n^2`` pair counts from ``n = 256``, sums of pair costs,
+NeuralSort logits of scores near 1e4) and bfloat16 keeps 8 significant bits (integers are
+exact only up to 256, so pair counts and list sums come out wrong). The loss comes back in
+float32; autograd returns the gradient to the 16-bit scores in their own dtype. Pair counts
+are int64.
 
 Reductions follow the ltrkit convention: ``"none"`` returns one value per list, ``"sum"`` adds
 them, ``"mean"`` divides that sum by the number of lists with at least one real document (a

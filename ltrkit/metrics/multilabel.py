@@ -72,7 +72,9 @@ def _check_inputs(
             raise ValueError("sample_weight weighs the mean over rows; it does not apply to reduction='none'")
         weights = _as_tensor("sample_weight", sample_weight).to(device=scores.device, dtype=torch.float64)
         if weights.shape != scores.shape[:1]:
-            raise ValueError(f"sample_weight must have shape [{scores.shape[0]}] (one weight per row), got {tuple(weights.shape)}")
+            raise ValueError(
+                f"sample_weight must have shape [{scores.shape[0]}] (one weight per row), got {tuple(weights.shape)}"
+            )
         if not torch.isfinite(weights).all() or (weights < 0).any() or not weights.sum() > 0:
             raise ValueError("sample_weight must be finite, >= 0 and have a positive sum")
     return scores.to(torch.float64), targets, weights

@@ -49,7 +49,8 @@ def test_sample_weight_equals_sklearn(ours, theirs):
     weights[:6] = [0.0, 2.5, 0.0, 1.0, 3.0, 0.5]
     want = theirs(targets, scores, sample_weight=weights)
     assert abs(ours(scores, targets, sample_weight=weights) - want) <= 1e-12
-    assert abs(ours(torch.from_numpy(scores), torch.from_numpy(targets), sample_weight=torch.from_numpy(weights)) - want) <= 1e-12
+    tensors = torch.from_numpy(scores), torch.from_numpy(targets)
+    assert abs(ours(*tensors, sample_weight=torch.from_numpy(weights)) - want) <= 1e-12
 
 
 @pytest.mark.parametrize("ours, theirs", PAIRS, ids=IDS)
