@@ -14,7 +14,10 @@ propensity estimation:
 * ``randn``: the documents at two ranks drawn uniformly and independently from ``1..n`` swap
   (intervention harvesting over every pair of ranks; Agarwal et al. 2019).
 
-``n`` is the number of documents shown in the session. Every chunk records each impression's rank
+``n`` is the number of documents shown in the session. True propensities (the behaviour's
+marginal examination probabilities) are floored at ``1e-6``: a rank the model can never reach
+(below a click certain to end the session) is logged with that floor and is never clicked.
+Every chunk records each impression's rank
 under the logging policy (``logging_ranks``), which the randomisation estimator of
 :mod:`ltrkit.clicks.propensity` compares with the shown rank.
 """
@@ -30,6 +33,7 @@ import numpy as np
 from ltrkit._checks import check_choice, check_int
 from ltrkit.clicks.behaviours import ClickBehaviour, Impressions
 from ltrkit.clicks.mappings import SeedLike, as_generator
+from ltrkit.clicks.models import PROB_EPS
 from ltrkit.clicks.sessions import ClickSessions
 from ltrkit.data.dataset import RankingDataset
 
@@ -154,6 +158,10 @@ def simulate_sessions(
         relevance = np.where(mask, labels[safe], 0.0)
         features = np.where(mask[:, :, None], dataset.features[safe], 0.0) if behaviour.needs_features else None
         clicks, propensities = behaviour.simulate(Impressions(relevance, mask, features), rng)
+        if propensities is not None:
+            # a rank the model can never reach (below a certain click under CM) has propensity 0:
+            # floored so that every logged propensity is usable as an IPS weight
+            propensities = np.where(mask, np.maximum(propensities, PROB_EPS), 0.0)
         chunk = ClickSessions(docs, clicks & mask, mask, queries, propensities, np.where(mask, perm + 1, 0))
         yield SessionChunk(start, chunk, np.where(mask, scores[safe], 0.0))
 

@@ -214,3 +214,12 @@ def test_sessions_checks():
         ClickSessions(np.zeros((1, 2)), np.array([[False, True]]), np.array([[True, False]]))
     with pytest.raises(ValueError, match="mask is a prefix"):
         ClickSessions(np.zeros((1, 2)), np.zeros((1, 2), bool), np.array([[False, True]]))
+
+
+def test_unreachable_ranks_are_logged_with_a_positive_propensity(tmp_path):
+    # the top label maps to attraction 1: under the cascade model nothing below it is examined
+    data = RankingDataset(np.zeros((3, 1), np.float32), np.array([2, 0, 0], np.float32), np.array([0, 3]), np.array(["q"]))
+    result = write_simulation(tmp_path, data, np.array([3.0, 2.0, 1.0]), load_click_spec("cascade"), sessions=50, top_k=3)
+    sessions, _ = read_click_log(result.log, data)
+    assert (sessions.propensities[:, 1:] == 1e-6).all() and not sessions.clicks[:, 1:].any()
+    assert sessions.clicks[:, 0].all()
