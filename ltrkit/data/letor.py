@@ -80,7 +80,7 @@ def _clip(text: str) -> str:
     return text if len(text) <= _QUOTE_CHARS else text[:_QUOTE_CHARS] + "..."
 
 
-def _quote(text: str) -> str:
+def _quote(text: Union[str, bytes]) -> str:
     """``repr`` of ``text`` cut to ``_QUOTE_CHARS`` characters; ``...`` after the quote when cut."""
     return repr(text) if len(text) <= _QUOTE_CHARS else repr(text[:_QUOTE_CHARS]) + "..."
 
@@ -698,9 +698,9 @@ def _fill_query_min(features: np.ndarray, offsets: np.ndarray) -> None:
 
 
 def _gather(buf: np.ndarray, spans: np.ndarray, *, find_nul: bool = False) -> tuple[np.ndarray, int]:
-    """Byte ranges ``spans[i] = (start, end)`` of ``buf`` as a bytes (``S``) array, and (with
-    ``find_nul``, else -1) the first range holding a NUL byte, or -1: ``S`` values lose trailing
-    NULs, so ``b"7\\0"`` would read back as ``b"7"``."""
+    """Byte ranges ``spans[i] = (start, end)`` of ``buf`` as a bytes (``S``) array, and the first
+    range that holds a NUL byte (-1 when none, or without ``find_nul``). ``S`` values lose
+    trailing NULs (``b"7\\0"`` reads back as ``b"7"``), so such a value cannot be kept exactly."""
     lengths = np.where(spans[:, 0] < 0, 0, spans[:, 1] - spans[:, 0])
     width = max(int(lengths.max(initial=0)), 1)
     raw = K.gather_spans(buf, spans, width)
@@ -851,14 +851,15 @@ def _writable_qids(dataset: RankingDataset) -> np.ndarray:
 
 
 def _read_qid_file(path: Path, n_queries: int, group_path: Path) -> np.ndarray:
-    """The qids of a qid file (one per line, as :func:`write_libsvm` writes them); there must be
-    one per query of ``group_path``, all distinct (queries are numbered by the group file, so a
-    repeated qid would name two queries)."""
+    """The qids of a qid file (one per line, as :func:`write_libsvm` writes them; ``\\r\\n`` line
+    ends are accepted too); there must be one per query of ``group_path``, all distinct (queries
+    are numbered by the group file, so a repeated qid would name two queries)."""
     lines = path.read_bytes().split(b"\n")
     if lines[-1] == b"":
         lines.pop()
     qids: dict[str, int] = {}
     for number, raw in enumerate(lines, start=1):
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
         try:
             qid = raw.decode("utf-8")
         except UnicodeDecodeError:

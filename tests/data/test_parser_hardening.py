@@ -414,6 +414,16 @@ def test_bad_qid_file_is_named(tmp_path, qid_text, message):
     assert info.value.field == "qid"
 
 
+def test_qid_file_with_windows_line_ends(tmp_path):
+    svm = tmp_path / "vali.svm"
+    svm.write_text("1 1:1\n0 1:2\n1 1:3\n")
+    (tmp_path / "vali.svm.query").write_text("1\n2\n")
+    (tmp_path / "vali.svm.qid").write_bytes(b"q7\r\nq9\r\n")
+    assert read_letor(svm).qids.tolist() == ["q7", "q9"]
+    (tmp_path / "vali.svm.qid").unlink()
+    assert read_letor(svm).qids.tolist() == ["0", "1"]
+
+
 def test_libsvm_writer_refuses_unwritable_qids_before_writing(tmp_path):
     ds = read_letor(MQ / "vali.txt")
     ds.qids[1] = "a\x00b"
