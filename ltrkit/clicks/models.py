@@ -252,6 +252,13 @@ class ClickModel:
 # PBM and UBM: examination given by the rank (and the previous click)
 
 
+def _aggregate(items: np.ndarray, cells: np.ndarray, clicks: np.ndarray, n_cells: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(item, cell, impressions, clicks)`` per distinct (item, cell): impressions that share
+    both share their E-step posterior, so EM runs over distinct pairs, not over the log."""
+    pair, inverse = np.unique(items * n_cells + cells, return_inverse=True)
+    return pair // n_cells, pair % n_cells, np.bincount(inverse).astype(np.float64), np.bincount(inverse, clicks)
+
+
 def _examination_em(
     items: np.ndarray, cells: np.ndarray, clicks: np.ndarray, n_items: int, gamma: np.ndarray,
     max_iterations: int, tol: float,
@@ -263,16 +270,18 @@ def _examination_em(
     ``P(A = 1 | C = 0) = (1 - gamma) alpha / (1 - gamma alpha)``; a click means ``E = A = 1``.
     M-step: each parameter is the mean posterior over its impressions.
     """
+    item, cell, shown, clicked = _aggregate(items, cells, clicks, gamma.size)
+    skipped = shown - clicked
     alpha = np.full(n_items, 0.5)
-    item_counts = np.bincount(items, minlength=n_items)
-    cell_counts = np.bincount(cells, minlength=gamma.size)
+    item_counts = np.bincount(item, shown, minlength=n_items)
+    cell_counts = np.bincount(cell, shown, minlength=gamma.size)
     for _ in range(max_iterations):
-        a, g = alpha[items], gamma[cells]
+        a, g = alpha[item], gamma[cell]
         rest = np.maximum(1.0 - a * g, PROB_EPS)
-        post_e = np.where(clicks, 1.0, g * (1.0 - a) / rest)
-        post_a = np.where(clicks, 1.0, a * (1.0 - g) / rest)
-        new_gamma = _ratio(np.bincount(cells, post_e, minlength=gamma.size), cell_counts, default=0.0)
-        new_alpha = _ratio(np.bincount(items, post_a, minlength=n_items), item_counts)
+        post_e = clicked + skipped * g * (1.0 - a) / rest
+        post_a = clicked + skipped * a * (1.0 - g) / rest
+        new_gamma = _ratio(np.bincount(cell, post_e, minlength=gamma.size), cell_counts, default=0.0)
+        new_alpha = _ratio(np.bincount(item, post_a, minlength=n_items), item_counts)
         change = max(np.abs(new_gamma - gamma).max(), np.abs(new_alpha - alpha).max())
         alpha, gamma = new_alpha, new_gamma
         if change < tol:

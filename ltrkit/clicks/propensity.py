@@ -30,7 +30,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from ltrkit._checks import check_int, check_non_negative
-from ltrkit.clicks.models import PROB_EPS
+from ltrkit.clicks.models import PROB_EPS, _aggregate
 from ltrkit.clicks.sessions import ClickSessions
 
 __all__ = ["METHODS", "estimate_by_randomization", "estimate_by_regression_em"]
@@ -117,18 +117,19 @@ def estimate_by_regression_em(
     x = (x - x.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
     x = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
     ranks = np.broadcast_to(np.arange(k), m.shape)[m]
-    clicks = sessions.clicks[m]
-    per_doc = np.bincount(item, minlength=keys.size).astype(np.float64)
-    per_rank = np.bincount(ranks, minlength=k).astype(np.float64)
+    item, rank, shown, clicked = _aggregate(item, ranks, sessions.clicks[m], k)
+    skipped = shown - clicked
+    per_doc = np.bincount(item, shown, minlength=keys.size)
+    per_rank = np.bincount(rank, shown, minlength=k)
     gamma, w = np.full(k, 0.5), np.zeros(x.shape[1])
     relevance = np.full(keys.size, 0.5)
     iterations = 0
     for iterations in range(1, max_iterations + 1):
-        r, g = relevance[item], gamma[ranks]
+        r, g = relevance[item], gamma[rank]
         rest = np.maximum(1.0 - r * g, PROB_EPS)
-        post_e = np.where(clicks, 1.0, g * (1.0 - r) / rest)
-        post_r = np.where(clicks, 1.0, r * (1.0 - g) / rest)
-        new_gamma = np.bincount(ranks, post_e, minlength=k) / np.maximum(per_rank, 1.0)
+        post_e = clicked + skipped * g * (1.0 - r) / rest
+        post_r = clicked + skipped * r * (1.0 - g) / rest
+        new_gamma = np.bincount(rank, post_e, minlength=k) / np.maximum(per_rank, 1.0)
         target = np.bincount(item, post_r, minlength=keys.size) / per_doc
         w = _logistic_newton(x, target, per_doc, w, l2, steps=2)
         relevance = 1.0 / (1.0 + np.exp(-(x @ w)))
