@@ -73,15 +73,20 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is corrupt or truncated, holds objects ``weights_only`` refuses to
-            load, is not an ltrkit checkpoint of a known format, or lacks a ``required`` entry; the
+        ValueError: the file cannot be opened, is corrupt or truncated, holds objects
+            ``weights_only`` refuses to load, is not an ltrkit checkpoint of a known format, or lacks a ``required`` entry; the
             message is one line naming ``path``.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {str(path)!r}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        handle = open(path, "rb")
+    except OSError as error:
+        raise ValueError(f"cannot read {str(path)!r}: {(error.strerror or str(error)).lower()}") from error
+    try:
+        with handle:
+            state = torch.load(handle, map_location=map_location, weights_only=True)
     except Exception as error:  # a corrupt, foreign or refused file: say which, whatever torch raised
         # torch's messages run to a page of advice on weights_only; one phrase says what went wrong
         text = str(error)

@@ -299,13 +299,19 @@ def read_config_file(path: Union[str, Path]) -> Dict[str, Any]:
     """Read a ``.json``, ``.yaml`` or ``.yml`` config file into a dict (not yet validated).
 
     Raises:
-        ConfigError: missing file, unknown suffix, a parse error (with line), a non-mapping top level.
+        ConfigError: missing or unreadable file, text that is not UTF-8, unknown suffix, a parse
+            error (with line), a non-mapping top level.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError([f"file not found: {str(path)!r}"], source=str(path))
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError([f"cannot read the file: {(error.strerror or str(error)).lower()}"], source=str(path)) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"not UTF-8 text (byte {error.start})"], source=str(path)) from None
     try:
         if suffix == ".json":
             raw = json.loads(text)
