@@ -14,12 +14,13 @@ Nothing here imports numpy, numba or torch at module level.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable, Optional
 
 import typer
 
-from ltrkit.cli._errors import fail
+from ltrkit.cli._errors import fail, one_line
 
 if TYPE_CHECKING:
     from ltrkit.data.dataset import RankingDataset
@@ -97,7 +98,8 @@ def read_dataset(
         what: the option that named ``path`` (e.g. ``"--data"``), used in error messages.
 
     Returns:
-        The dataset.
+        The dataset. A warning of the reader (e.g. a cache that cannot be written) is printed
+        as one ``warning:`` line on stderr.
     """
     from ltrkit.data.cache import load_dataset
 
@@ -112,6 +114,12 @@ def read_dataset(
     if missing != "error":
         options["missing"] = missing
     try:
-        return load_dataset(path, cache=not no_cache, cache_dir=cache_dir, **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dataset = load_dataset(path, cache=not no_cache, cache_dir=cache_dir, **options)
     except (OSError, ValueError) as error:  # LetorFormatError and CacheError are ValueErrors
         fail(error)
+    # a cache that cannot be read or written is worth a line, not Python's two-line warning format
+    for warning in caught:
+        typer.echo(f"warning: {one_line(str(warning.message).replace('cache_dir=', '--cache-dir'))}", err=True)
+    return dataset

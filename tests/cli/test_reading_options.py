@@ -3,6 +3,8 @@ data convert, evaluate --data), each with an effect seen from outside."""
 
 from __future__ import annotations
 
+import errno
+import json
 import re
 from pathlib import Path
 
@@ -29,7 +31,8 @@ def run(name: str, folder: Path, content: str, n_docs: int, *options: str):
     data = folder / "data" / "file.txt"
     data.parent.mkdir(exist_ok=True)
     (folder / "out").mkdir(exist_ok=True)
-    data.write_text(content)
+    if not data.exists() or data.read_text() != content:  # rewriting would make its cache stale
+        data.write_text(content)
     return CliRunner().invoke(app, [*command(name, data, folder, n_docs), *options])
 
 
@@ -92,3 +95,22 @@ def test_bad_reading_options(tmp_path, name, options, message):
     result = run(name, tmp_path, GOOD, 3, *options)
     assert result.exit_code == 2
     assert len(result.stderr.splitlines()) == 1 and re.search(message, result.stderr), result.stderr
+
+
+def test_reader_warnings_are_one_line_each(tmp_path, monkeypatch):
+    assert run("stats", tmp_path, GOOD, 3).exit_code == 0
+    features = tmp_path / "data" / "file.txt.ltrcache" / "features.npy"
+    features.write_bytes(features.read_bytes()[:-4])  # truncated: the cache is rebuilt, with a warning
+    rebuilt = run("stats", tmp_path, GOOD, 3)
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert [line.split(":")[0] for line in rebuilt.stderr.splitlines()] == ["warning"]
+    assert "features.npy" in rebuilt.stderr and json.loads(rebuilt.stdout)["documents"] == 3
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(cache, "save_cache", read_only)
+    unwritable = run("stats", tmp_path, GOOD, 3, "--cache-dir", str(tmp_path / "elsewhere"))
+    assert unwritable.exit_code == 0
+    lines = unwritable.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: could not write the cache") and "--cache-dir" in lines[0]
