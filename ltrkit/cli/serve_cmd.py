@@ -32,6 +32,7 @@ def serve_command(
     max_lists: int = typer.Option(64, "--max-lists", help="most lists in one request"),
     max_body_bytes: int = typer.Option(8 * 1024 * 1024, "--max-body-bytes", help="largest request body in bytes"),
     index_base: Optional[int] = typer.Option(None, "--index-base", help="first index of sparse {index: value} documents: 0 or 1 (default: the run's; 1 for auto)"),
+    threads: int = typer.Option(1, "--threads", help="threads per scoring call (requests run concurrently on separate threads)"),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: critical, error, warning, info, debug"),
 ) -> None:
     """Serve POST /rank, GET /health, /ready, /metadata and the OpenAPI docs at /docs."""
@@ -46,7 +47,7 @@ def serve_command(
         limits = Limits(max_docs_per_list=max_docs_per_list, max_lists=max_lists, max_body_bytes=max_body_bytes)
         if index_base not in (None, 0, 1):
             fail(f"--index-base must be 0 or 1, got {index_base}")
-        ranker = load_ranker(run=run, model=model, checkpoint=checkpoint)
+        ranker = load_ranker(run=run, model=model, checkpoint=checkpoint, threads=threads)
     except (MissingExtraError, ValueError, OSError) as error:
         fail(_config_error_line(error))
     # uvicorn turns SIGTERM into a graceful shutdown and re-raises it once stopped: this

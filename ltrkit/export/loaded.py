@@ -178,8 +178,13 @@ def _check_finite(features: np.ndarray, source: str) -> None:
     raise ValueError(f"{source}: feature {int(column)} of document row {int(row)} is {features[row, column]}; features must be finite")
 
 
-def load_exported(path: PathLike) -> ExportedRanker:
+def load_exported(path: PathLike, *, threads: Optional[int] = None) -> ExportedRanker:
     """Load a file written by :func:`ltrkit.export.export_run` (ONNX or TorchScript, told apart by content).
+
+    Args:
+        path: the file.
+        threads: ONNX Runtime's intra-op threads per call (default: its own, one per core); the
+            torch backends follow ``torch.set_num_threads``, which is process-wide.
 
     Raises:
         FileNotFoundError: no such file.
@@ -191,7 +196,7 @@ def load_exported(path: PathLike) -> ExportedRanker:
         raise FileNotFoundError(f"model file not found: {str(path)!r}")
     with open(path, "rb") as handle:
         is_zip = handle.read(4) == _ZIP_MAGIC
-    return _load_torchscript(path) if is_zip else _load_onnx(path)
+    return _load_torchscript(path) if is_zip else _load_onnx(path, threads)
 
 
 def _load_torchscript(path: Path) -> ExportedRanker:
@@ -214,13 +219,16 @@ def _load_torchscript(path: Path) -> ExportedRanker:
     return ExportedRanker(score, metadata, backend="torchscript", source=str(path))
 
 
-def _load_onnx(path: Path) -> ExportedRanker:
+def _load_onnx(path: Path, threads: Optional[int]) -> ExportedRanker:
     from ltrkit._optional import require
     from ltrkit.export.exporter import METADATA_KEY
 
     (ort,) = require("scoring an ONNX model", "onnx", "onnxruntime")
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types for unreadable models
         raise ValueError(f"{path}: not an ONNX or TorchScript model ({str(error).splitlines()[0]})") from None
     metadata = _parse_metadata(path, session.get_modelmeta().custom_metadata_map.get(METADATA_KEY, ""))

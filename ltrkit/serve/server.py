@@ -19,8 +19,15 @@ PathLike = Union[str, "os.PathLike[str]"]
 GRACEFUL_SHUTDOWN_S = 10
 
 
-def load_ranker(*, run: Optional[PathLike] = None, model: Optional[PathLike] = None, checkpoint: str = "best") -> ExportedRanker:
+def load_ranker(*, run: Optional[PathLike] = None, model: Optional[PathLike] = None, checkpoint: str = "best", threads: Optional[int] = None) -> ExportedRanker:
     """The scorer to serve: a run folder (PyTorch backend) or an exported file (ONNX Runtime / TorchScript).
+
+    Args:
+        run, model: the run folder or the exported file (exactly one).
+        checkpoint: with ``run``: ``best`` or ``last``.
+        threads: threads per scoring call (torch: ``torch.set_num_threads``, process-wide; ONNX
+            Runtime: intra-op threads). The service runs concurrent requests on separate
+            threads, so 1 keeps them from competing for the same cores; None keeps the defaults.
 
     Raises:
         ValueError: neither or both of ``run`` and ``model``; a bad file or run folder.
@@ -31,9 +38,15 @@ def load_ranker(*, run: Optional[PathLike] = None, model: Optional[PathLike] = N
 
     if (run is None) == (model is None):
         raise ValueError("give either --run RUN_DIR or --model FILE")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        import torch
+
+        torch.set_num_threads(threads)
     if run is not None:
         return ExportedRanker.from_run(Path(run), checkpoint)
-    return load_exported(Path(model))
+    return load_exported(Path(model), threads=threads)
 
 
 def serve(ranker: ExportedRanker, *, host: str = "127.0.0.1", port: int = 8000, limits: Optional["Limits"] = None, index_base: Optional[int] = None, log_level: str = "info") -> None:

@@ -190,6 +190,7 @@ def test_serve_process_exits_0_promptly_on_sigterm(onnx_file):
         (["--model", "/no/such/model.onnx"], "model file not found: '/no/such/model.onnx'"),
         (["--model", "MODEL", "--max-lists", "0"], "max_lists must be a positive int, got 0"),
         (["--model", "MODEL", "--index-base", "2"], "--index-base must be 0 or 1, got 2"),
+        (["--model", "MODEL", "--threads", "0"], "threads must be a positive int, got 0"),
     ],
 )
 def test_serve_bad_input_exits_2_with_one_line(run_dir, onnx_file, args, message):
