@@ -55,7 +55,6 @@ from ltrkit.data.dataset import RankingDataset
 
 __all__ = [
     "CacheError",
-    "SourceChangedError",
     "load_dataset",
     "save_cache",
     "load_cache",
@@ -74,15 +73,11 @@ _SAMPLE_BLOCK = 64 << 10
 _SAMPLES = 65  # odd, so one block is centred on the middle of the file
 _FINGERPRINT_KEYS = ("size", "mtime_ns", "ctime_ns", "inode", "hash")
 _CHUNK = 8 << 20
-_READ_OPTIONS = ("index_base", "n_features", "query_file", "regroup", "n_threads")
+_READ_OPTIONS = ("index_base", "n_features", "query_file", "regroup", "missing", "n_threads")
 
 
 class CacheError(ValueError):
     """A cache folder that is missing, incomplete, corrupt or of another format version."""
-
-
-class SourceChangedError(OSError):
-    """The data file (or its group file) changed during every attempt to parse it."""
 
 
 def cache_folder_for(path: PathLike, cache_dir: Optional[PathLike] = None) -> Path:
@@ -383,16 +378,17 @@ def load_dataset(
         cache_dir: folder for caches instead of next to the source (see :func:`cache_folder_for`).
         verify: also check the cache's array checksums (reads the whole cache once).
         **read_options: ``index_base``, ``n_features``, ``query_file``, ``regroup``,
-            ``n_threads``, passed to ``read_letor``; a cache made with other options (apart from
-            ``n_threads``) is not used.
+            ``missing``, ``n_threads``, passed to ``read_letor``; a cache made with other
+            options (apart from ``n_threads``) is not used.
 
     Returns:
         The dataset; from a cache its arrays are read-only memory maps.
 
     Raises:
-        LetorFormatError: the file is malformed (see ``read_letor``).
+        LetorFormatError: the file is malformed (see ``read_letor``), or "changed while
+            reading, try again": the file or its group file changed during the parse, and
+            again during a second one.
         CacheError: ``path`` is a folder that is not a valid cache.
-        SourceChangedError: the file or its group file changed while it was parsed, twice.
         TypeError: an unknown read option.
 
     Warnings (``RuntimeWarning``, the parsed dataset is returned): a corrupt cache (it is
@@ -414,6 +410,7 @@ def load_dataset(
         "n_features": read_options.get("n_features"),
         "query_file": None if query_file is None else str(Path(query_file).resolve()),
         "regroup": bool(read_options.get("regroup", False)),
+        "missing": read_options.get("missing", "error"),
     }
     try:
         cached = _cached(folder, path, options, verify)
@@ -480,9 +477,10 @@ def _parse_unchanged(path: Path, read_options: dict) -> tuple[RankingDataset, di
     exactly the version that was parsed.
 
     Raises:
-        SourceChangedError: the files changed during both parses.
+        LetorFormatError: "changed while reading, try again" (the parser's own error for a file
+            that changes under it) when the files changed during both parses.
     """
-    from ltrkit.data.letor import find_query_file
+    from ltrkit.data.letor import _changed_error, find_query_file
 
     query_file = read_options.get("query_file")
     group_candidate = Path(query_file) if query_file is not None else find_query_file(path)
@@ -496,4 +494,4 @@ def _parse_unchanged(path: Path, read_options: dict) -> tuple[RankingDataset, di
             and (group_path is None or (group is not None and group == _current(group_path)))
         ):
             return dataset, {"source_file": source, "group_file": used_group}
-    raise SourceChangedError(f"{path}: the file or its group file changed while reading it, twice; try again")
+    raise _changed_error(path)

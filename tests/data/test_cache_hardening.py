@@ -23,14 +23,13 @@ from ltrkit import _atomic
 from ltrkit.data import cache as cache_module
 from ltrkit.data.cache import (
     CacheError,
-    SourceChangedError,
     cache_folder_for,
     load_cache,
     load_dataset,
     save_cache,
     verify_cache,
 )
-from ltrkit.data.letor import read_letor, write_letor
+from ltrkit.data.letor import LetorFormatError, read_letor, write_letor
 from ltrkit.metrics.trec import write_qrels
 from ltrkit.training import _io
 
@@ -107,9 +106,20 @@ def test_group_file_replaced_during_the_parse_is_parsed_again(tmp_path, monkeypa
 def test_source_changing_during_every_parse_raises_and_writes_no_cache(small, monkeypatch):
     content = small.read_bytes()
     spy_parses(monkeypatch, lambda n: replace_atomically(small, content + b"1 qid:9 1:0.5\n" * n))
-    with pytest.raises(SourceChangedError, match=r"test\.txt: the file or its group file changed while reading"):
+    with pytest.raises(LetorFormatError, match=r"test\.txt: changed while reading, try again"):
         load_dataset(small)
     assert not cache_folder_for(small).exists()
+
+
+def test_missing_value_option_keys_the_cache(tmp_path, monkeypatch):
+    path = tmp_path / "null.txt"
+    path.write_text("1 qid:1 1:NULL 2:3\n0 qid:1 1:0.5 2:1\n2 qid:2 1:0.25 2:NaN\n")
+    parses = spy_parses(monkeypatch)
+    # One cache per file: a repeat is a hit, a switch of option parses again.
+    for missing, expected_parses in [("zero", 1), ("zero", 1), ("min", 2), ("min", 2), ("zero", 3)]:
+        loaded = load_dataset(path, missing=missing)
+        np.testing.assert_array_equal(np.asarray(loaded.features), read_letor(path, missing=missing).features)
+        assert len(parses) == expected_parses, missing
 
 
 # 2. A same-size edit in the middle of a large file with its mtime restored.
