@@ -108,11 +108,9 @@ def read_dataset(
         fail(f"{label}file not found: {path}")
     if query_file is not None and not query_file.is_file():
         fail(f"--query-file: file not found: {query_file}")
-    options = {"index_base": index_base if index_base == "auto" else int(index_base), "regroup": regroup}
+    options = {"index_base": index_base if index_base == "auto" else int(index_base), "regroup": regroup, "missing": missing}
     if query_file is not None:
         options["query_file"] = query_file
-    if missing != "error":
-        options["missing"] = missing
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

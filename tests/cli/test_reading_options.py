@@ -8,11 +8,13 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from ltrkit.cli.main import app
 from ltrkit.data import cache
+from ltrkit.data.cache import load_dataset
 
 GOOD = "1 qid:1 1:1 2:0.5\n0 qid:1 1:2\n2 qid:2 2:3\n"
 
@@ -60,14 +62,17 @@ def test_parse_options_reach_the_reader(tmp_path, name, option, content, n_docs,
             assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1 and "file.txt" in result.stderr
 
 
-@pytest.mark.skipif("missing" not in cache._READ_OPTIONS, reason="load_dataset has no missing= yet")
 @pytest.mark.parametrize("name", COMMANDS)
 def test_missing_values_option(tmp_path, name):
     content = "1 qid:1 1:NULL 2:1\n0 qid:1 1:2 2:nan\n"
     refused = run(name, tmp_path, content, 2, "--no-cache")
     assert refused.exit_code == 2 and "--missing" in refused.stderr
-    assert run(name, tmp_path, content, 2, "--no-cache", "--missing", "zero").exit_code == 0
-    assert run(name, tmp_path, content, 2, "--no-cache", "--missing", "min").exit_code == 0
+    # the query's other value of each feature is its minimum: 2 for feature 1, 1 for feature 2
+    for rule, filled in (("zero", [[0, 1], [2, 0]]), ("min", [[2, 1], [2, 1]])):
+        assert run(name, tmp_path, content, 2, "--no-cache", "--missing", rule).exit_code == 0
+        if name == "convert":
+            features = load_dataset(tmp_path / "out" / "converted.txt", cache=False).features
+            np.testing.assert_array_equal(features, np.array(filled, dtype=np.float32))
 
 
 @pytest.mark.parametrize("name", COMMANDS)
