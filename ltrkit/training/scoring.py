@@ -108,8 +108,7 @@ def best_single_feature(
     # ERR's top grade is a property of the label scale: take it over the whole dataset, as
     # evaluate_dataset does, never per batch (a batch without the top grade would score higher)
     if conventions.get("max_grade") is None and parse_metric(metric).family == "err":
-        labels = np.asarray(dataset.labels)
-        conventions["max_grade"] = float(labels.max()) if labels.size else 0.0
+        conventions["max_grade"] = float(np.max(dataset.labels)) if dataset.n_docs else 0.0
     n_features = dataset.n_features
     totals = torch.zeros(2, n_features, dtype=torch.float64)
     counts = torch.zeros(2, n_features, dtype=torch.float64)
