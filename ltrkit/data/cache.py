@@ -329,6 +329,17 @@ def verify_cache(folder: PathLike) -> list[str]:
     Returns:
         The problems, e.g. ``["<folder>/features.npy: BLAKE2b checksum differs from manifest.json
         (the file is corrupt)"]``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "tiny.txt"
+        >>> _ = p.write_text("2 qid:7 1:0.5\\n0 qid:7 1:0.25\\n")
+        >>> _ = load_dataset(p)
+        >>> verify_cache(cache_folder_for(p))
+        []
+        >>> (cache_folder_for(p) / "labels.npy").unlink()
+        >>> [problem.split("/")[-1] for problem in verify_cache(cache_folder_for(p))]
+        ['labels.npy: cannot load (file missing)']
     """
     folder = Path(folder)
     try:
