@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import List, Tuple
+from typing import Tuple
 import numpy as np
 import torch
 from torch import nn
@@ -108,6 +108,16 @@ class InferenceGraph(nn.Module):
 
     Raises:
         ValueError: an unknown model kind, an unfitted normaliser or mismatched feature counts.
+
+    Example:
+        >>> import numpy as np
+        >>> from ltrkit.models import build_model
+        >>> normalizer = Normalizer("zscore").fit_features(np.random.default_rng(0).normal(size=(50, 4)))
+        >>> graph = InferenceGraph(build_model("attention", 4, d_model=8, n_heads=2, n_layers=1, ff_dim=16), normalizer)
+        >>> mask = torch.tensor([[True, True, False], [True, False, False]])
+        >>> scores = graph(torch.randn(2, 3, 4), mask)
+        >>> scores.shape, bool((scores[~mask] == 0).all())
+        (torch.Size([2, 3]), True)
     """
 
     # compile-time constants for TorchScript: the untaken branches are never compiled

@@ -175,6 +175,9 @@ def _model_info(ranker: ExportedRanker) -> ModelInfo:
 
 def _validation_message(errors: List[Dict[str, Any]]) -> str:
     first = errors[0]
+    if tuple(first.get("loc", ())) == ("body",):
+        # no body, a JSON array/scalar, or a body not sent as application/json (then not parsed)
+        return f'the body must be a JSON object {{"lists": [...]}} sent as application/json ({first.get("msg")})'
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
     return f"{where or 'body'}: {first.get('msg', 'invalid')}{more}"

@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import LIST_LENGTHS, MODELS, N_FEATURES, raw_lists
+from conftest import MODELS, N_FEATURES, raw_lists
 
 import ltrkit
 from ltrkit.cli.main import app

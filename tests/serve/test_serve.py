@@ -92,6 +92,8 @@ def _dense(n: int = 1, width: int = N_FEATURES) -> list:
 INVALID = [
     # (raw body or JSON object, status, message)
     (b"{not json", 400, "the body is not valid JSON"),
+    (b"", 422, "the body must be a JSON object {\"lists\": \\[...\\]} sent as application/json \\(Field required\\)"),
+    (b"[1, 2]", 422, "the body must be a JSON object"),
     ({"lists": []}, 422, "lists: List should have at least 1 item"),
     ({"lists": [{"documents": []}]}, 422, "lists.0.documents: List should have at least 1 item"),
     ({"lists": [{"documents": _dense(1, 9)}]}, 422, f"lists.0.documents.0: has 9 features, the model takes {N_FEATURES}"),
@@ -118,6 +120,11 @@ def test_bad_requests_get_4xx_with_a_one_line_message(small_server, body, status
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert "\n" not in error and re.search(message, error), error
+
+
+def test_a_body_not_sent_as_json_is_refused(small_server):
+    response = httpx.post(f"{small_server.url}/rank", content=json.dumps({"lists": [{"documents": _dense(1)}]}), headers={"content-type": "text/plain"})
+    assert response.status_code == 422 and "sent as application/json" in response.json()["error"]
 
 
 def test_chunked_body_over_the_limit_is_refused(small_server):
