@@ -139,6 +139,9 @@ class DataConfig(_Strict):
     cache_dir: Optional[str] = Field(None, description="put the caches here instead of beside the files")
     verify_cache: bool = Field(False, description="check a cache's array checksums when loading it (reads the whole cache once)")
     regroup: bool = Field(False, description="stably regroup rows whose query ids are not contiguous")
+    missing: Literal["error", "zero", "min"] = Field(
+        "error", description="missing feature values (NULL, NaN, 'idx:'): error, zero, or min (the query's minimum of that feature)"
+    )
     drop_train_queries_without_relevant: bool = Field(
         True, description="drop training queries with no document at or above relevance_threshold (they carry no ranking signal)"
     )

@@ -284,6 +284,7 @@ def _file_splits(config: DataConfig) -> Dict[str, Optional[RankingDataset]]:
                 n_features=n_features,
                 query_file=query_files[name],
                 regroup=config.regroup,
+                missing=config.missing,
             )
         except (ValueError, OSError) as error:
             raise ConfigError([f"data.{name}: {error}"], source="data") from error

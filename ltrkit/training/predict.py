@@ -25,7 +25,7 @@ from ltrkit.training.scoring import score_dataset
 __all__ = ["Ranker"]
 
 # the run's data options a caller may replace when reading a file to score
-_READ_OPTIONS = ("index_base", "regroup", "cache", "cache_dir", "verify_cache")
+_READ_OPTIONS = ("index_base", "regroup", "missing", "cache", "cache_dir", "verify_cache")
 
 
 class Ranker:
@@ -111,7 +111,7 @@ class Ranker:
             path: the file or cache folder.
             query_file: its libsvm group file (default: found beside it).
             **read_options: replace the run's ``data`` options for this file: ``index_base``,
-                ``regroup``, ``cache``, ``cache_dir``, ``verify_cache``.
+                ``regroup``, ``missing``, ``cache``, ``cache_dir``, ``verify_cache``.
 
         Raises:
             FileNotFoundError: no such file.
@@ -136,6 +136,7 @@ class Ranker:
             n_features=self.n_features,
             query_file=query_file,
             regroup=options["regroup"],
+            missing=options["missing"],
         )
 
     def predict(self, data: Union[RankingDataset, str, Path], *, query_file: Optional[Union[str, Path]] = None) -> np.ndarray:

@@ -179,8 +179,9 @@ def resume(
     """Continue an interrupted (or finished) run from ``run_dir/checkpoints/last.pt``.
 
     The run's ``config.resolved.json`` is reloaded; overrides may raise ``training.epochs`` to
-    train longer, or change ``early_stopping.patience``, ``expected`` and the TensorBoard/plot
-    switches; anything else would make the continuation a different run and is refused. With
+    train longer, or change ``early_stopping.patience``, ``expected``, the TensorBoard/plot
+    switches and the ``device``; anything else would make the continuation a different run and
+    is refused. With
     the same config the result equals the uninterrupted run's weights exactly (CPU and GPU, same
     machine). A run that early stopping ended stays ended.
 
@@ -210,8 +211,9 @@ def resume(
 
 
 # what may differ between a run's saved config and its resumed config: training longer, patience,
-# the regression gate, and where/how outputs are written
-_RESUMABLE_CHANGES = ("training.epochs", "early_stopping.patience", "expected", "output.tensorboard", "output.plots")
+# the regression gate, how outputs are written, and the device (a run may continue on another
+# machine; only the same device reproduces the uninterrupted run bit for bit)
+_RESUMABLE_CHANGES = ("training.epochs", "early_stopping.patience", "expected", "output.tensorboard", "output.plots", "device")
 
 
 def _flat(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:

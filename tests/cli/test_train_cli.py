@@ -305,3 +305,20 @@ def test_config_init_overwrite_and_its_old_spelling(tmp_path):
     assert _runner().invoke(app, ["config", "init", str(path), "--force"]).exit_code == 0
     assert load_config(path) == TrainConfig()
     assert "--force" not in _runner().invoke(app, ["config", "init", "--help"]).stdout
+
+
+def test_predict_missing_values(trained_run, tmp_path):
+    path, test = _test_file(tmp_path)
+    lines = path.read_text().splitlines()
+    label, qid, first, *rest = lines[0].split()
+    lines[0] = " ".join([label, qid, first.split(":")[0] + ":NULL", *rest])
+    path.write_text("\n".join(lines) + "\n")
+    args = ["predict", "--run", str(trained_run), "--data", str(path), "--out", str(tmp_path / "s.txt"), "--no-cache"]
+    result = _runner().invoke(app, args)
+    assert result.exit_code == 2 and "line 1" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = _runner().invoke(app, [*args, "--missing", "zero"])
+    assert result.exit_code == 0, result.output
+    zeroed = test.features.copy()
+    zeroed[0, int(first.split(":")[0]) - 1] = 0.0
+    expected = Ranker.load(trained_run).predict(type(test)(zeroed, test.labels, test.query_offsets, test.qids))
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "s.txt"), expected, rtol=1e-6, atol=1e-7)

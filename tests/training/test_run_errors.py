@@ -260,3 +260,28 @@ def test_train_log_has_the_messages_and_one_line_per_epoch(tmp_path, make_tiny):
     lines = (result.run_dir / "train.log").read_text().splitlines()
     assert any(line.startswith("resuming ") and "after epoch 2" in line for line in lines)
     assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == ["epoch 1", "epoch 2", "epoch 3"]
+
+
+def test_resume_may_change_the_device_but_not_the_model(tmp_path, make_tiny):
+    run = train(make_tiny(tmp_path / "runs"), training={"epochs": 1}).run_dir
+    with pytest.raises(ConfigError, match=r"model\.args: cannot change when resuming"):
+        resume(run, model__args={"hidden_sizes": [4], "dropout": 0.2})
+    assert resume(run, training__epochs=2, device="cpu").report["device"] == "cpu"
+    assert json.loads((run / "config.resolved.json").read_text())["device"] == "cpu"
+
+
+def test_missing_feature_values_follow_data_missing(tmp_path, make_tiny):
+    splits = _splits()
+    paths = {}
+    for name, dataset in splits.items():
+        paths[name] = tmp_path / f"{name}.txt"
+        write_letor(dataset, paths[name])
+    lines = paths["train"].read_text().splitlines()
+    label, qid, *features = lines[2].split()
+    lines[2] = " ".join([label, qid, "1:NaN", *features[1:]])
+    paths["train"].write_text("\n".join(lines) + "\n")
+    data = {name: str(path) for name, path in paths.items()}
+    with pytest.raises(ConfigError, match=r"data\.train: .*train\.txt.* line 3"):
+        train(make_tiny(tmp_path / "runs", data={**data, "cache": False}))
+    result = train(make_tiny(tmp_path / "runs", data={**data, "cache": False, "missing": "zero"}), training={"epochs": 1})
+    assert result.config.data.missing == "zero" and result.best_epoch == 1
