@@ -322,3 +322,40 @@ def test_predict_missing_values(trained_run, tmp_path):
     zeroed[0, int(first.split(":")[0]) - 1] = 0.0
     expected = Ranker.load(trained_run).predict(type(test)(zeroed, test.labels, test.query_offsets, test.qids))
     np.testing.assert_allclose(np.loadtxt(tmp_path / "s.txt"), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage", None])
+def test_damaged_checkpoints_are_one_line_errors(trained_run, tmp_path, damage):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    for which in ("best", "last"):
+        path = run / "checkpoints" / f"{which}.pt"
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3] if damage is None else damage)
+    path, _ = _test_file(tmp_path)
+    result = _runner().invoke(app, ["predict", "--run", str(run), "--data", str(path), "--out", str(tmp_path / "s.txt")])
+    assert result.exit_code == 2 and (result.exception is None or isinstance(result.exception, SystemExit))
+    assert result.stderr.startswith("error: predict: ") and "best.pt" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "s.txt").exists()
+    result = _runner().invoke(app, ["train", "--resume", str(run), "--set", "training.epochs=5", "--quiet"])
+    assert result.exit_code == 2 and "last.pt" in result.stderr and "cannot resume from it" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_data_verify_cache_reaches_the_loader(tmp_path, monkeypatch):
+    import ltrkit.data.cache as cache
+
+    seen = []
+    real = cache.load_dataset
+
+    def spy(path, **options):
+        seen.append(options["verify"])
+        return real(path, **options)
+
+    monkeypatch.setattr(cache, "load_dataset", spy)
+    path, _ = _test_file(tmp_path)
+    data = f'data={{"train": "{path}", "vali_fraction": 0.3, "verify_cache": true}}'
+    result = _runner().invoke(app, ["train", *_tiny_args(tmp_path / "runs"), "--set", "data.synthetic=null", "--set", data, "--set", "training.epochs=1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert seen == [True]
