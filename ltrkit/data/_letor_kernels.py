@@ -129,9 +129,9 @@ def parse_number(buf, i, end, pow10, exact_pow10):
     """Parse the float token starting at ``buf[i]``; it ends at whitespace, ``#`` or ``end``.
 
     Returns ``(value_float32_as_float64, status, token_end)``; ``status`` is ``NUM_MISSING`` for
-    ``null``/``nan`` (any case), ``NUM_NONFINITE`` for infinities and overflow. Plain decimals of at most 15
-    digits (the common case: ``3``, ``0.352941``, ``-12.5``) take a short exact path; anything
-    else (an exponent, longer mantissas, errors) goes to :func:`_parse_number_full`.
+    ``null``/``nan`` (any case), ``NUM_NONFINITE`` for infinities and overflow. Plain decimals of
+    at most 15 digits (the common case: ``3``, ``0.352941``, ``-12.5``) take a short exact path;
+    anything else (an exponent, longer mantissas, errors) goes to :func:`_parse_number_full`.
     """
     p = i
     neg = False

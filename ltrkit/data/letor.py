@@ -21,14 +21,15 @@ Format (SVMlight with query ids, used by LETOR 3.0/4.0, MSLR-WEB10K/30K, Yahoo! 
 
 Reading is done by numba byte kernels (:mod:`ltrkit.data._letor_kernels`) over line-aligned
 chunks of the file on several threads (two passes: count, then fill), straight into a
-preallocated dense float32 matrix; the text itself is never held in memory as a whole (compressed
-files excepted). Every value equals ``np.float32(float(token))``.
+preallocated dense float32 matrix; the text of a file over 32 MB is never held in memory as a
+whole (compressed files excepted). Every value equals ``np.float32(float(token))``.
 
-A file rewritten while it is parsed is detected, never parsed as a mix of versions: pass 2
-checks that each chunk it re-reads has the checksum pass 1 saw, the file's size, mtime, inode and
-device must be the same after reading as when it was opened, and the kernels bound every write
-by the arrays they fill. Such a file gives ``LetorFormatError("<file>: changed while reading, try
-again")``.
+A file rewritten while it is parsed is detected, never parsed as a mix of versions: a file of
+up to 32 MB (or compressed) is read once and both passes parse that private copy; for a larger
+one pass 2 checks that each chunk it re-reads has the checksum pass 1 saw; the file's size,
+mtime, inode and device must be the same after reading as when it was opened; and the kernels
+bound every write by the arrays they fill. Such a file gives ``LetorFormatError("<file>: changed
+while reading, try again")``.
 
 Reference: T. Joachims, "Optimizing Search Engines using Clickthrough Data", KDD 2002 (SVMlight
 ranking format); T. Qin and T.-Y. Liu, "Introducing LETOR 4.0 Datasets", arXiv:1306.2597.
@@ -230,12 +231,12 @@ def _checksum(buf: np.ndarray) -> int:
 class _Source:
     """Bytes of a data file, read chunk by chunk.
 
-    An uncompressed file is read with ``pread`` into one reusable buffer per thread, so the text
-    never sits in memory as a whole (and no page faults on a memory map of it); a compressed
-    file is decompressed into memory once. Holding the text of an uncompressed file in memory
-    for both passes would double the peak memory (MSLR-WEB30K: 1.2 GB of text beside a 1.2 GB
-    matrix), so its chunks are read twice and compared by checksum instead (``private`` is
-    false).
+    A compressed file is decompressed into memory once, and a file of at most ``_CHUNK_BYTES`` is
+    read into memory once: both passes then parse the same private bytes (``private``). A larger
+    uncompressed file is read with ``pread`` into one reusable buffer per thread, so the text
+    never sits in memory as a whole (and no page faults on a memory map of it): holding it for
+    both passes would double the peak memory (MSLR-WEB30K: 1.2 GB of text beside a 1.2 GB
+    matrix), so its chunks are read twice and compared by checksum instead.
     """
 
     def __init__(self, path: Path) -> None:
@@ -262,6 +263,8 @@ class _Source:
             self.file = io.FileIO(path, "r")
             self._identity = _identity(os.fstat(self.file.fileno()))
             self.size = self._identity[0]
+            if self.size <= _CHUNK_BYTES:
+                self.data = self._read_exactly(np.empty(self.size, dtype=np.uint8), 0)
 
     @property
     def private(self) -> bool:
@@ -302,10 +305,13 @@ class _Source:
             # Some slack: line-aligned chunks differ a little in size.
             buf = np.empty(n + n // 8, dtype=np.uint8)
             self._local.buf = buf
-        view = buf[:n]
+        return self._read_exactly(buf[:n], start)
+
+    def _read_exactly(self, view: np.ndarray, offset: int) -> np.ndarray:
+        """``view`` filled from byte ``offset`` of the file, which must not end before."""
         done = 0
-        while done < n:
-            got = self._read_into(view[done:], start + done)
+        while done < len(view):
+            got = self._read_into(view[done:], offset + done)
             if got == 0:
                 raise _changed_error(self.path)
             done += got
