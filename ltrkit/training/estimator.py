@@ -87,8 +87,9 @@ class LTRRanker(BaseEstimator):
         eval_metric: the metric (:func:`ltrkit.metrics.parse_metric`, e.g. ``"ndcg@10"``,
             ``"map"``, ``"err@10"``) that selects the best epoch on the eval set, that ``score``
             returns and whose drop ``feature_importances_`` measures.
-        importance_repeats: permutations per feature for ``feature_importances_``; 0 skips
-            them (each costs one prediction of the importance set per feature).
+        importance_repeats: permutations per feature for ``feature_importances_``; 0 (the
+            default) computes none: each repeat costs one prediction and evaluation of the
+            importance set per feature, which every fit of a grid search would pay.
         seed: seed of initialisation, dropout, shuffling, slate sampling and the importance
             permutations (same seed, same data, CPU: the same model).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
@@ -106,8 +107,9 @@ class LTRRanker(BaseEstimator):
         run_dir_: the run folder when ``output_dir`` is set, else None.
         feature_importances_: ``[n_features]`` permutation importance: the mean drop of
             ``score`` (``eval_metric`` over queries) when one feature column is shuffled across
-            all rows, on the eval set when one is given, else on the training rows; set when
-            ``importance_repeats > 0``. Negative values mean shuffling the feature helped.
+            all rows, on the eval set when one is given, else on the training rows; computed by
+            ``fit`` when ``importance_repeats > 0``. Negative values mean shuffling the feature
+            helped.
 
     Raises:
         ValueError: from ``fit``: bad arrays (shape, length mismatch, NaN/inf, negative label,
@@ -137,7 +139,7 @@ class LTRRanker(BaseEstimator):
         max_slate_length: Optional[int] = None,
         early_stopping_patience: Optional[int] = 5,
         eval_metric: str = "ndcg@10",
-        importance_repeats: int = 1,
+        importance_repeats: int = 0,
         seed: int = 0,
         device: str = "cpu",
         num_threads: Optional[int] = None,
@@ -227,9 +229,26 @@ class LTRRanker(BaseEstimator):
         self.history_ = list(result.history)
         self.best_epoch_ = int(result.best_epoch) if held_out is not None else len(result.history)
         self.run_dir_ = Path(result.run_dir) if keep else None
-        if self.importance_repeats:
-            self.feature_importances_ = self._permutation_importances(*(held_out or (X_arr, y_arr, qid_arr)))
+        self._feature_importances = (
+            self._permutation_importances(*(held_out or (X_arr, y_arr, qid_arr))) if self.importance_repeats else None
+        )
         return self
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        """``[n_features]`` permutation importances (see the class docstring).
+
+        Raises:
+            NotFittedError: before ``fit``.
+            AttributeError: the fit had ``importance_repeats=0`` (so ``hasattr`` is False).
+        """
+        check_is_fitted(self)
+        if self._feature_importances is None:
+            raise AttributeError(
+                "feature_importances_ is computed by fit only when importance_repeats > 0; this LTRRanker was "
+                "fitted with importance_repeats=0"
+            )
+        return self._feature_importances
 
     def _eval_rows(self, eval_set: Any, eval_qid: Any, eval_group: Any, n_features: int) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
         if eval_set is None:
@@ -303,7 +322,7 @@ class LTRRanker(BaseEstimator):
         if qid is None:
             if getattr(self.ranker_.model, "context_aware", True):
                 raise ValueError(
-                    f"predict: qid (or group) is required with the context-aware model {self.model!r}: each "
+                    f"predict: qid (or group) is required with the context-aware model {self.ranker_.config.model.name!r}: each "
                     f"document is scored against the other documents of its query"
                 )
             offsets = np.append(np.arange(0, n, _POINTWISE_CHUNK, dtype=np.int64), n)
@@ -336,7 +355,7 @@ class LTRRanker(BaseEstimator):
                 ``qid`` nor ``group`` (a mean over queries needs the queries; with scikit-learn
                 tools, enable metadata routing so ``qid`` reaches ``score``).
         """
-        from ltrkit.metrics import evaluate_dataset
+        from ltrkit.metrics import evaluate_dataset, parse_metric
 
         check_is_fitted(self)
         X_arr, y_arr = _check_rows(*validate_data(self, X, y, reset=False, y_numeric=True, **_ARRAY_OPTIONS), where="score")
@@ -348,11 +367,12 @@ class LTRRanker(BaseEstimator):
                 "requests it in fit, predict and score)"
             )
         dataset, order = _to_dataset(X_arr, y_arr, qid_arr, source="score(X, y)")
-        result = evaluate_dataset(dataset, self._scores(X_arr, qid_arr)[order], [self.eval_metric])
+        metric = parse_metric(self.eval_metric).name  # the canonical key of the results ("NDCG@10" -> "ndcg@10")
+        result = evaluate_dataset(dataset, self._scores(X_arr, qid_arr)[order], [metric])
         if sample_weight is None:
-            return float(result.mean[self.eval_metric])
+            return float(result.mean[metric])
         weights = _query_weights(sample_weight, dataset, order)
-        values = np.array([result.per_query[q][self.eval_metric] for q in dataset.qids])
+        values = np.array([result.per_query[q][metric] for q in dataset.qids])
         return float(np.dot(weights, values) / weights.sum())
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import pickle
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from ltrkit.training.estimator import LTRRanker, _group, _to_dataset  # noqa: E4
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 N_FEATURES = 12
-FAST = {"epochs": 3, "batch_size": 16, "num_threads": 1, "model_args": {"hidden_sizes": [16]}, "importance_repeats": 0}
+FAST = {"epochs": 3, "batch_size": 16, "num_threads": 1, "model_args": {"hidden_sizes": [16]}}
 ATTENTION = {"model": "attention", "model_args": {"d_model": 8, "n_heads": 2, "n_layers": 1, "ff_dim": 16}}
 
 
@@ -65,13 +67,13 @@ def test_score_matches_sklearn_ndcg(splits, fitted) -> None:
     assert fitted.score(X, y, qid=qid) == pytest.approx(np.mean(per_query), abs=1e-9)
 
 
-@pytest.mark.parametrize("metric", ["ndcg@10", "map", "err@5", "mrr"])
+@pytest.mark.parametrize("metric", ["ndcg@10", "map", "err@5", "mrr", "P@5"])
 def test_score_uses_eval_metric_like_evaluate_dataset(splits, fitted, metric) -> None:
     """``score`` is ltrkit's evaluate of the same predictions, in the configured ``eval_metric``."""
     test = splits["test"]
     X, y, qid = _arrays(test)
     est = pickle.loads(pickle.dumps(fitted)).set_params(eval_metric=metric)
-    expected = evaluate_dataset(test, fitted.predict(X, qid=qid), [metric]).mean[metric]
+    (expected,) = evaluate_dataset(test, fitted.predict(X, qid=qid), [metric]).mean.values()
     assert est.score(X, y, qid=qid) == pytest.approx(expected, abs=1e-12)
     # shuffled rows: the same queries, so the same mean
     perm = np.random.default_rng(4).permutation(X.shape[0])
@@ -202,7 +204,10 @@ def test_feature_importances_are_the_metric_drop_on_the_eval_set() -> None:
     train_only = LTRRanker(**params).fit(X, y, qid=qid)
     on_train = permutation_importance(train_only, X, y, scoring=lambda e, Xp, yp: e.score(Xp, yp, qid=qid), n_repeats=3, random_state=2)
     np.testing.assert_allclose(train_only.feature_importances_, on_train.importances_mean, atol=1e-12)
-    assert not hasattr(LTRRanker(**FAST).fit(X, y, qid=qid), "feature_importances_")
+    refit = train_only.set_params(importance_repeats=0).fit(X, y, qid=qid)
+    with pytest.raises(AttributeError, match="computed by fit only when importance_repeats > 0"):
+        refit.feature_importances_
+    assert not hasattr(LTRRanker(), "feature_importances_")
 
 
 def test_temporary_run_folder_is_removed_and_output_dir_kept(splits, tmp_path, monkeypatch) -> None:
@@ -273,3 +278,10 @@ def test_bad_predict_and_score_input(fitted) -> None:
         LTRRanker().score(X0, Y0, qid=Q0)
     with pytest.raises(NotFittedError, match="This LTRRanker instance is not fitted yet"):
         LTRRanker().predict(X0)
+
+
+def test_missing_scikit_learn_names_the_extra(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # None in sys.modules makes the import fail
+    monkeypatch.delitem(sys.modules, "ltrkit.training.estimator")
+    with pytest.raises(ImportError, match=r"LTRRanker \(the scikit-learn estimator\) needs sklearn: pip install 'ltrkit\[sklearn\]'"):
+        importlib.import_module("ltrkit.training.estimator")

@@ -22,7 +22,7 @@ from ltrkit.data.synthetic import generate_splits  # noqa: E402
 from ltrkit.metrics import evaluate_dataset  # noqa: E402
 from ltrkit.training.estimator import LTRRanker, _to_dataset  # noqa: E402
 
-FAST = {"epochs": 2, "batch_size": 16, "num_threads": 1, "model_args": {"hidden_sizes": [8]}, "importance_repeats": 0}
+FAST = {"epochs": 2, "batch_size": 16, "num_threads": 1, "model_args": {"hidden_sizes": [8]}}
 
 # the checks that cannot apply to a ranker, each with why
 EXPECTED_FAILED_CHECKS = {
