@@ -13,10 +13,23 @@ Two tables:
   UBM log (``gamma_{r,r'} = 1/(r - r')``, RandTop-10), and regression EM on a log *without*
   interventions, next to plain PBM EM on that same log (which is not identified there).
 
+* **unbiased LTR** (``--ultr-sessions``): test NDCG@10 (MQ2008 Fold1 test, true labels, exp2
+  gain, queries without a relevant document score 0) of a linear scorer trained with the softmax
+  loss on PBM clicks of the logging policy's top 10 (no intervention): naive (click-through
+  rates as labels), IPS with the true propensities, IPS with regression-EM propensities
+  estimated from the same log, IPS with randomisation propensities estimated from an equally
+  large RandTop-10 log; next to full information on the same shown documents (their true
+  attraction probabilities as labels) and on all documents (true graded labels). Without an
+  intervention every session of a query shows the same list, so the sessions of a query sum to
+  one list whose labels are the mean clicks (IPS: mean clicks / propensity): the same loss and
+  gradient as one list per session, divided by the session count. Mean +- std over ``--seeds``
+  click samples; the training itself is deterministic (full batch, Adam, 300 steps, seed 0).
+
 The logging policy is a fixed linear scorer (the sum of the 46 MQ2008 features); labels are
 mapped to attraction with the graded mapping (``epsilon_minus = 0.1``).
 
-Usage: ``python benchmarks/bench_clicks.py [--sessions 10000,100000,1000000] [--seeds 2] [--threads 1]``
+Usage: ``python benchmarks/bench_clicks.py [--sessions 10000,100000,1000000] [--ultr-sessions 10000,100000,1000000]
+[--seeds 2] [--threads 1]``
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from typing import Callable, Dict, List
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mq2008" / "Fold1" / "train.txt"
+TEST = DATA.with_name("test.txt")
 
 
 def best_of(repeat: int, fn: Callable[[], object]) -> float:
@@ -121,6 +135,97 @@ def recovery(args: argparse.Namespace, dataset, scores) -> None:
         print(f"| {n:,} | " + " | ".join(_stats(errors[key]) for key in ("pbm", "rand", "ubm", "regem", "naive")) + f" | {seconds:.0f} |")
 
 
+def _train_linear(features, labels, mask, propensities=None, steps: int = 300) -> "object":
+    """A linear scorer fitted by full-batch Adam on the (IPS) softmax loss; returns its weights."""
+    import torch
+
+    from ltrkit.clicks.unbiased import ips_softmax_loss
+    from ltrkit.losses.listwise import softmax_loss
+
+    torch.manual_seed(0)
+    x = torch.as_tensor(features, dtype=torch.float32)
+    y = torch.as_tensor(labels, dtype=torch.float32)
+    m = torch.as_tensor(mask)
+    model = torch.nn.Linear(x.shape[-1], 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        scores = model(x).squeeze(-1)
+        if propensities is None:
+            loss = softmax_loss(scores, y, m)
+        else:
+            loss = ips_softmax_loss(scores, y, m, propensities=torch.tensor(np.array(propensities), dtype=torch.float32))
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+def _ndcg10(model, test) -> float:
+    import torch
+
+    from ltrkit.metrics.evaluation import evaluate_dataset
+
+    with torch.no_grad():
+        scores = model(torch.as_tensor(np.asarray(test.features), dtype=torch.float32)).squeeze(-1).numpy()
+    return float(evaluate_dataset(test, scores, ["ndcg@10"]).mean["ndcg@10"])
+
+
+def _click_rates(dataset, scores, behaviour, n: int, seed: int, intervention: str):
+    """Per logging-policy slot ``[Q, K]``: mean clicks over each query's sessions (and the sessions, for EM)."""
+    from ltrkit.clicks.simulate import logging_ranking, simulate_log
+
+    shown = logging_ranking(dataset, scores, 10)
+    sessions, _ = simulate_log(dataset, scores, behaviour, sessions=n, top_k=10, seed=seed, intervention=intervention)
+    slot = np.where(sessions.mask, sessions.logging_ranks - 1, 0)
+    queries = np.broadcast_to(sessions.queries[:, None], slot.shape)
+    clicks = np.zeros(shown.shape)
+    np.add.at(clicks, (queries[sessions.mask], slot[sessions.mask]), sessions.clicks[sessions.mask])
+    per_query = np.bincount(sessions.queries, minlength=shown.shape[0])[:, None]
+    return shown, clicks / np.maximum(per_query, 1), sessions
+
+
+def ultr(args: argparse.Namespace, dataset, scores) -> None:
+    from ltrkit.clicks.mappings import AttractionMapping
+    from ltrkit.clicks.propensity import estimate_by_randomization, estimate_by_regression_em
+    from ltrkit.clicks.simulate import logging_ranking
+    from ltrkit.clicks.spec import load_click_spec
+    from ltrkit.data.cache import load_dataset
+    from ltrkit.data.dataset import pad_ragged
+
+    test = load_dataset(TEST)
+    behaviour = load_click_spec("pbm")
+    truth = 1.0 / np.arange(1, 11)
+    attraction = AttractionMapping("graded", float(np.max(dataset.labels)))(np.asarray(dataset.labels))
+    print(f"\n## unbiased LTR: test NDCG@10 of a linear scorer, softmax loss on PBM clicks of the top 10 ({args.seeds} seeds)\n")
+    # full information does not depend on the clicks
+    shown = logging_ranking(dataset, scores, 10)
+    mask = shown >= 0
+    rows = np.where(mask, shown, 0)
+    x = np.where(mask[:, :, None], np.asarray(dataset.features)[rows], 0.0)
+    shown_full = _ndcg10(_train_linear(x, np.where(mask, attraction[rows], 0.0), mask), test)
+    all_x, all_mask = pad_ragged(np.asarray(dataset.features), dataset.query_offsets)
+    all_y, _ = pad_ragged(np.asarray(dataset.labels), dataset.query_offsets)
+    all_full = _ndcg10(_train_linear(all_x, all_y, all_mask), test)
+    print("| sessions | naive clicks | IPS, true propensities | IPS, regression EM | IPS, randomisation (RandTop-10 log) | full info, shown top 10 | full info, all documents |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n in [int(float(v)) for v in args.ultr_sessions.split(",")]:
+        results = {key: [] for key in ("naive", "true", "regem", "rand")}
+        for seed in range(args.seeds):
+            _, ctr, sessions = _click_rates(dataset, scores, behaviour, n, seed, "none")
+            ctr = np.where(mask, ctr, 0.0)
+            estimated, _ = estimate_by_regression_em(sessions, dataset.features)
+            del sessions
+            _, _, shuffled = _click_rates(dataset, scores, behaviour, n, 1000 + seed, "topk_shuffle")
+            randomised = estimate_by_randomization(shuffled)
+            del shuffled
+            results["naive"].append(_ndcg10(_train_linear(x, ctr, mask), test))
+            for key, p in (("true", truth), ("regem", estimated), ("rand", randomised)):
+                p = np.clip(p, 1e-3, 1.0)
+                results[key].append(_ndcg10(_train_linear(x, ctr, mask, np.broadcast_to(p, shown.shape)), test))
+        cells = " | ".join(f"{np.mean(v):.4f} +- {np.std(v):.4f}" for v in results.values())
+        print(f"| {n:,} | {cells} | {shown_full:.4f} | {all_full:.4f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", default="10000,100000,1000000", help="comma-separated session counts for the recovery table")
@@ -129,7 +234,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     # one thread by default: numpy's BLAS threads only wait for a core on a shared 2-core machine
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (OpenBLAS/MKL/OMP)")
+    parser.add_argument("--ultr-sessions", default="10000,100000,1000000", help="comma-separated session counts for the unbiased-LTR table ('' to skip)")
     parser.add_argument("--skip-recovery", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
         os.environ[name] = str(args.threads)
@@ -139,9 +246,12 @@ def main() -> None:
     dataset = load_dataset(DATA)
     scores = np.asarray(dataset.features, dtype=np.float64).sum(axis=1)
     print(f"data: {DATA.resolve()} ({dataset.n_queries} queries, {dataset.n_docs} documents)")
-    throughput(args, dataset, scores)
+    if not args.skip_throughput:
+        throughput(args, dataset, scores)
     if not args.skip_recovery:
         recovery(args, dataset, scores)
+    if args.ultr_sessions:
+        ultr(args, dataset, scores)
 
 
 if __name__ == "__main__":

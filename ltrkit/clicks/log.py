@@ -85,7 +85,6 @@ class ClickLogWriter:
         self.dataset = dataset
         self.file_format = file_format
         self.with_propensities = propensities
-        self.rows = 0
         # python lists: arrow converts numpy text arrays through pandas, an import of seconds
         self._qids = self.pa.array(np.asarray(dataset.qids).astype(str).tolist())
         self._docids = None if dataset.doc_ids is None else self.pa.array(np.asarray(dataset.doc_ids).astype(str).tolist())
@@ -154,7 +153,6 @@ class ClickLogWriter:
         if self._writer is None:
             self._open(table.schema)
         self._writer.write_table(table)
-        self.rows += int(m.sum())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,15 +6,17 @@ Both estimators assume position-based examination (``P(C) = p_rank * relevance``
 * :func:`estimate_by_randomization`: from randomised interventions (``topk_shuffle``,
   ``randpair``, ``randn`` in :mod:`ltrkit.clicks.simulate`). A document ranked ``i`` by the
   logging policy has the same relevance wherever it is shown, so its click-through rate at
-  shown rank ``k`` is ``p_k r_i``. With ``n_{ik}``/``c_{ik}`` the impressions/clicks of logging
-  rank ``i`` shown at rank ``k`` and ``w_{ik} = min(n_{ik}, n_{i1})``:
+  shown rank ``k`` is ``p_k r_i``. With ``n_{lik}``/``c_{lik}`` the impressions/clicks of logging
+  rank ``i`` shown at rank ``k`` in sessions showing ``l`` documents and
+  ``w_{lik} = min(n_{lik}, n_{li1})``:
 
   .. math::
-      \\hat p_k / \\hat p_1 = \\frac{\\sum_i w_{ik}\\, c_{ik} / n_{ik}}{\\sum_i w_{ik}\\, c_{i1} / n_{i1}}
+      \\hat p_k / \\hat p_1 = \\frac{\\sum_{l,i} w_{lik}\\, c_{lik} / n_{lik}}{\\sum_{l,i} w_{lik}\\, c_{li1} / n_{li1}}
 
-  over the logging ranks seen at both ``k`` and 1: all of them under RandTop-K (Joachims et al.
-  2017), ranks 1 and ``k`` under RandPair's swaps, every pair under RandN (intervention
-  harvesting, Agarwal et al. 2019).
+  (strata by list length ``l``: lists of different lengths mix different queries, so their
+  click-through rates are not comparable) over the logging ranks seen at both ``k`` and 1: all
+  of them under RandTop-K (Joachims et al. 2017), ranks 1 and ``k`` under RandPair's swaps,
+  every pair under RandN (intervention harvesting, Agarwal et al. 2019).
 * :func:`estimate_by_regression_em`: without interventions, by regression EM (Wang, Golbandi,
   Bendersky, Metzler, Najork. "Position Bias Estimation for Unbiased Learning to Rank in Personal
   Search". WSDM 2018): EM on the PBM where the relevance of a document is a regression on its
@@ -52,9 +54,11 @@ def estimate_by_randomization(sessions: ClickSessions) -> np.ndarray:
     if (logged < 0).any() or (logged >= k).any():
         raise ValueError(f"logging ranks must be in 1..{k}")
     shown = np.broadcast_to(np.arange(k), m.shape)[m]
-    cell = logged * k + shown
-    n = np.bincount(cell, minlength=k * k).reshape(k, k).astype(np.float64)
-    c = np.bincount(cell, sessions.clicks[m], minlength=k * k).reshape(k, k)
+    # strata by list length: a shorter list shuffles among fewer documents, so cells of one length only are comparable
+    length = np.broadcast_to(m.sum(axis=1)[:, None], m.shape)[m] - 1
+    cell = (length * k + logged) * k + shown
+    n = np.bincount(cell, minlength=k ** 3).reshape(k * k, k).astype(np.float64)
+    c = np.bincount(cell, sessions.clicks[m], minlength=k ** 3).reshape(k * k, k)
     ctr = np.where(n > 0, c / np.maximum(n, 1), 0.0)
     out = np.ones(k)
     for rank in range(1, k):

@@ -223,3 +223,19 @@ def test_unreachable_ranks_are_logged_with_a_positive_propensity(tmp_path):
     sessions, _ = read_click_log(result.log, data)
     assert (sessions.propensities[:, 1:] == 1e-6).all() and not sessions.clicks[:, 1:].any()
     assert sessions.clicks[:, 0].all()
+
+
+def test_randomization_compares_lists_of_one_length_only():
+    # short lists hold relevant documents, long ones do not: ranks 3..5 exist in long lists only,
+    # so comparing them with rank 1 of every list would mistake relevance for examination
+    lengths = [2] * 50 + [5] * 50
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    labels = np.concatenate([np.full(n, 2.0 if n == 2 else 0.0) for n in lengths]).astype(np.float32)
+    data = RankingDataset(np.zeros((labels.size, 1), np.float32), labels, offsets, np.array([str(q) for q in range(100)]))
+    truth = (1 / np.arange(1, 6)) ** 1.0
+    spec = {"name": "pbm", "propensities": truth.tolist(), "attraction": {"kind": "binary", "threshold": 1, "epsilon_minus": 0.2}}
+    sessions, _ = simulate_log(data, np.zeros(labels.size), load_click_spec(spec), sessions=60_000, top_k=5, seed=5,
+                               intervention="topk_shuffle")
+    estimate = estimate_by_randomization(sessions)
+    clicks_at = np.bincount(np.broadcast_to(np.arange(5), sessions.mask.shape)[sessions.clicks], minlength=5) / 2
+    assert (np.abs(estimate - truth) <= 6 * truth * np.sqrt(1 / clicks_at + 1 / clicks_at[0])).all(), estimate
