@@ -13,6 +13,7 @@ pytest.importorskip("sklearn")
 
 import sklearn  # noqa: E402
 from sklearn.base import clone  # noqa: E402
+from sklearn.exceptions import UnsetMetadataPassedError  # noqa: E402
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -98,6 +99,21 @@ def test_grid_search_two_params(data, routing) -> None:
     refit = LTRRanker(**FAST, **search.best_params_).fit(X, y, qid=qid)
     assert np.array_equal(search.predict(data["Xt"]), refit.predict(data["Xt"]))
     assert search.score(data["Xt"], data["yt"], qid=data["qt"]) == pytest.approx(_ndcg(refit, data["Xt"], data["yt"], data["qt"]), abs=1e-12)
+
+
+def test_eval_set_routed_after_set_fit_request(data, routing) -> None:
+    """eval_set/eval_qid are not per-row: once requested they reach every fold's fit unsplit."""
+    X, y, qid = data["X"], data["y"], data["qid"]
+    est = LTRRanker(**FAST, early_stopping_patience=None).set_fit_request(eval_set=True, eval_qid=True)
+    search = GridSearchCV(est, {"lr": [1e-2]}, cv=GroupKFold(2)).fit(
+        X, y, groups=qid, qid=qid, eval_set=[(data["Xt"], data["yt"])], eval_qid=[data["qt"]]
+    )
+    by_hand = LTRRanker(**FAST, lr=1e-2, early_stopping_patience=None).fit(
+        X, y, qid=qid, eval_set=[(data["Xt"], data["yt"])], eval_qid=[data["qt"]]
+    )
+    assert [r["vali_ndcg@10"] for r in search.best_estimator_.history_] == [r["vali_ndcg@10"] for r in by_hand.history_]
+    with pytest.raises(UnsetMetadataPassedError, match="eval_set"):  # not requested: not dropped silently
+        GridSearchCV(LTRRanker(**FAST), {"lr": [1e-2]}, cv=GroupKFold(2)).fit(X, y, groups=qid, qid=qid, eval_set=[(X, y)])
 
 
 def test_grid_search_without_routing_names_the_fix(data) -> None:
