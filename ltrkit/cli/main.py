@@ -13,9 +13,9 @@ from typing import Any, Iterator
 import typer
 from typer.core import TyperGroup
 
-try:  # typer >= 0.22 carries its own copy of click
+try:  # recent typer releases carry their own copy of click
     from typer._click import Context, exceptions as click_exceptions
-except ImportError:  # older typer runs on the click package
+except ImportError:  # older ones run on the click package
     from click import Context, exceptions as click_exceptions
 
 from ltrkit.cli import clicks_cmd, data_cmd, evaluate_cmd, export_cmd, serve_cmd, train_cmd
@@ -24,11 +24,16 @@ from ltrkit.cli._errors import fail
 __all__ = ["app", "version"]
 
 
+#: click >= 8.2 shows a group's help through this UsageError (no-args-is-help), which must stay help
+_HELP_NOT_ERROR = getattr(click_exceptions, "NoArgsIsHelpError", ())
+
+
 @contextmanager
 def _usage_errors_as_one_line(ctx: Context) -> Iterator[None]:
+    """Turn click's multi-line usage errors into one ``fail`` line naming the command's help."""
     try:
         yield
-    except click_exceptions.NoArgsIsHelpError:
+    except _HELP_NOT_ERROR:
         raise
     except click_exceptions.UsageError as error:
         where = error.ctx.command_path if error.ctx is not None else ctx.command_path
