@@ -234,8 +234,7 @@ def write_simulation(
         ValueError: bad options or scores.
     """
     from ltrkit.clicks.log import ClickLogWriter
-    from ltrkit.data.letor import write_letor
-    from ltrkit.training._io import write_json, write_text
+    from ltrkit.training._io import write_json
 
     check_choice("label", label, LABELS)
     out = Path(out_dir)
@@ -258,6 +257,27 @@ def write_simulation(
             position_sum += np.bincount(docs, np.broadcast_to(np.arange(1, m.shape[1] + 1), m.shape)[m], minlength=n)
             if has_propensities:
                 ips_sum += np.bincount(docs, part.clicks[m] / part.propensities[m], minlength=n)
+        # inside the log's block: if the training set cannot be written, the log is not kept either
+        train_path, positions_path = _write_training_set(
+            out, dataset, label, impressions, clicks, position_sum, ips_sum if has_propensities else None)
+    meta_path = out / "simulation.json"
+    write_json(meta_path, {
+        "sessions": sessions, "top_k": top_k, "seed": seed, "intervention": intervention, "label": label,
+        "impressions": int(impressions.sum()), "clicks": int(clicks.sum()), "propensities": has_propensities,
+        "files": {"log": log_path.name, "train": train_path.name, "positions": positions_path.name},
+        **(metadata or {}),
+    })
+    return SimulationResult(log_path, train_path, positions_path, meta_path, int(impressions.sum()), int(clicks.sum()), has_propensities)
+
+
+def _write_training_set(
+    out: Path, dataset: RankingDataset, label: str, impressions: np.ndarray, clicks: np.ndarray,
+    position_sum: np.ndarray, ips_sum: Optional[np.ndarray],
+) -> Tuple[Path, Path]:
+    """``train.txt`` and ``train.positions.csv`` from per-row counts (see :func:`write_simulation`)."""
+    from ltrkit.data.letor import write_letor
+    from ltrkit.training._io import write_text
+
     rows = np.flatnonzero(impressions > 0)
     query = np.repeat(np.arange(dataset.n_queries), dataset.list_lengths)[rows]
     kept_queries, counts = np.unique(query, return_counts=True)
@@ -274,22 +294,15 @@ def write_simulation(
     train_path, positions_path = out / "train.txt", out / "train.positions.csv"
     write_letor(train, train_path)
     qids = np.asarray(dataset.qids).astype(str)[query]
-    header = "qid,doc,impressions,clicks,mean_position" + (",ips_ctr" if has_propensities else "")
+    header = "qid,doc,impressions,clicks,mean_position" + (",ips_ctr" if ips_sum is not None else "")
     lines = [header]
     mean_position = (position_sum[rows] / impressions[rows]).tolist()
-    ips = (ips_sum[rows] / impressions[rows]).tolist()
+    ips = (ips_sum[rows] / impressions[rows]).tolist() if ips_sum is not None else []
     for i, row in enumerate(rows.tolist()):
         line = f"{qids[i]},{row},{int(impressions[row])},{int(clicks[row])},{mean_position[i]!r}"
-        lines.append(line + (f",{ips[i]!r}" if has_propensities else ""))
+        lines.append(line + (f",{ips[i]!r}" if ips_sum is not None else ""))
     write_text(positions_path, "\n".join(lines) + "\n")
-    meta_path = out / "simulation.json"
-    write_json(meta_path, {
-        "sessions": sessions, "top_k": top_k, "seed": seed, "intervention": intervention, "label": label,
-        "impressions": int(impressions.sum()), "clicks": int(clicks.sum()), "propensities": has_propensities,
-        "files": {"log": log_path.name, "train": train_path.name, "positions": positions_path.name},
-        **(metadata or {}),
-    })
-    return SimulationResult(log_path, train_path, positions_path, meta_path, int(impressions.sum()), int(clicks.sum()), has_propensities)
+    return train_path, positions_path
 
 
 def _chain(first: SessionChunk, rest: Iterator[SessionChunk]) -> Iterator[SessionChunk]:

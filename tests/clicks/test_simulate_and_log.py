@@ -239,3 +239,11 @@ def test_randomization_compares_lists_of_one_length_only():
     estimate = estimate_by_randomization(sessions)
     clicks_at = np.bincount(np.broadcast_to(np.arange(5), sessions.mask.shape)[sessions.clicks], minlength=5) / 2
     assert (np.abs(estimate - truth) <= 6 * truth * np.sqrt(1 / clicks_at + 1 / clicks_at[0])).all(), estimate
+
+
+def test_a_training_set_that_cannot_be_written_keeps_no_log(tmp_path):
+    data = tiny()
+    data.qids = np.array(["a", "b c"])  # LETOR cannot hold a qid with whitespace
+    with pytest.raises(ValueError, match="qid"):
+        write_simulation(tmp_path, data, np.zeros(7), load_click_spec("pbm"), sessions=20, top_k=2)
+    assert list(tmp_path.iterdir()) == []
