@@ -12,9 +12,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from export_support import MODELS, N_FEATURES, raw_lists, train_run
 from typer.testing import CliRunner
-
-from conftest import MODELS, N_FEATURES, raw_lists
 
 import ltrkit
 from ltrkit.cli.main import app
@@ -26,6 +25,13 @@ from ltrkit.models import build_model
 from ltrkit.training import Ranker, TrainConfig
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """``{model: run folder}``: one tiny run of each exportable model (about a second each)."""
+    out = tmp_path_factory.mktemp("runs")
+    return {model: train_run(out, model) for model in MODELS}
 
 
 @pytest.fixture(scope="module")

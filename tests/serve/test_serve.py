@@ -1,4 +1,5 @@
-"""The re-ranking service over real loopback HTTP: valid and invalid requests, both backends."""
+"""The re-ranking service over real loopback HTTP: valid and invalid requests, both backends,
+SIGTERM, and schemathesis fuzzing from the service's own OpenAPI schema (no 5xx, responses match it)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,66 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any, Iterator
 
 import httpx
 import numpy as np
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from serve_support import N_FEATURES, LiveServer
 from typer.testing import CliRunner
 
-from conftest import N_FEATURES
-
+import ltrkit
 from ltrkit.cli.main import app as cli
-from ltrkit.export import ExportedRanker, load_exported
+from ltrkit.export import ExportedRanker, export_run, load_exported
 from ltrkit.serve import Limits, create_app
 from ltrkit.training import Ranker
 
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 SMALL = Limits(max_docs_per_list=5, max_lists=3, max_body_bytes=4096)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    config = {
+        "data": {"synthetic": {"train_queries": 30, "vali_queries": 8, "test_queries": 8, "n_features": N_FEATURES, "mean_list_length": 10.0, "max_list_length": 25, "seed": 3}},
+        "model": {"name": "attention", "args": {"d_model": 16, "n_heads": 2, "n_layers": 1, "ff_dim": 32}},
+        "loss": {"name": "listnet", "args": {}},
+        "training": {"epochs": 1, "batch_size": 8},
+        "early_stopping": {"metric": "ndcg@10", "patience": None},
+        "num_threads": 1,
+        "output": {"dir": str(tmp_path_factory.mktemp("runs")), "name": "served", "tensorboard": False, "plots": False},
+    }
+    return Path(ltrkit.train(config).run_dir)
+
+
+@pytest.fixture(scope="module")
+def onnx_file(run_dir, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "served.onnx"
+    export_run(run_dir, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[Any]:
+    """``live(app) -> LiveServer``; every server started is stopped when the module ends."""
+    servers = []
+
+    def start(app: Any) -> LiveServer:
+        servers.append(LiveServer(app))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture(scope="module", params=["pytorch", "onnxruntime"])
@@ -212,3 +259,22 @@ def test_serve_without_fastapi_names_the_extra(onnx_file, monkeypatch):
     result = CliRunner().invoke(cli, ["serve", "--model", str(onnx_file)])
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: the HTTP service needs fastapi: pip install 'ltrkit[serve]'"
+
+
+# ------------------------------------------------------------------------ fuzzing
+
+
+def test_every_operation_survives_generated_requests(live, onnx_file):
+    server = live(create_app(load_exported(onnx_file), limits=Limits(max_docs_per_list=20, max_lists=4, max_body_bytes=64 * 1024)))
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert sorted(operation.path for operation in operations) == ["/health", "/metadata", "/rank", "/ready"]
+    for operation in operations:
+
+        # a bounded number of generated requests per operation, so the test takes seconds
+        @given(case=operation.as_strategy())
+        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def call(case):
+            case.call_and_validate(checks=CHECKS, timeout=30)
+
+        call()

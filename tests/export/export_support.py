@@ -1,4 +1,4 @@
-"""Tiny trained runs of the three exportable models (trained once per module, ~1 s each)."""
+"""Helpers of the export tests: the three exportable models, tiny runs of them, raw test lists."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
-import pytest
 
 import ltrkit
 from ltrkit.data.synthetic import generate
@@ -43,9 +42,3 @@ def raw_lists(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     total = sum(LIST_LENGTHS)
     assert features.shape[0] >= total
     return features[:total], np.concatenate([[0], np.cumsum(LIST_LENGTHS)])
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Dict[str, Path]:
-    out = tmp_path_factory.mktemp("runs")
-    return {model: train_run(out, model) for model in MODELS}
