@@ -181,9 +181,8 @@ def resume(
     The run's ``config.resolved.json`` is reloaded; overrides may raise ``training.epochs`` to
     train longer, or change ``early_stopping.patience``, ``expected``, the TensorBoard/plot
     switches and the ``device``; anything else would make the continuation a different run and
-    is refused. With
-    the same config the result equals the uninterrupted run's weights exactly (CPU and GPU, same
-    machine). A run that early stopping ended stays ended.
+    is refused. With the same config the result equals the uninterrupted run's weights exactly
+    (CPU and GPU, same machine). A run that early stopping ended stays ended.
 
     Raises:
         ConfigError: ``run_dir`` is not a run folder, has no last checkpoint or one that cannot
