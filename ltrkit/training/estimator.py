@@ -92,7 +92,9 @@ class LTRRanker(BaseEstimator):
             importance set per feature, which every fit of a grid search would pay.
         seed: seed of initialisation, dropout, shuffling, slate sampling and the importance
             permutations (same seed, same data, CPU: the same model).
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        device: where training runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``. The fitted
+            model is kept on the CPU (``predict`` runs there), so a fitted estimator unpickles
+            on a machine without a GPU.
         num_threads: torch CPU threads during training (None: the trainer's default).
         verbose: show the trainer's progress bar and tables.
         output_dir: keep the run folder (checkpoints, history, report) under this folder; None
