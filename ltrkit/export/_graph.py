@@ -98,8 +98,8 @@ class InferenceGraph(nn.Module):
     statistics over its real documents, so a list must hold its whole query.
 
     Args:
-        model: a trained ``linear``, ``mlp`` or ``attention`` model (copied; the original is
-            not changed).
+        model: a trained ``linear``, ``mlp`` or ``attention`` model, on any device (copied to
+            the CPU; the original is not changed).
         normalizer: the fitted normaliser of the run.
 
     Shapes:
@@ -129,7 +129,8 @@ class InferenceGraph(nn.Module):
             raise ValueError(f"model {model.name!r} cannot be exported; exportable models: {list(EXPORTABLE_MODELS)}")
         if not normalizer.is_fitted or normalizer.n_features != model.n_features:
             raise ValueError(f"the normalizer ({normalizer!r}) does not fit the model's {model.n_features} features")
-        model = copy.deepcopy(model).float().eval()
+        # a CPU float32 copy: the graph is exported from the CPU, and the caller's model stays as it was
+        model = copy.deepcopy(model).cpu().float().eval()
         _plain_batch_norms(model)
         self.n_features = model.n_features
         self.input_norm = model.input_norm_layer if model.input_norm_layer is not None else nn.Identity()

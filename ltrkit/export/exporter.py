@@ -133,7 +133,7 @@ def export_ranker(
     fmt = format_for(out, fmt)
     out = Path(out)
     metadata = _metadata(ranker, fmt, run_name=run_name, checkpoint=checkpoint, report=report)
-    graph = InferenceGraph(ranker.model.cpu(), ranker.normalizer)
+    graph = InferenceGraph(ranker.model, ranker.normalizer)
     text = json.dumps(metadata, sort_keys=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "torchscript":

@@ -82,7 +82,7 @@ class ExportedRanker:
 
         ranker = Ranker.load(run_dir, checkpoint)
         metadata = _metadata(ranker, "pytorch", run_name=Path(run_dir).resolve().name, checkpoint=checkpoint, report=read_report(run_dir))
-        graph = InferenceGraph(ranker.model.cpu(), ranker.normalizer)
+        graph = InferenceGraph(ranker.model, ranker.normalizer)
 
         def score(features: np.ndarray, mask: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
