@@ -12,6 +12,14 @@ Randomness: the epoch plan (query order, batch cuts, batch order) of epoch ``e``
 ``numpy.random.default_rng([seed, e])`` and slate truncation of batch ``b`` in epoch ``e`` from
 ``default_rng([seed, e, b])``: every batch is a pure function of ``(seed, e, b)``, so training is
 deterministic and can resume mid-epoch. No global RNG is touched.
+
+Distributed training (``num_replicas > 1``): every process builds the same global plan of the
+epoch, then keeps its own share of the batches (:func:`shard_batches`): each process gets the
+same number of batches, so every DDP step has a partner on every rank, and the batches are dealt
+by document count, so the shards hold about as many documents (not queries) each. Every query is
+in exactly one batch of one process per epoch; the truncation stream of a batch is its number in
+the global plan, so the union of the shards' batches does not depend on the process count.
+Evaluation shards whole queries instead (:func:`shard_queries`).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import torch
 
 from ltrkit.data.dataset import RankingDataset
 
-__all__ = ["Batch", "BatchLoader", "TRUNCATIONS", "scores_to_rows"]
+__all__ = ["Batch", "BatchLoader", "NormalizedFeatures", "TRUNCATIONS", "normalized_view", "scores_to_rows", "shard_batches", "shard_queries"]
 
 TRUNCATIONS = ("random", "top_label")
 
@@ -92,6 +100,116 @@ def _cut_batches(lengths: np.ndarray, batch_size: int, max_docs: Optional[int]) 
     return np.asarray(bounds, dtype=np.int64)
 
 
+def _check_replicas(num_replicas: object, rank: object) -> tuple[int, int]:
+    if isinstance(num_replicas, bool) or not isinstance(num_replicas, (int, np.integer)) or num_replicas < 1:
+        raise ValueError(f"num_replicas must be a positive int, got {num_replicas!r}")
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < num_replicas:
+        raise ValueError(f"rank must be an int in [0, {int(num_replicas)}), got {rank!r}")
+    return int(num_replicas), int(rank)
+
+
+def _deal(weights: np.ndarray, num_shards: int) -> np.ndarray:
+    """Shard of each item, dealt in rounds of ``N`` items by weight descending (stable): in each
+    round the heaviest item goes to the lightest shard so far, the next to the next lightest...
+
+    Shard sizes differ by at most one item (none when ``N`` divides the count), and the shard
+    totals by at most ``max(weights)``: if two shards differ by ``S`` before a round, the lighter
+    one gets the heavier item, so afterwards they differ by at most ``max(S, a - b)`` with
+    ``a >= b`` the two items they got.
+    """
+    weights = np.asarray(weights, dtype=np.int64)
+    order = np.argsort(-weights, kind="stable")
+    shard = np.empty(order.shape[0], dtype=np.int64)
+    totals = np.zeros(num_shards, dtype=np.int64)
+    for start in range(0, order.shape[0], num_shards):
+        items = order[start : start + num_shards]
+        lightest = np.argsort(totals, kind="stable")[: items.shape[0]]
+        shard[items] = lightest
+        totals[lightest] += weights[items]
+    return shard
+
+
+def shard_queries(lengths: np.ndarray, num_shards: int) -> np.ndarray:
+    """Shard (``0..num_shards-1``) of each query, balancing documents, for sharded evaluation.
+
+    Queries are dealt by length, longest first, each round's longest to the shard with the fewest
+    documents so far: the shards' document counts differ by at most the longest list, their query
+    counts by at most one. Ties keep the dataset order, so the result is a pure function of
+    ``lengths`` and ``num_shards``.
+
+    Args:
+        lengths: ``[n_queries]`` documents per query.
+        num_shards: number of processes.
+
+    Returns:
+        ``[n_queries]`` int64 shard of each query.
+
+    Example:
+        >>> shard_queries(np.array([5, 1, 4, 2]), 2).tolist()
+        [0, 0, 1, 1]
+    """
+    num_shards, _ = _check_replicas(num_shards, 0)
+    return _deal(np.asarray(lengths), num_shards)
+
+
+def _even_batch_count(bounds: np.ndarray, docs_per_query: np.ndarray, num_shards: int) -> np.ndarray:
+    """Batch boundaries whose count is a multiple of ``num_shards``.
+
+    The batch with the most queries is split in two until the count divides (this keeps every
+    batch within its ``batch_size`` and ``max_docs_per_batch`` caps). Only when every batch is a
+    single query are adjacent batches with the fewest documents merged instead (those batches
+    then exceed the caps: the price of every query being seen once, with the same number of
+    steps on every rank). Needs at least ``num_shards`` queries.
+    """
+    while (bounds.shape[0] - 1) % num_shards:
+        sizes = np.diff(bounds)
+        widest = int(np.argmax(sizes))
+        if sizes[widest] < 2:
+            break
+        bounds = np.insert(bounds, widest + 1, bounds[widest] + sizes[widest] // 2)
+    count = bounds.shape[0] - 1
+    surplus = count % num_shards
+    if surplus == 0:
+        return bounds
+    # every batch is one query here: pair off neighbours with the fewest documents
+    docs = docs_per_query
+    taken = np.zeros(count, dtype=bool)
+    removed: list[int] = []
+    for left in np.argsort(docs[:-1] + docs[1:], kind="stable"):
+        if len(removed) == surplus:
+            break
+        if not (taken[left] or taken[left + 1]):
+            taken[left] = taken[left + 1] = True
+            removed.append(int(left) + 1)
+    return np.delete(bounds, removed)
+
+
+def shard_batches(bounds: np.ndarray, docs_per_query: np.ndarray, num_shards: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deal the batches of a plan to ``num_shards`` processes, the same number to each.
+
+    Args:
+        bounds: ``[n_batches + 1]`` batch boundaries over the plan's queries.
+        docs_per_query: ``[n_queries]`` (kept) documents of each query, in plan order.
+        num_shards: number of processes.
+
+    Returns:
+        ``(bounds, shard)``: the boundaries after evening out the batch count (see
+        :func:`_even_batch_count`) and the ``[n_batches]`` shard of each batch. Every shard gets
+        ``n_batches / num_shards`` batches; the shards' document counts differ by at most the
+        largest batch's documents.
+
+    Raises:
+        ValueError: if there are fewer queries than shards (some process would get nothing).
+    """
+    num_shards, _ = _check_replicas(num_shards, 0)
+    n_queries = docs_per_query.shape[0]
+    if n_queries < num_shards:
+        raise ValueError(f"{n_queries} queries cannot be shared by {num_shards} processes: every process needs at least one")
+    bounds = _even_batch_count(np.asarray(bounds, dtype=np.int64), docs_per_query, num_shards)
+    docs = np.add.reduceat(docs_per_query, bounds[:-1])
+    return bounds, _deal(docs, num_shards)
+
+
 class BatchLoader:
     """Iterable of :class:`Batch` over a :class:`RankingDataset`, one epoch per iteration.
 
@@ -107,6 +225,10 @@ class BatchLoader:
     Kept documents stay in their dataset order. ``max_docs_per_batch`` caps ``B * L`` so long
     lists get smaller batches (a single list longer than the cap forms its own batch).
 
+    With ``num_replicas > 1`` the loader yields only process ``rank``'s share of each epoch's
+    batches (see the module docstring): the same number of batches on every rank, dealt by
+    document count, every query in exactly one rank's batches.
+
     Args:
         dataset: the queries to batch (features may be memory-mapped).
         batch_size: most queries per batch.
@@ -118,10 +240,13 @@ class BatchLoader:
         max_docs_per_batch: cap on ``B * L`` cells, or ``None``.
         drop_empty: skip queries with no documents; otherwise they appear with an all-False
             mask row.
+        num_replicas: number of processes sharing the epoch (``torch.distributed`` world size).
+        rank: this process's share, ``0 <= rank < num_replicas``.
 
     Raises:
-        ValueError: on a non-positive size, a negative seed, an unknown ``truncation`` or a
-            non-dataset input.
+        ValueError: on a non-positive size, a negative seed, an unknown ``truncation``, a
+            non-dataset input, a bad ``num_replicas``/``rank``, or fewer (kept) queries than
+            ``num_replicas``.
 
     Example:
         >>> from ltrkit.data.synthetic import generate
@@ -142,6 +267,8 @@ class BatchLoader:
         truncation: str = "random",
         max_docs_per_batch: Optional[int] = None,
         drop_empty: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         if not isinstance(dataset, RankingDataset):
             raise ValueError(f"dataset must be a RankingDataset, got {type(dataset).__name__}")
@@ -161,13 +288,19 @@ class BatchLoader:
         self.truncation = truncation
         self.max_docs_per_batch = _check_optional_positive(max_docs_per_batch, "max_docs_per_batch")
         self.drop_empty = bool(drop_empty)
+        self.num_replicas, self.rank = _check_replicas(num_replicas, rank)
         self._epoch = 0
-        self._plan_cache: Optional[tuple[int, np.ndarray, np.ndarray]] = None
+        self._plan_cache: Optional[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = None
         self._all_lengths = dataset.list_lengths
         self._queries = np.flatnonzero(self._all_lengths > 0) if self.drop_empty else np.arange(dataset.n_queries)
         lengths = self._all_lengths[self._queries]
         cap = self.max_slate_length
         self._kept_lengths = lengths if cap is None else np.minimum(lengths, cap)
+        if self.num_replicas > 1 and self._queries.shape[0] < self.num_replicas:
+            raise ValueError(
+                f"{dataset.source}: {self._queries.shape[0]} queries cannot be shared by {self.num_replicas} "
+                "processes: every process needs at least one"
+            )
 
     @property
     def epoch(self) -> int:
@@ -180,10 +313,12 @@ class BatchLoader:
             raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
         self._epoch = int(epoch)
 
-    def _plan(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(queries in plan order, batch boundaries)`` for the current epoch, batch order applied."""
+    def _plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(queries in plan order, batch boundaries, batch numbers)`` of this rank for the
+        current epoch, batch order applied; a batch's number (its position in the global plan)
+        seeds its truncation."""
         if self._plan_cache is not None and self._plan_cache[0] == self._epoch:
-            return self._plan_cache[1], self._plan_cache[2]
+            return self._plan_cache[1:]
         rng = np.random.default_rng([self.seed, self._epoch])
         n = self._queries.shape[0]
         order = rng.permutation(n) if self.shuffle else np.arange(n)
@@ -198,18 +333,31 @@ class BatchLoader:
             order = order[np.repeat(starts, sizes) + _ragged_arange(sizes)]
             bounds = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
             np.cumsum(sizes, out=bounds[1:])
-        plan = (self._queries[order], bounds)
+        numbers = np.arange(bounds.shape[0] - 1)
+        if self.num_replicas > 1:
+            bounds, shard = shard_batches(bounds, self._kept_lengths[order], self.num_replicas)
+            numbers = np.flatnonzero(shard == self.rank)
+            sizes = np.diff(bounds)[numbers]
+            order = order[np.repeat(bounds[:-1][numbers], sizes) + _ragged_arange(sizes)]
+            bounds = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
+            np.cumsum(sizes, out=bounds[1:])
+        plan = (self._queries[order], bounds, numbers)
         self._plan_cache = (self._epoch, *plan)
         return plan
 
     def __len__(self) -> int:
-        """Batches in the current epoch. The same for every epoch, except with
-        ``max_docs_per_batch`` and ``shuffle`` but no bucketing (the cuts follow the order)."""
+        """Batches in the current epoch (of this rank; the same on every rank). The same for every
+        epoch, except with ``max_docs_per_batch`` and ``shuffle`` but no bucketing (the cuts
+        follow the order)."""
         return int(self._plan()[1].shape[0] - 1)
+
+    def queries(self) -> np.ndarray:
+        """Dataset positions of the queries this rank visits in the current epoch, in plan order."""
+        return self._plan()[0].copy()
 
     def padding_fraction(self) -> float:
         """Padded cells over all ``B * L`` cells of the current epoch's batches (0 when empty)."""
-        queries, bounds = self._plan()
+        queries, bounds, _ = self._plan()
         if queries.shape[0] == 0:
             return 0.0
         kept = self._all_lengths[queries]
@@ -220,9 +368,9 @@ class BatchLoader:
         return 1.0 - float(kept.sum()) / total
 
     def __iter__(self) -> Iterator[Batch]:
-        queries, bounds = self._plan()
+        queries, bounds, numbers = self._plan()
         epoch = self._epoch
-        for number, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        for number, start, stop in zip(numbers.tolist(), bounds[:-1], bounds[1:]):
             yield self.batch(queries[start:stop], rng=np.random.default_rng([self.seed, epoch, number]))
 
     def batch(self, query_indices: np.ndarray, *, rng: Optional[np.random.Generator] = None) -> Batch:
