@@ -70,6 +70,10 @@ def test_exported_scores_equal_pytorch_on_1_to_1000_documents(runs, exported, mo
     scores = ranker.score_padded(batch, mask)
     assert scores.shape == mask.shape and np.all(scores[~mask] == 0)
     np.testing.assert_allclose(scores[mask], reference, rtol=1e-5, atol=1e-5)
+    # a row with no real document scores 0 (no NaN from attention over nothing)
+    empty = ranker.score_padded(np.concatenate([batch, batch[:1]]), np.concatenate([mask, np.zeros_like(mask[:1])]))
+    assert np.all(empty[-1] == 0)
+    np.testing.assert_allclose(empty[:-1], scores, rtol=1e-6, atol=1e-6)
     # the attention ranker scores a list as a whole: a shorter list changes the scores
     if model == "attention":
         whole = ranker.score_padded(batch[-1:], mask[-1:])[0, :10]
