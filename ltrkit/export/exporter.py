@@ -141,13 +141,12 @@ def export_ranker(
         with atomic_path(out) as temporary:
             torch.jit.save(scripted, str(temporary), _extra_files={TORCHSCRIPT_EXTRA_FILE: text})
         return metadata
-    program = _onnx_program(graph)
-    proto = program.model_proto
+    proto = _onnx_program(graph).model_proto
     proto.producer_name, proto.producer_version = "ltrkit", metadata["ltrkit_version"]
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, text
-    import onnx
+    import onnx  # present: _onnx_program required it
 
     with atomic_path(out) as temporary:
         onnx.save_model(proto, str(temporary))
