@@ -166,7 +166,7 @@ def _ndcg10(model, test) -> float:
     from ltrkit.metrics.evaluation import evaluate_dataset
 
     with torch.no_grad():
-        scores = model(torch.as_tensor(np.asarray(test.features), dtype=torch.float32)).squeeze(-1).numpy()
+        scores = model(torch.tensor(np.array(test.features), dtype=torch.float32)).squeeze(-1).numpy()
     return float(evaluate_dataset(test, scores, ["ndcg@10"]).mean["ndcg@10"])
 
 
