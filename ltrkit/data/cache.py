@@ -52,6 +52,7 @@ import numpy as np
 
 from ltrkit._atomic import atomic_folder
 from ltrkit.data.dataset import RankingDataset
+from ltrkit.data.sidecars import find_qid_file, find_query_file
 
 __all__ = [
     "CacheError",
@@ -469,6 +470,8 @@ def _cached(folder: Path, path: Path, options: dict, verify: bool) -> Optional[R
     group = manifest.get("group_file")
     if group is not None and not (isinstance(group, dict) and _same_file(group, Path(group.get("path", "")))):
         return None
+    if group is not None and not _same_sidecar(manifest.get("qid_file"), find_qid_file(path)):
+        return None
     try:
         return load_cache(folder, verify=verify)
     except CacheError as exc:
@@ -476,12 +479,19 @@ def _cached(folder: Path, path: Path, options: dict, verify: bool) -> Optional[R
         return None
 
 
+def _same_sidecar(recorded: Any, current: Optional[Path]) -> bool:
+    """Whether an optional file beside the source is as recorded: still absent, or unchanged."""
+    if recorded is None or current is None:
+        return recorded is None and current is None
+    return _same_file(recorded, current)
+
+
 def _warn_corrupt(error: CacheError, path: Path) -> None:
     warnings.warn(f"damaged cache, rebuilding it from {path}: {error}", RuntimeWarning, stacklevel=4)
 
 
 def _parse_unchanged(path: Path, read_options: dict) -> tuple[RankingDataset, dict]:
-    """Parse ``path``; return the dataset and the manifest entries of its source and group file.
+    """Parse ``path``; return the dataset and the manifest entries of its source, group and qid files.
 
     Both files are fingerprinted before and after the parse; when a fingerprint moved (the file
     was replaced or written meanwhile) the parse is repeated once, as the cache must describe
@@ -491,18 +501,25 @@ def _parse_unchanged(path: Path, read_options: dict) -> tuple[RankingDataset, di
         LetorFormatError: "changed while reading, try again" (the parser's own error for a file
             that changes under it) when the files changed during both parses.
     """
-    from ltrkit.data.letor import _changed_error, find_query_file
+    from ltrkit.data.letor import _changed_error
 
     query_file = read_options.get("query_file")
     group_candidate = Path(query_file) if query_file is not None else find_query_file(path)
+    qid_candidate = find_qid_file(path)
     for _ in range(2):
-        source, group = _current(path), _current(group_candidate)
+        source, group, qids = _current(path), _current(group_candidate), _current(qid_candidate)
         dataset, group_path = _read_letor(path, **read_options)
-        used_group = None if group_path is None else group
+        if group_path is None:
+            entries = {"source_file": source, "group_file": None}
+        else:
+            # the qid file names the queries of a group file: a cache must notice it appear or change
+            entries = {"source_file": source, "group_file": group, "qid_file": qids}
         if (
             source is not None
             and source == _current(path)
             and (group_path is None or (group is not None and group == _current(group_path)))
+            and qids == _current(qid_candidate)
+            and qid_candidate == find_qid_file(path)
         ):
-            return dataset, {"source_file": source, "group_file": used_group}
+            return dataset, entries
     raise _changed_error(path)

@@ -53,6 +53,7 @@ import numpy as np
 from ltrkit._atomic import atomic_path
 from ltrkit.data import _letor_kernels as K
 from ltrkit.data.dataset import RankingDataset
+from ltrkit.data.sidecars import find_qid_file, find_query_file
 
 __all__ = [
     "MAX_FEATURE_INDEX", "LetorFormatError", "read_letor", "write_letor", "write_libsvm", "find_query_file",
@@ -103,33 +104,6 @@ class LetorFormatError(ValueError):
         self.field = None if field is None else _clip(field)
         where = self.path if line is None else f"{self.path}, line {line}"
         super().__init__(f"{where}: {problem}")
-
-
-def _find_beside(path: PathLike, extensions: tuple[str, ...]) -> Optional[Path]:
-    """The first existing ``<path><ext>`` (also after dropping a compression suffix), or ``None``."""
-    path = Path(path)
-    stems = [path]
-    if path.suffix in _COMPRESSORS:
-        stems.append(path.with_suffix(""))
-    for stem in stems:
-        for ext in extensions:
-            candidate = Path(str(stem) + ext)
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def find_query_file(path: PathLike) -> Optional[Path]:
-    """The group file next to ``path``: ``<path>.query`` or ``<path>.group`` (also after
-    dropping a compression suffix), or ``None``."""
-    return _find_beside(path, (".query", ".group"))
-
-
-def find_qid_file(path: PathLike) -> Optional[Path]:
-    """The qid file of a libsvm file: ``<path>.qid`` (also after dropping a compression suffix),
-    as written by :func:`write_libsvm`, or ``None``. :func:`read_letor` names the queries of a
-    libsvm + group file with it."""
-    return _find_beside(path, (".qid",))
 
 
 def read_letor(

@@ -103,6 +103,23 @@ def test_group_file_replaced_during_the_parse_is_parsed_again(tmp_path, monkeypa
     assert load_dataset(data).n_queries == len(sizes) - 1 and len(parses) == 2
 
 
+def test_qid_file_appearing_or_changing_makes_the_cache_stale(tmp_path, monkeypatch):
+    data, group = tmp_path / "rank.test", tmp_path / "rank.test.query"
+    shutil.copyfile(LGB / "rank.test", data)
+    shutil.copyfile(LGB / "rank.test.query", group)
+    n_queries = len(group.read_text().split())
+    parses = spy_parses(monkeypatch)
+    assert load_dataset(data).qids.tolist() == [str(i) for i in range(n_queries)]
+    qid_file = Path(str(data) + ".qid")
+    qid_file.write_text("".join(f"q{i}\n" for i in range(n_queries)))
+    assert load_dataset(data).qids.tolist() == [f"q{i}" for i in range(n_queries)] and len(parses) == 2
+    assert load_dataset(data).qids.tolist()[0] == "q0" and len(parses) == 2, "an unchanged qid file is a cache hit"
+    qid_file.write_text("".join(f"r{i}\n" for i in range(n_queries)))
+    assert load_dataset(data).qids.tolist()[0] == "r0" and len(parses) == 3
+    qid_file.unlink()
+    assert load_dataset(data).qids.tolist()[0] == "0" and len(parses) == 4
+
+
 def test_source_changing_during_every_parse_raises_and_writes_no_cache(small, monkeypatch):
     content = small.read_bytes()
     spy_parses(monkeypatch, lambda n: replace_atomically(small, content + b"1 qid:9 1:0.5\n" * n))
