@@ -1,0 +1,132 @@
+"""Helpers of the multi-process tests: start ranks the way torchrun does (environment variables,
+loopback rendezvous) and the worker scenarios they run.
+
+Run as a script, ``python distributed_support.py SCENARIO OUT_DIR``, it is one rank of a job:
+RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT come from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+REPO = Path(__file__).resolve().parents[2]
+
+METRICS = ["ndcg@10", "ndcg", "map", "mrr", "err@10", "p@5"]
+CONVENTIONS = [
+    {"conventions": "ltrkit"},
+    {"conventions": "trec"},
+    {"conventions": "ltrkit", "empty": "skip", "ties": "pessimistic"},
+]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_ranks(scenario: str, out: Path, world_size: int = 2, extra_env: Optional[Dict[str, str]] = None) -> List[subprocess.Popen]:
+    """Start ``world_size`` processes of ``scenario`` on loopback, as torchrun would."""
+    port = free_port()
+    processes = []
+    for rank in range(world_size):
+        env = dict(os.environ)
+        env.update(
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            WORLD_SIZE=str(world_size),
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            GLOO_SOCKET_IFNAME="lo",
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+        )
+        env.update(extra_env or {})
+        processes.append(
+            subprocess.Popen([sys.executable, str(Path(__file__).resolve()), scenario, str(out)], env=env, cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
+    return processes
+
+
+def wait_for(path: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def metric_dataset():
+    """The data and scores every rank and the single-process reference evaluate."""
+    import numpy as np
+
+    from ltrkit.data.synthetic import generate
+
+    dataset = generate(91, n_features=8, seed=5, mean_list_length=15.0, max_list_length=60)
+    # one decimal: many tied scores, so the tie rules matter
+    scores = np.round(np.random.default_rng(11).normal(size=dataset.n_docs), 1)
+    return dataset, scores
+
+
+def _scenario_metrics(context, out: Path) -> None:
+    import numpy as np
+
+    from ltrkit.training.distributed import evaluation_shard, shard_metric_sums, sharded_metric_means
+
+    dataset, scores = metric_dataset()
+    # only this rank's rows are filled: the others must never be read
+    mine = np.full(dataset.n_docs, np.nan)
+    for query in evaluation_shard(context, dataset):
+        rows = dataset.query_slice(int(query))
+        mine[rows] = scores[rows]
+    results = []
+    for conventions in CONVENTIONS:
+        means = sharded_metric_means(context, dataset, mine, METRICS, conventions)
+        sums, counts = shard_metric_sums(dataset, mine, evaluation_shard(context, dataset), METRICS, conventions)
+        results.append({"means": means, "local_means": (sums / np.maximum(counts, 1)).tolist()})
+    (out / f"metrics{context.rank}.json").write_text(json.dumps(results))
+
+
+def _scenario_peer_lost(context, out: Path) -> None:
+    """Rank 0 waits in a collective for a rank that never comes (killed by the test, or hung)."""
+    import torch
+
+    from ltrkit.training.distributed import DistributedError, all_reduce_sum
+
+    if context.rank != 0:
+        (out / f"ready{context.rank}").write_text("")
+        time.sleep(600)
+        return
+    started = time.monotonic()
+    try:
+        all_reduce_sum(context, torch.ones(3, dtype=torch.float64), what="all_reduce of the metric sums")
+    except DistributedError as error:
+        (out / "rank0.json").write_text(json.dumps({"message": str(error), "seconds": time.monotonic() - started}))
+        sys.exit(3)
+
+
+def main() -> None:
+    scenario, out = sys.argv[1], Path(sys.argv[2])
+    import torch
+
+    from ltrkit.training.distributed import init_distributed, shutdown
+
+    torch.set_num_threads(1)
+    context = init_distributed("cpu", timeout_s=float(os.environ.get("LTRKIT_TEST_TIMEOUT_S", "30")))
+    try:
+        {"metrics": _scenario_metrics, "peer_lost": _scenario_peer_lost}[scenario](context, out)
+    finally:
+        if scenario == "metrics":
+            shutdown(context)
+
+
+if __name__ == "__main__":
+    main()

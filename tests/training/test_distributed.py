@@ -1,0 +1,129 @@
+"""torch.distributed on this machine: 2 gloo processes on loopback, started like torchrun.
+
+* sharded metrics equal single-process metrics to 1e-6 (sums and counts reduced, not means);
+* a rank that is killed, or that hangs, makes the surviving rank fail with a clear message
+  within a bounded time, never a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from ltrkit.data.dataset import RankingDataset
+from ltrkit.metrics import evaluate_dataset
+from ltrkit.training.distributed import (
+    DistributedContext,
+    DistributedError,
+    all_reduce_sum,
+    evaluation_shard,
+    init_distributed,
+    shard_metric_sums,
+    sharded_metric_means,
+)
+from tests.training.distributed_support import CONVENTIONS, METRICS, metric_dataset, start_ranks, wait_for
+
+pytestmark = pytest.mark.skipif(not __import__("torch").distributed.is_available(), reason="torch.distributed is not built")
+
+# start-up of a rank (interpreter + torch import) is a few seconds on 2 busy cores
+JOB_LIMIT_S = 120
+
+
+def finish(processes, limit_s=JOB_LIMIT_S):
+    outputs = []
+    for process in processes:
+        try:
+            output, _ = process.communicate(timeout=limit_s)
+        except Exception:
+            process.kill()
+            output, _ = process.communicate()
+        outputs.append(output)
+    return outputs
+
+
+def test_sharded_metrics_equal_single_process(tmp_path):
+    processes = start_ranks("metrics", tmp_path)
+    outputs = finish(processes)
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    dataset, scores = metric_dataset()
+    ranks = [json.loads((tmp_path / f"metrics{rank}.json").read_text()) for rank in range(2)]
+    for index, conventions in enumerate(CONVENTIONS):
+        reference = evaluate_dataset(dataset, scores, METRICS, **conventions).mean
+        for rank in range(2):
+            means = ranks[rank][index]["means"]
+            for name in METRICS:
+                assert means[name] == pytest.approx(reference[name], abs=1e-6), (conventions, name)
+        # 46 and 45 queries: a mean of the two shard means would be off
+        local = np.array([ranks[rank][index]["local_means"] for rank in range(2)])
+        assert np.abs(local.mean(axis=0) - np.array([reference[n] for n in METRICS])).max() > 1e-6
+
+
+@pytest.mark.parametrize("failure", ["killed", "hung"])
+def test_lost_rank_fails_the_job_within_the_timeout(tmp_path, failure):
+    timeout_s = 4
+    processes = start_ranks("peer_lost", tmp_path, extra_env={"LTRKIT_TEST_TIMEOUT_S": str(timeout_s)})
+    try:
+        wait_for(tmp_path / "ready1", JOB_LIMIT_S)
+        if failure == "killed":
+            processes[1].send_signal(signal.SIGKILL)
+        started = time.monotonic()
+        output, _ = processes[0].communicate(timeout=JOB_LIMIT_S)
+        waited = time.monotonic() - started
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+        finish(processes)
+    assert processes[0].returncode == 3, output
+    report = json.loads((tmp_path / "rank0.json").read_text())
+    assert report["message"].startswith("rank 0 of 2: all_reduce of the metric sums failed: another process of the job died or did not answer within 4 s")
+    assert "\n" not in report["message"]
+    # killed: the closed connection is seen at once or at the timeout; hung: at the timeout
+    assert report["seconds"] < timeout_s + 10 and waited < timeout_s + 20
+
+
+def test_single_process_context_is_the_identity(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    context = init_distributed("cpu")
+    assert context == DistributedContext() and context.is_main and not context.enabled
+    torch = pytest.importorskip("torch")
+    values = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    assert all_reduce_sum(context, values).tolist() == [1.0, 2.0]
+    dataset, scores = metric_dataset()
+    assert evaluation_shard(context, dataset).tolist() == list(range(dataset.n_queries))
+    means = sharded_metric_means(context, dataset, scores, METRICS, {"conventions": "ltrkit"})
+    assert means == pytest.approx(evaluate_dataset(dataset, scores, METRICS).mean, abs=1e-12)
+
+
+def test_shard_sums_skip_queries_left_out_of_the_mean():
+    dataset = RankingDataset(np.zeros((4, 1), np.float32), np.array([0, 0, 2, 0], np.float32), np.array([0, 2, 4]), np.array(["a", "b"]))
+    scores = np.array([0.1, 0.2, 0.9, 0.3])
+    sums, counts = shard_metric_sums(dataset, scores, np.array([0, 1]), ["ndcg"], {"empty": "skip"})
+    assert sums.tolist() == [1.0] and counts.tolist() == [1.0]
+    sums, counts = shard_metric_sums(dataset, scores, np.array([], dtype=np.int64), ["ndcg"], {})
+    assert sums.tolist() == [0.0] and counts.tolist() == [0.0]
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' must be an integer"),
+        ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 and WORLD_SIZE=2 do not describe a process"),
+    ],
+)
+def test_bad_environment(monkeypatch, env, message):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(DistributedError, match=message):
+        init_distributed("cpu")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="timeout_s must be a positive number"):
+        init_distributed("cpu", timeout_s=0)
+    with pytest.raises(ValueError, match="device_type must be 'cpu' or 'cuda'"):
+        init_distributed("tpu")
