@@ -25,7 +25,7 @@ from ltrkit.cli._errors import fail, one_line
 if TYPE_CHECKING:
     from ltrkit.data.dataset import RankingDataset
 
-__all__ = ["CacheDir", "IndexBase", "Missing", "NoCache", "QueryFile", "Regroup", "choice", "read_dataset"]
+__all__ = ["CacheDir", "IndexBase", "Missing", "NFeatures", "NoCache", "QueryFile", "Regroup", "choice", "read_dataset"]
 
 INDEX_BASES = ("auto", "0", "1")
 MISSING_RULES = ("error", "zero", "min")
@@ -68,6 +68,14 @@ CacheDir = Annotated[
     Optional[Path],
     typer.Option("--cache-dir", metavar="DIR", help="Keep binary caches in DIR instead of beside the data file."),
 ]
+NFeatures = Annotated[
+    Optional[int],
+    typer.Option(
+        "--n-features", metavar="N", min=1,
+        help="Width of the feature matrix: an index beyond it is an error (default: the largest index "
+        "seen, at most 1,000,000; give N for wider files).",
+    ),
+]
 Missing = Annotated[
     str,
     typer.Option(
@@ -86,6 +94,7 @@ def read_dataset(
     no_cache: bool = False,
     cache_dir: Optional[Path] = None,
     missing: str = "error",
+    n_features: Optional[int] = None,
     what: str = "",
 ) -> "RankingDataset":
     """Load a data file or cache folder with the shared reading options; bad input exits 2.
@@ -93,7 +102,8 @@ def read_dataset(
     Args:
         path: LETOR/libsvm file (optionally compressed) or cache folder.
         index_base: ``"auto"``, ``"0"`` or ``"1"`` as given on the command line.
-        query_file, regroup, cache_dir, missing: passed to :func:`ltrkit.data.cache.load_dataset`.
+        query_file, regroup, cache_dir, missing, n_features: passed to
+            :func:`ltrkit.data.cache.load_dataset`.
         no_cache: neither read nor write the cache.
         what: the option that named ``path`` (e.g. ``"--data"``), used in error messages.
 
@@ -108,7 +118,12 @@ def read_dataset(
         fail(f"{label}file not found: {path}")
     if query_file is not None and not query_file.is_file():
         fail(f"--query-file: file not found: {query_file}")
-    options = {"index_base": index_base if index_base == "auto" else int(index_base), "regroup": regroup, "missing": missing}
+    options = {
+        "index_base": index_base if index_base == "auto" else int(index_base),
+        "regroup": regroup,
+        "missing": missing,
+        "n_features": n_features,
+    }
     if query_file is not None:
         options["query_file"] = query_file
     try:
@@ -116,7 +131,7 @@ def read_dataset(
             warnings.simplefilter("always")
             dataset = load_dataset(path, cache=not no_cache, cache_dir=cache_dir, **options)
     except (OSError, ValueError) as error:  # LetorFormatError and CacheError are ValueErrors
-        fail(error)
+        fail(str(error).replace("pass n_features=", "pass --n-features"))
     # a cache that cannot be read or written is worth a line, not Python's two-line warning format
     for warning in caught:
         typer.echo(f"warning: {one_line(str(warning.message).replace('cache_dir=', '--cache-dir'))}", err=True)

@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from ltrkit.cli._errors import fail
-from ltrkit.cli._options import CacheDir, IndexBase, Missing, NoCache, QueryFile, Regroup, choice, read_dataset
+from ltrkit.cli._options import CacheDir, IndexBase, Missing, NFeatures, NoCache, QueryFile, Regroup, choice, read_dataset
 
 __all__ = ["register", "data_app"]
 
@@ -100,12 +100,14 @@ def stats_command(
     no_cache: NoCache = False,
     cache_dir: CacheDir = None,
     missing: Missing = "error",
+    n_features: NFeatures = None,
 ) -> None:
     """Summarise a dataset: counts, label histogram, list lengths, queries with no relevant document."""
     if min_docs < 0:
         fail(f"--min-docs must be >= 0, got {min_docs}")
     dataset = read_dataset(
-        file, index_base=index_base, query_file=query_file, regroup=regroup, no_cache=no_cache, cache_dir=cache_dir, missing=missing
+        file, index_base=index_base, query_file=query_file, regroup=regroup, no_cache=no_cache, cache_dir=cache_dir, missing=missing,
+        n_features=n_features,
     )
     from ltrkit.data.dataset import dataset_statistics, filter_queries
 
@@ -192,6 +194,7 @@ def convert_command(
     no_cache: NoCache = False,
     cache_dir: CacheDir = None,
     missing: Missing = "error",
+    n_features: NFeatures = None,
 ) -> None:
     """Convert between LETOR, libsvm + group file and the binary cache folder, or write TREC qrels."""
     target = _target_format(dst, to)
@@ -209,7 +212,8 @@ def convert_command(
     if dst.exists() and not overwrite:
         fail(f"DST {dst} already exists; pass --overwrite to replace it")
     dataset = read_dataset(
-        src, index_base=index_base, query_file=query_file, regroup=regroup, no_cache=no_cache, cache_dir=cache_dir, missing=missing
+        src, index_base=index_base, query_file=query_file, regroup=regroup, no_cache=no_cache, cache_dir=cache_dir, missing=missing,
+        n_features=n_features,
     )
     try:
         if target == "cache":

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from ltrkit.cli._errors import fail
-from ltrkit.cli._options import CacheDir, IndexBase, Missing, NoCache, QueryFile, Regroup, choice, read_dataset
+from ltrkit.cli._options import CacheDir, IndexBase, Missing, NFeatures, NoCache, QueryFile, Regroup, choice, read_dataset
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,6 +50,7 @@ _READING_DEFAULTS = (
     ("--no-cache", "no_cache", False),
     ("--cache-dir", "cache_dir", None),
     ("--missing", "missing", "error"),
+    ("--n-features", "n_features", None),
 )
 
 
@@ -288,11 +289,12 @@ def evaluate(
     no_cache: NoCache = False,
     cache_dir: CacheDir = None,
     missing: Missing = "error",
+    n_features: NFeatures = None,
 ) -> None:
     """Evaluate ranking scores with IR metrics (NDCG, MAP, MRR, ERR, P@k, recall@k), or multi-label ranking metrics."""
     reading = {
         "index_base": index_base, "query_file": query_file, "regroup": regroup,
-        "no_cache": no_cache, "cache_dir": cache_dir, "missing": missing,
+        "no_cache": no_cache, "cache_dir": cache_dir, "missing": missing, "n_features": n_features,
     }
     if multilabel or targets is not None:
         ranking_only = {

@@ -521,7 +521,7 @@ def _parse(
             n_features = max(max_idx + 1 - base, 0)
         has_comments = any(s[K.S_COMMENTS] > 0 for s in scans)
 
-        features = np.zeros((n_docs, n_features), dtype=np.float32)
+        features = _feature_matrix(src.path, n_docs, n_features)
         labels = np.empty(n_docs, dtype=np.float32)
         row0 = np.concatenate([[0], np.cumsum(rows)[:-1]])
 
@@ -598,6 +598,18 @@ def _parse(
         features=features, labels=labels, query_offsets=offsets, qids=qids, doc_ids=doc_ids, source=str(src.path)
     )
     return dataset, group_path
+
+
+def _feature_matrix(path: Path, n_docs: int, n_features: int) -> np.ndarray:
+    """The zeroed dense ``[n_docs, n_features]`` float32 matrix, or a clear error when it cannot be had."""
+    try:
+        return np.zeros((n_docs, n_features), dtype=np.float32)
+    except (MemoryError, ValueError):
+        need = n_docs * n_features * 4 / 2**30
+        raise LetorFormatError(
+            path, None, None, f"the dense feature matrix of {n_docs} documents x {n_features} features needs "
+            f"{need:,.1f} GiB, more than this machine can allocate"
+        ) from None
 
 
 def _check_scans(

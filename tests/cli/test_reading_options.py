@@ -45,6 +45,8 @@ SCENARIOS = [
     ("index_base", "1 qid:1 0:1 1:2\n0 qid:1 0:3\n", 2, ("--index-base", "1"), True, False),
     ("query_file", "1 0:1 1:2\n0 1:3\n2 1:1\n", 3, ("--query-file", "{folder}/data/groups.txt"), False, True),
     ("regroup", "1 qid:1 1:1\n0 qid:2 1:2\n2 qid:1 1:3\n", 3, ("--regroup",), False, True),
+    ("n_features_wider", "1 qid:1 1200000:1\n0 qid:1 1:3\n", 2, ("--n-features", "1200000"), False, True),
+    ("n_features_narrower", "1 qid:1 5:1\n0 qid:1 1:3\n", 2, ("--n-features", "4"), True, False),
 ]
 
 
@@ -119,3 +121,16 @@ def test_reader_warnings_are_one_line_each(tmp_path, monkeypatch):
     assert unwritable.exit_code == 0
     lines = unwritable.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning: could not write the cache") and "--cache-dir" in lines[0]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_unallocatable_feature_matrix_is_one_line(tmp_path, name):
+    result = run(name, tmp_path, "1 qid:1 1:1\n0 qid:1 2:3\n", 2, "--no-cache", "--n-features", str(10**15))
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines() if hasattr(result, "stderr") else result.output.strip().splitlines()
+    assert len(lines) == 1 and re.search(r"file\.txt: the dense feature matrix of 2 documents x 1000000000000000 features needs [\d,.]+ GiB", lines[0])
+
+
+def test_index_above_the_limit_names_the_cli_option(tmp_path):
+    result = run("stats", tmp_path, "1 qid:1 99999999999:1\n", 1, "--no-cache")
+    assert result.exit_code == 2 and "is above MAX_FEATURE_INDEX=1000000" in result.output and "pass --n-features" in result.output
