@@ -33,6 +33,8 @@ _EXPORTS = {
     "ips_softmax_loss": "ltrkit.clicks.unbiased",
     "ips_ranknet_loss": "ltrkit.clicks.unbiased",
     "ips_lambda_loss": "ltrkit.clicks.unbiased",
+    "dla_loss": "ltrkit.clicks.unbiased",
+    "dla_propensities": "ltrkit.clicks.unbiased",
     "click_preference_pairs": "ltrkit.clicks.unbiased",
     "ips_dcg": "ltrkit.clicks.unbiased",
     "ips_clicks_at_k": "ltrkit.clicks.unbiased",

@@ -1,5 +1,5 @@
-r"""Unbiased learning to rank from clicks: inverse-propensity-scored (IPS) losses, Joachims'
-click preferences and IPS-weighted offline evaluation.
+r"""Unbiased learning to rank from clicks: inverse-propensity-scored (IPS) losses, the dual
+learning algorithm (DLA), Joachims' click preferences and IPS-weighted offline evaluation.
 
 Under position-based examination a click is ``c_i = E_i R_i`` with ``P(E_i) = p_i``, so
 ``E[c_i / p_i] = P(R_i = 1)``: a loss or metric that is *linear* in the labels, fed
@@ -27,7 +27,7 @@ import torch
 
 from ltrkit._checks import check_choice, check_k, check_positive, check_ranking_inputs, check_reduction
 from ltrkit.clicks.sessions import ClickSessions
-from ltrkit.losses._common import compute_mask, reduce_lists
+from ltrkit.losses._common import compute_mask, masked_log_softmax, reduce_lists
 from ltrkit.losses.listwise import softmax_loss
 from ltrkit.losses.pairwise import ranknet_pair_loss
 from ltrkit.metrics.ranking import dcg_of_sorted, rank_discounts, sort_order, sorted_labels_and_mask
@@ -38,6 +38,8 @@ __all__ = [
     "ips_softmax_loss",
     "ips_ranknet_loss",
     "ips_lambda_loss",
+    "dla_loss",
+    "dla_propensities",
     "PAIR_RULES",
     "click_preference_pairs",
     "ips_dcg",
@@ -213,6 +215,70 @@ def ips_lambda_loss(
     per_document = torch.zeros_like(scores).scatter(-1, order, discounts.expand_as(scores).contiguous())
     swap = (per_document[..., :, None] - per_document[..., None, :]).abs()
     return _pairwise_ips(scores, labels, mask, swap, sigma, reduction)
+
+
+def dla_propensities(propensity_logits: torch.Tensor) -> torch.Tensor:
+    """Relative propensities ``softmax(t)_k / softmax(t)_1`` ``[..., K]`` of DLA's propensity model."""
+    return torch.exp(propensity_logits - propensity_logits[..., :1])
+
+
+def dla_loss(
+    scores: torch.Tensor,
+    clicks: torch.Tensor,
+    mask: Optional[torch.Tensor] = None,
+    *,
+    propensity_logits: torch.Tensor,
+    max_weight: Optional[float] = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Dual learning algorithm (Ai, Bi, Luo, Guo, Croft. "Unbiased Learning to Rank with Unbiased
+    Propensity Estimation". SIGIR 2018): the ranker and a propensity model learn from each other.
+
+    With ``s`` the scores of a list in shown order, ``t`` one propensity logit per rank,
+    ``q = softmax(s)`` and ``e = softmax(t)`` over the list's real ranks:
+
+    .. math::
+        \ell = -\sum_i c_i \frac{e_1}{e_i} \log q_i \;-\; \sum_i c_i \frac{q_1}{q_i} \log e_i
+
+    where each weight is held constant (detached), so the first term (the ranker's IPS softmax
+    loss) trains only the ranker and the second (the propensity model's inverse-relevance
+    loss) only the logits: one backward pass of the sum updates both. ``e_1 / e_i`` is the
+    inverse relative propensity, ``q_1 / q_i`` the inverse relative relevance; both normalise by
+    the document shown first. At the joint optimum ``q`` is proportional to relevance and ``e``
+    to examination (the paper's Theorem 1). :func:`dla_propensities` reads the propensities out.
+
+    Args:
+        scores: ``[..., L]`` ranker scores in shown order (position ``r`` at index ``r - 1``).
+        clicks: ``[..., L]`` clicks.
+        mask: ``[..., L]`` bool, True = shown; a prefix of each list. None = all shown.
+        propensity_logits: ``[L]`` (one per rank) or ``[..., L]``, trainable.
+        max_weight: optional cap on both inverse weights (the paper's clipping).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-list sum of both terms).
+
+    Example:
+        >>> import torch
+        >>> logits = torch.zeros(3, requires_grad=True)
+        >>> dla_loss(torch.zeros(1, 3), torch.tensor([[1., 0., 0.]]), propensity_logits=logits).backward()
+        >>> bool(logits.grad[0] < 0)  # a click at rank 1 raises its examination
+        True
+    """
+    check_reduction(reduction)
+    scores, clicks, mask = check_ranking_inputs(scores, clicks, mask)
+    if not isinstance(propensity_logits, torch.Tensor) or propensity_logits.shape[-1] != scores.shape[-1]:
+        raise ValueError(f"propensity_logits must be a tensor whose last dimension is {scores.shape[-1]} (one logit per rank)")
+    if max_weight is not None:
+        max_weight = check_positive("max_weight", max_weight)
+    valid, cmask = compute_mask(mask)
+    log_q = masked_log_softmax(scores.masked_fill(~mask, 0.0), cmask)
+    log_e = masked_log_softmax(propensity_logits.expand_as(scores).masked_fill(~mask, 0.0), cmask)
+    inverse_propensity = torch.exp(log_e[..., :1] - log_e).detach()
+    inverse_relevance = torch.exp(log_q[..., :1] - log_q).detach()
+    if max_weight is not None:
+        inverse_propensity = inverse_propensity.clamp(max=max_weight)
+        inverse_relevance = inverse_relevance.clamp(max=max_weight)
+    clicked = clicks * mask
+    per_list = -(clicked * (inverse_propensity * log_q + inverse_relevance * log_e)).sum(dim=-1)
+    return reduce_lists(per_list, valid, reduction)
 
 
 def click_preference_pairs(clicks: np.ndarray, mask: np.ndarray, *, rule: str = "skip_above") -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

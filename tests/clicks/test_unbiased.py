@@ -155,3 +155,50 @@ def test_ips_offline_evaluation_is_unbiased_for_the_true_dcg():
     sessions.propensities = np.where(sessions.mask, 1.0, 0.0)
     assert ips_dcg(sessions, new_scores, k=3) < truth - 5 * estimates.std() / np.sqrt(20)
     assert ips_clicks_at_k(sessions, new_scores, 4) == pytest.approx(sessions.clicks.sum() / sessions.n_sessions)
+
+
+def test_dla_gradients_are_the_two_weighted_softmax_losses():
+    from ltrkit.clicks.unbiased import dla_loss, dla_propensities
+    from ltrkit.losses.listwise import softmax_loss
+
+    generator = torch.Generator().manual_seed(4)
+    scores = torch.randn(3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    logits = torch.randn(4, generator=generator, dtype=torch.float64, requires_grad=True)
+    clicks = torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.float64)
+    dla_loss(scores, clicks, propensity_logits=logits).backward()
+    ranker, propensity = scores.grad.clone(), logits.grad.clone()
+    s = scores.detach().clone().requires_grad_(True)
+    softmax_loss(s, clicks, weights=1 / dla_propensities(logits.detach()).expand(3, 4)).backward()
+    torch.testing.assert_close(ranker, s.grad)
+    t = logits.detach().clone().requires_grad_(True)
+    q = torch.softmax(scores.detach(), dim=-1)
+    softmax_loss(t.expand(3, 4), clicks, weights=q[:, :1] / q).backward()
+    torch.testing.assert_close(propensity, t.grad)
+
+
+def test_dla_learns_the_propensities_with_the_ranker():
+    from ltrkit.clicks.models import PBM
+    from ltrkit.clicks.unbiased import dla_loss, dla_propensities
+
+    rng = np.random.default_rng(0)
+    n_docs, n_features, k, n = 1000, 5, 5, 3000
+    x = rng.random((n_docs, n_features))
+    w = rng.normal(size=n_features)
+    # relevance proportional to exp(w x): a linear scorer's softmax can match it exactly
+    relevance = np.exp(x @ w - (x @ w).max())
+    docs = rng.integers(0, n_docs, size=(n, k))  # documents land on every rank
+    truth = 1 / np.arange(1, k + 1)
+    clicks = PBM(truth).simulate(relevance[docs], seed=1)
+    features, targets = torch.tensor(x[docs], dtype=torch.float32), torch.tensor(clicks, dtype=torch.float32)
+    torch.manual_seed(0)
+    model, logits = torch.nn.Linear(n_features, 1), torch.zeros(k, requires_grad=True)
+    optimizer = torch.optim.Adam([*model.parameters(), logits], lr=0.05)
+    for _ in range(150):
+        optimizer.zero_grad()
+        dla_loss(model(features).squeeze(-1), targets, propensity_logits=logits).backward()
+        optimizer.step()
+    # within six standard errors of a ratio of click counts, as the EM recoveries
+    per_rank = clicks.sum(axis=0)
+    tolerance = 6 * truth * np.sqrt(1 / per_rank + 1 / per_rank[0])
+    assert (np.abs(dla_propensities(logits.detach()).numpy() - truth) <= tolerance).all()
+    assert np.corrcoef(model.weight.detach().numpy()[0], w)[0, 1] > 0.99
