@@ -282,14 +282,16 @@ def bench_dataset(name: str, opts: argparse.Namespace) -> None:
         print(f"   LightGBM lambdarank: up to {opts.trees} trees, lr {opts.gbdt_lr}, {opts.gbdt_leaves} leaves, "
               f"min_data_in_leaf {opts.gbdt_min_child}, bagging 0.8, feature_fraction 0.8, "
               f"early stopping {opts.gbdt_patience} rounds on vali NDCG@10")
-    contenders = [Contender("ltrkit")] + ([] if opts.skip_lightgbm else [Contender("LightGBM")])
+    ours, theirs = Contender("ltrkit"), Contender("LightGBM")
+    contenders = ([] if opts.skip_ltrkit else [ours]) + ([] if opts.skip_lightgbm else [theirs])
     with tempfile.TemporaryDirectory(prefix="bench_quality_") as tmp:
         for fold, splits in folds:
             for seed in range(opts.seeds):
-                config = recipe_config(recipe, seed=seed, run_dir=Path(tmp), run_name=f"{name}-f{fold}-s{seed}", opts=opts)
-                contenders[0].runs[(fold, seed)] = run_ltrkit(splits, config)
+                if not opts.skip_ltrkit:
+                    config = recipe_config(recipe, seed=seed, run_dir=Path(tmp), run_name=f"{name}-f{fold}-s{seed}", opts=opts)
+                    ours.runs[(fold, seed)] = run_ltrkit(splits, config)
                 if not opts.skip_lightgbm:
-                    contenders[1].runs[(fold, seed)] = run_lightgbm(splits, seed, opts)
+                    theirs.runs[(fold, seed)] = run_lightgbm(splits, seed, opts)
     report(name, folds, contenders, opts)
 
 
@@ -320,7 +322,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of ltrkit")
     parser.add_argument("--permutations", type=int, default=10000, help="draws of the randomisation test")
     parser.add_argument("--skip-lightgbm", action="store_true", help="train ltrkit only (recipe sweeps on vali)")
+    parser.add_argument("--skip-ltrkit", action="store_true", help="train LightGBM only")
     opts = parser.parse_args(argv)
+    if opts.skip_lightgbm and opts.skip_ltrkit:
+        parser.error("--skip-lightgbm and --skip-ltrkit leave nothing to train")
     opts.recipes = dict(opts.recipes)
     return opts
 
