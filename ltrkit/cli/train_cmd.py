@@ -90,12 +90,15 @@ def train_command(
 
 
 def predict_command(
-    run: Path = typer.Option(..., "--run", help="run folder written by ltrkit train"),
+    run: Optional[Path] = typer.Option(None, "--run", help="run folder written by ltrkit train"),
+    model: Optional[Path] = typer.Option(
+        None, "--model", metavar="FILE", help="a model file written by ltrkit export (ONNX or TorchScript), instead of --run"
+    ),
     data: Path = typer.Option(..., "--data", help="LETOR/libsvm file (or cache folder) to score"),
     out: Path = typer.Option(..., "--out", help="output: one score per line, or a TREC run (.trec/.run or --format trec); - = stdout"),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best or last"),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="best (default) or last; with --run"),
     fmt: Optional[str] = typer.Option(None, "--format", help="scores or trec (default: from the --out suffix; scores for -)"),
-    device: str = typer.Option("cpu", "--device", callback=_device, help=_DEVICE_HELP),
+    device: Optional[str] = typer.Option(None, "--device", callback=_device, help=f"{_DEVICE_HELP}; with --run (default cpu)"),
     # the reading options default to None: the run's own data options, which read its training data
     index_base: IndexBase = None,
     query_file: QueryFile = None,
@@ -104,15 +107,21 @@ def predict_command(
     cache_dir: CacheDir = None,
     missing: Missing = None,
 ) -> None:
-    """Score a data file with a trained run (same normaliser, same feature count).
+    """Score a data file with a trained run (same normaliser, same feature count) or an exported model.
 
-    The reading options not given are the run's (its config's ``data`` section).
+    The reading options not given are the run's (its config's ``data`` section); an exported
+    model reads with the run's index base and its feature count.
     """
+    from ltrkit._optional import MissingExtraError
     from ltrkit.training.config import ConfigError
     from ltrkit.training.predict import Ranker
     from ltrkit.training.run_folder import OutputError, check_writable, output_errors
     from ltrkit.training.trainer import format_scores
 
+    if (run is None) == (model is None):
+        fail("give either --run RUN_DIR or --model FILE")
+    if model is not None and (checkpoint is not None or device is not None):
+        fail("--checkpoint and --device apply to --run only (an exported model has one set of weights and runs on the CPU)")
     to_stdout = str(out) == "-"
     if fmt is None:
         fmt = "trec" if out.suffix.lower() in (".trec", ".run") else "scores"
@@ -127,7 +136,12 @@ def predict_command(
     }
     options = {key: value for key, value in given.items() if value is not None}
     try:
-        ranker = Ranker.load(run, checkpoint=checkpoint, device=device)
+        if run is not None:
+            ranker = Ranker.load(run, checkpoint=checkpoint or "best", device=device or "cpu")
+        else:
+            from ltrkit.export import load_exported
+
+            ranker = load_exported(model)
         if not data.exists():
             fail(f"--data: file not found: {str(data)!r}")
         if query_file is not None and not query_file.is_file():
@@ -139,14 +153,14 @@ def predict_command(
         scores = ranker.predict(dataset)
         with output_errors(out):
             if fmt == "trec":
-                _write_trec(out, dataset, scores, tag=f"ltrkit-{Path(run).name}", to_stdout=to_stdout)
+                _write_trec(out, dataset, scores, tag=f"ltrkit-{(run or model).name}", to_stdout=to_stdout)
             elif to_stdout:
                 sys.stdout.write(format_scores(scores))
             else:
                 from ltrkit.training import _io
 
                 _io.write_text(out, format_scores(scores))
-    except (ConfigError, OutputError, ValueError, OSError) as error:
+    except (ConfigError, OutputError, MissingExtraError, ValueError, OSError) as error:
         fail(_config_error_line(error))
     typer.echo(f"wrote {len(scores)} scores for {dataset.n_queries} queries to {'stdout' if to_stdout else out}", err=True)
 

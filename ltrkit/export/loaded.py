@@ -108,8 +108,15 @@ class ExportedRanker:
             raise ValueError(f"mask shape {mask.shape} does not match features shape {features.shape}[:2]")
         return np.asarray(self._score_padded(features, mask), dtype=np.float32)
 
-    def read(self, path: PathLike, *, query_file: Optional[PathLike] = None) -> RankingDataset:
+    def read(self, path: PathLike, *, query_file: Optional[PathLike] = None, **options: Any) -> RankingDataset:
         """Read a LETOR/libsvm file with the run's index base and the model's feature count.
+
+        Args:
+            path: data file or cache folder.
+            query_file: group file of a libsvm file.
+            **options: other :func:`ltrkit.data.cache.load_dataset` options (``index_base``,
+                ``regroup``, ``cache``, ``cache_dir``, ``missing``) replacing the defaults: the
+                run's index base, no regrouping, the cache beside the file, missing values refused.
 
         Raises:
             FileNotFoundError: no such file.
@@ -120,7 +127,8 @@ class ExportedRanker:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"data file not found: {str(path)!r}")
-        return load_dataset(path, index_base=self.metadata.get("index_base", "auto"), n_features=self.n_features, query_file=query_file)
+        options = {"index_base": self.metadata.get("index_base", "auto"), **options}
+        return load_dataset(path, n_features=self.n_features, query_file=query_file, **options)
 
     def predict(self, data: Union[RankingDataset, PathLike], *, query_file: Optional[PathLike] = None) -> np.ndarray:
         """Scores ``[n_docs]`` (float32) of a dataset or a file (see :meth:`read`), in its row order.

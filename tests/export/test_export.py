@@ -236,3 +236,48 @@ def test_scoring_onnx_without_onnxruntime_names_the_extra(exported, monkeypatch)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ImportError, match="scoring an ONNX model needs onnxruntime: pip install 'ltrkit\\[onnx\\]'"):
         load_exported(exported["linear", "onnx"])
+
+
+@pytest.fixture(scope="module")
+def letor_file(tmp_path_factory) -> Path:
+    from ltrkit.data.dataset import RankingDataset
+    from ltrkit.data.letor import write_letor
+
+    features, offsets = raw_lists(seed=5)
+    path = tmp_path_factory.mktemp("data") / "test.txt"
+    qids = np.arange(len(offsets) - 1).astype(str)
+    write_letor(RankingDataset(features, np.zeros(len(features), dtype=np.float32), offsets, qids), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("model", ["mlp", "attention"])
+def test_cli_predict_with_an_exported_model_equals_the_run(runs, exported, letor_file, model, fmt, tmp_path):
+    from_run = CliRunner().invoke(app, ["predict", "--run", str(runs[model]), "--data", str(letor_file), "--out", "-", "--no-cache"])
+    from_model = CliRunner().invoke(app, ["predict", "--model", str(exported[model, fmt]), "--data", str(letor_file), "--out", "-", "--no-cache"])
+    assert from_run.exit_code == 0 and from_model.exit_code == 0, from_model.output
+    np.testing.assert_allclose(np.loadtxt(from_model.stdout.splitlines()), np.loadtxt(from_run.stdout.splitlines()), rtol=1e-5, atol=1e-5)
+    trec = tmp_path / "model.trec"
+    result = CliRunner().invoke(app, ["predict", "--model", str(exported[model, fmt]), "--data", str(letor_file), "--out", str(trec), "--no-cache"])
+    assert result.exit_code == 0 and trec.read_text().split("\n", 1)[0].endswith(f"ltrkit-{exported[model, fmt].name}")
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--run", "{run}", "--model", "{model}"], "give either --run RUN_DIR or --model FILE"),
+        ([], "give either --run RUN_DIR or --model FILE"),
+        (["--model", "{model}", "--checkpoint", "last"], "--checkpoint and --device apply to --run only"),
+        (["--model", "{model}", "--device", "cpu"], "--checkpoint and --device apply to --run only"),
+        (["--model", "{tmp}/missing.onnx"], "model file not found"),
+        (["--model", "{data}"], "test.txt: not an ONNX or TorchScript model"),
+    ],
+)
+def test_cli_predict_model_bad_input_exits_2_with_one_line(runs, exported, letor_file, tmp_path, args, match):
+    values = {"run": runs["mlp"], "model": exported["mlp", "onnx"], "tmp": tmp_path, "data": letor_file}
+    argv = ["predict", *[a.format(**values) for a in args], "--data", str(letor_file), "--out", str(tmp_path / "s.txt")]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert re.search(match, result.stderr), result.stderr
+    assert not (tmp_path / "s.txt").exists()
