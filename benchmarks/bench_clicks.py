@@ -18,7 +18,8 @@ Two tables:
   loss on PBM clicks of the logging policy's top 10 (no intervention): naive (click-through
   rates as labels), IPS with the true propensities, IPS with regression-EM propensities
   estimated from the same log, IPS with randomisation propensities estimated from an equally
-  large RandTop-10 log; next to full information on the same shown documents (their true
+  large RandTop-10 log, and DLA (the ranker trained jointly with one propensity logit per rank,
+  Ai et al. 2018, inverse weights capped at 10); next to full information on the same shown documents (their true
   attraction probabilities as labels) and on all documents (true graded labels). Without an
   intervention every session of a query shows the same list, so the sessions of a query sum to
   one list whose labels are the mean clicks (IPS: mean clicks / propensity): the same loss and
@@ -135,11 +136,12 @@ def recovery(args: argparse.Namespace, dataset, scores) -> None:
         print(f"| {n:,} | " + " | ".join(_stats(errors[key]) for key in ("pbm", "rand", "ubm", "regem", "naive")) + f" | {seconds:.0f} |")
 
 
-def _train_linear(features, labels, mask, propensities=None, steps: int = 300) -> "object":
-    """A linear scorer fitted by full-batch Adam on the (IPS) softmax loss; returns its weights."""
+def _train_linear(features, labels, mask, propensities=None, steps: int = 300, dla: bool = False) -> "object":
+    """A linear scorer fitted by full-batch Adam on the (IPS) softmax loss, or jointly with one
+    propensity logit per rank on the DLA loss; returns the scorer."""
     import torch
 
-    from ltrkit.clicks.unbiased import ips_softmax_loss
+    from ltrkit.clicks.unbiased import dla_loss, ips_softmax_loss
     from ltrkit.losses.listwise import softmax_loss
 
     torch.manual_seed(0)
@@ -147,11 +149,14 @@ def _train_linear(features, labels, mask, propensities=None, steps: int = 300) -
     y = torch.as_tensor(labels, dtype=torch.float32)
     m = torch.as_tensor(mask)
     model = torch.nn.Linear(x.shape[-1], 1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    logits = torch.zeros(x.shape[1], requires_grad=True)
+    optimizer = torch.optim.Adam([*model.parameters(), logits], lr=0.05)
     for _ in range(steps):
         optimizer.zero_grad()
         scores = model(x).squeeze(-1)
-        if propensities is None:
+        if dla:
+            loss = dla_loss(scores, y, m, propensity_logits=logits)
+        elif propensities is None:
             loss = softmax_loss(scores, y, m)
         else:
             loss = ips_softmax_loss(scores, y, m, propensities=torch.tensor(np.array(propensities), dtype=torch.float32))
@@ -206,10 +211,10 @@ def ultr(args: argparse.Namespace, dataset, scores) -> None:
     all_x, all_mask = pad_ragged(np.asarray(dataset.features), dataset.query_offsets)
     all_y, _ = pad_ragged(np.asarray(dataset.labels), dataset.query_offsets)
     all_full = _ndcg10(_train_linear(all_x, all_y, all_mask), test)
-    print("| sessions | naive clicks | IPS, true propensities | IPS, regression EM | IPS, randomisation (RandTop-10 log) | full info, shown top 10 | full info, all documents |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| sessions | naive clicks | IPS, true propensities | IPS, regression EM | IPS, randomisation (RandTop-10 log) | DLA | full info, shown top 10 | full info, all documents |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in [int(float(v)) for v in args.ultr_sessions.split(",")]:
-        results = {key: [] for key in ("naive", "true", "regem", "rand")}
+        results = {key: [] for key in ("naive", "true", "regem", "rand", "dla")}
         for seed in range(args.seeds):
             _, ctr, sessions = _click_rates(dataset, scores, behaviour, n, seed, "none")
             ctr = np.where(mask, ctr, 0.0)
@@ -222,6 +227,7 @@ def ultr(args: argparse.Namespace, dataset, scores) -> None:
             for key, p in (("true", truth), ("regem", estimated), ("rand", randomised)):
                 p = np.clip(p, 1e-3, 1.0)
                 results[key].append(_ndcg10(_train_linear(x, ctr, mask, np.broadcast_to(p, shown.shape)), test))
+            results["dla"].append(_ndcg10(_train_linear(x, ctr, mask, dla=True), test))
         cells = " | ".join(f"{np.mean(v):.4f} +- {np.std(v):.4f}" for v in results.values())
         print(f"| {n:,} | {cells} | {shown_full:.4f} | {all_full:.4f} |")
 

@@ -228,7 +228,7 @@ def dla_loss(
     mask: Optional[torch.Tensor] = None,
     *,
     propensity_logits: torch.Tensor,
-    max_weight: Optional[float] = None,
+    max_weight: Optional[float] = 10.0,
     reduction: str = "mean",
 ) -> torch.Tensor:
     r"""Dual learning algorithm (Ai, Bi, Luo, Guo, Croft. "Unbiased Learning to Rank with Unbiased
@@ -252,7 +252,11 @@ def dla_loss(
         clicks: ``[..., L]`` clicks.
         mask: ``[..., L]`` bool, True = shown; a prefix of each list. None = all shown.
         propensity_logits: ``[L]`` (one per rank) or ``[..., L]``, trainable.
-        max_weight: optional cap on both inverse weights (the paper's clipping).
+        max_weight: cap on both inverse weights (the paper's clipping), or None. Without a cap
+            the two models can run away from each other when the logging policy shows each
+            document at one rank (MQ2008 in ``benchmarks/bench_clicks.py``: the propensities
+            grow to ``1e11`` and NDCG@10 falls below the naive ranker's; with 10 they land near
+            the truth).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-list sum of both terms).
 
     Example:

@@ -165,7 +165,7 @@ def test_dla_gradients_are_the_two_weighted_softmax_losses():
     scores = torch.randn(3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
     logits = torch.randn(4, generator=generator, dtype=torch.float64, requires_grad=True)
     clicks = torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.float64)
-    dla_loss(scores, clicks, propensity_logits=logits).backward()
+    dla_loss(scores, clicks, propensity_logits=logits, max_weight=None).backward()
     ranker, propensity = scores.grad.clone(), logits.grad.clone()
     s = scores.detach().clone().requires_grad_(True)
     softmax_loss(s, clicks, weights=1 / dla_propensities(logits.detach()).expand(3, 4)).backward()
@@ -174,6 +174,12 @@ def test_dla_gradients_are_the_two_weighted_softmax_losses():
     q = torch.softmax(scores.detach(), dim=-1)
     softmax_loss(t.expand(3, 4), clicks, weights=q[:, :1] / q).backward()
     torch.testing.assert_close(propensity, t.grad)
+    # the cap bounds both weights
+    s.grad, t.grad = None, None
+    dla_loss(s, clicks, propensity_logits=t, max_weight=1.5).backward()
+    s_ref = scores.detach().clone().requires_grad_(True)
+    softmax_loss(s_ref, clicks, weights=(1 / dla_propensities(logits.detach())).clamp(max=1.5).expand(3, 4)).backward()
+    torch.testing.assert_close(s.grad, s_ref.grad)
 
 
 def test_dla_learns_the_propensities_with_the_ranker():
