@@ -13,6 +13,8 @@ relevant one the RankNet cost is ``softplus(-x_ij) = -log sigmoid(x_ij)`` and
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Callable, Optional, Tuple
 
 import torch
@@ -27,6 +29,73 @@ BLOCK_ELEMENTS = 1 << 18
 # ``cost`` (each pair's cost times its weight, 0 for non-pairs) and ``grad`` (its derivative
 # with respect to s_i; the derivative with respect to s_j is -grad).
 PairTerms = Callable[[slice, slice], Tuple[torch.Tensor, torch.Tensor]]
+
+
+#: Default ceiling, in GiB, on the pair tensors one call of a quadratic loss may allocate;
+#: the environment variable ``LTRKIT_PAIR_MEMORY_GIB`` overrides it.
+DEFAULT_PAIR_MEMORY_GIB = 4.0
+
+#: Peak bytes per ``[B, rows, cols]`` cell of the losses that build whole pair tensors: measured
+#: as the growth of peak RSS over one float32 forward + backward on CPU (B = 1, L = 3,000),
+#: rounded up. They hold several pair-shaped temporaries plus what autograd saves.
+PAIR_BYTES = {
+    "lambdaloss": 40,
+    "ranknet_matrix": 32,
+    "pairwise_hinge": 20,
+    "approx_ndcg": 16,
+    "neural_ndcg": 16,
+}
+
+_ALTERNATIVES = (
+    "use the chunked ranknet or lambdarank loss (memory O(B L); their k option restricts the pairs to the top k), "
+    "cap the lists with training.max_slate_length, lower training.max_docs_per_batch, or raise LTRKIT_PAIR_MEMORY_GIB"
+)
+
+
+def pair_memory_limit() -> float:
+    """The ceiling in bytes: ``LTRKIT_PAIR_MEMORY_GIB`` (a positive number of GiB) or the default.
+
+    Raises:
+        ValueError: if the variable is set to anything but a positive finite number.
+    """
+    text = os.environ.get("LTRKIT_PAIR_MEMORY_GIB")
+    if text is None or not text.strip():
+        return DEFAULT_PAIR_MEMORY_GIB * 2**30
+    try:
+        gib = float(text)
+    except ValueError:
+        gib = math.nan
+    if not (gib > 0 and math.isfinite(gib)):
+        raise ValueError(f"LTRKIT_PAIR_MEMORY_GIB must be a positive number of GiB, got {text!r}")
+    return gib * 2**30
+
+
+def check_pair_memory(loss: str, lists: int, rows: int, cols: int) -> None:
+    """Refuse, before allocating, a call of quadratic loss ``loss`` whose pair tensors exceed the limit.
+
+    ``lists * rows * cols * PAIR_BYTES[loss]`` bytes are compared with :func:`pair_memory_limit`,
+    so a list of 100,000 documents gets a one-line error naming its length, the memory it would
+    need and the alternatives, instead of an out-of-memory crash (or minutes of swapping).
+
+    Raises:
+        ValueError: the estimate exceeds the limit.
+    """
+    need = lists * rows * cols * PAIR_BYTES[loss]
+    limit = pair_memory_limit()
+    if need > limit:
+        raise ValueError(
+            f"{loss}: a batch of {lists} list(s) of {cols:,} documents needs about {_size(need)} for its "
+            f"[{lists}, {rows:,}, {cols:,}] pair tensors, over the limit of {limit / 2**30:g} GiB; {_ALTERNATIVES}"
+        )
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:,.1f} MiB"
+
+
+def largest_list(loss: str, lists: int = 1) -> int:
+    """The longest list ``L`` for which ``lists`` lists pass :func:`check_pair_memory` (``rows = cols = L``)."""
+    return math.isqrt(int(pair_memory_limit() // (lists * PAIR_BYTES[loss])))
 
 
 def rows_per_chunk(batch: int, cols: int, block_elements: int = BLOCK_ELEMENTS) -> int:
@@ -65,11 +134,14 @@ def ranknet_value_and_lambdas(
     *,
     sigma: float,
     include_ties: bool,
+    top: Optional[int] = None,
     block_elements: int = BLOCK_ELEMENTS,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-list RankNet cost summed over unordered pairs ``[B]`` and its lambdas ``[B, L]``.
 
-    ``lambda_i = sum_j sigma * (sigmoid(x_ij) - target_ij)`` over the pairs of ``i``.
+    ``lambda_i = sum_j sigma * (sigmoid(x_ij) - target_ij)`` over the pairs of ``i``. With
+    ``top``, only pairs with at least one index below ``top`` count (rows run over ``[0, top)``:
+    memory and time ``O(B L top)``); the caller puts the documents in rank order first.
     """
     scores = scores.masked_fill(~mask, 0.0)
     valid = None if bool(mask.all()) else mask.to(scores.dtype)
@@ -98,7 +170,8 @@ def ranknet_value_and_lambdas(
         cost = torch.nn.functional.softplus(z).mul_(flip.abs_())
         return cost, grad
 
-    return _accumulate(terms, scores, scores.shape[-1], block_elements)
+    length = scores.shape[-1]
+    return _accumulate(terms, scores, length if top is None else min(top, length), block_elements)
 
 
 def lambdarank_value_and_lambdas(
@@ -139,7 +212,7 @@ def lambdarank_value_and_lambdas(
 
 
 class RankNetFunction(torch.autograd.Function):
-    """Factorised RankNet: ``forward(scores [B, L], labels, mask, sigma, include_ties) -> [B]``.
+    """Factorised RankNet: ``forward(scores [B, L], labels, mask, sigma, include_ties, top) -> [B]``.
 
     Forward computes each list's cost and the lambdas in row chunks and saves only the lambdas
     ``[B, L]``; backward returns ``grad[:, None] * lambdas``. No graph over the pairs is built.
@@ -147,19 +220,20 @@ class RankNetFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, sigma: float, include_ties: bool
+        ctx, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, sigma: float, include_ties: bool,
+        top: Optional[int],
     ) -> torch.Tensor:
         value, lambdas = ranknet_value_and_lambdas(
-            scores.detach(), labels, mask, sigma=sigma, include_ties=include_ties
+            scores.detach(), labels, mask, sigma=sigma, include_ties=include_ties, top=top
         )
         ctx.save_for_backward(lambdas)
         return value
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_value: torch.Tensor) -> Tuple[Optional[torch.Tensor], None, None, None, None]:  # type: ignore[override]
+    def backward(ctx, grad_value: torch.Tensor) -> Tuple[Optional[torch.Tensor], None, None, None, None, None]:  # type: ignore[override]
         (lambdas,) = ctx.saved_tensors
-        return grad_value.unsqueeze(-1) * lambdas, None, None, None, None
+        return grad_value.unsqueeze(-1) * lambdas, None, None, None, None, None
 
 
 class LambdaRankFunction(torch.autograd.Function):

@@ -39,6 +39,7 @@ from ltrkit.losses._listwise_neuralsort import (
     sinkhorn_scalings,
     sinkhorn_weighted_sum,
 )
+from ltrkit.losses._pairwise_kernels import check_pair_memory
 from ltrkit.losses._common import (
     check_loss_inputs,
     compute_mask,
@@ -388,7 +389,8 @@ def approx_ndcg_loss(
     over the real documents; ``G`` is ``2^y - 1`` (``gain="exp2"``) or ``y`` (``"linear"``) and
     IDCG the exact ideal DCG. As ``alpha`` grows the loss tends to ``1 - NDCG`` of the ranking
     by score (ties between scores count half a rank each way). A list with no relevant document
-    (IDCG = 0) has loss 0. Memory: ``[..., L, L]``.
+    (IDCG = 0) has loss 0. Memory: ``[..., L, L]``, about 16 bytes per pair; a call over
+    ``LTRKIT_PAIR_MEMORY_GIB`` (default 4 GiB) is refused with a ``ValueError`` naming the length.
 
     Args:
         scores: ``[..., L]`` float scores.
@@ -417,6 +419,7 @@ def approx_ndcg_loss(
     check_reduction(reduction)
     alpha = check_positive("alpha", alpha)
     check_gain(gain)
+    check_pair_memory("approx_ndcg", math.prod(scores.shape[:-1]), scores.shape[-1], scores.shape[-1])
     valid, cmask = compute_mask(mask)
     s = scores.masked_fill(~mask, 0.0)
     above = torch.sigmoid(alpha * (s.unsqueeze(-2) - s.unsqueeze(-1)))
@@ -524,7 +527,9 @@ def neural_ndcg_loss(
     ``P_hat = diag(a) K diag(b)`` are iterated in probability space: two batched
     matrix-vector products per round, ``O(B L)`` autograd memory per round, and a hand-written
     backward that forms the gradient of ``K`` in one batched matmul. ``P_hat`` itself is never
-    formed: ``sum_r D_r P_hat[r, j] = b_j sum_r D_r a_r K[r, j]``.
+    formed: ``sum_r D_r P_hat[r, j] = b_j sum_r D_r a_r K[r, j]``. About 16 bytes per cell of
+    ``[B, L, L]`` (``[B, k, L]``); a call over ``LTRKIT_PAIR_MEMORY_GIB`` (default 4 GiB) is
+    refused with a ``ValueError`` naming the length.
 
     Args:
         scores: ``[..., L]`` float scores.
@@ -567,6 +572,7 @@ def neural_ndcg_loss(
     s = scores.masked_fill(~mask, 0.0).reshape(n_lists, length).gather(-1, order)
     gains = (gain_values(labels, gain) * mask).reshape(n_lists, length).gather(-1, order)
     cutoff = length if k is None else min(k, length)
+    check_pair_memory("neural_ndcg", n_lists, length if sinkhorn_iters > 0 else cutoff, length)
     discounts = rank_discounts(cutoff, dtype=s.dtype, device=s.device)
     if sinkhorn_iters > 0:
         kernel, start = sinkhorn_kernel(neural_sort_logits(s, real, temperature=temperature, rows=length))

@@ -47,7 +47,7 @@ from ltrkit._checks import (
     check_reduction,
 )
 from ltrkit.losses._common import at_least_float32, check_loss_inputs, reduce_lists
-from ltrkit.losses._pairwise_kernels import LambdaRankFunction, RankNetFunction
+from ltrkit.losses._pairwise_kernels import LambdaRankFunction, RankNetFunction, check_pair_memory
 from ltrkit.losses.registry import register
 from ltrkit.metrics.ranking import check_gain, gain_values, ideal_dcg, rank_discounts, sort_order
 
@@ -137,6 +137,17 @@ def _count_pairs(labels: torch.Tensor, mask: torch.Tensor, *, include_ties: bool
     same = torch.searchsorted(ordered, keyed, right=True) - torch.searchsorted(ordered, keyed)
     same_pairs = (same * mask).sum(dim=-1)
     return (n * n - same_pairs) // 2
+
+
+def _pairs_touching_top(labels: torch.Tensor, mask: torch.Tensor, top: int, *, include_ties: bool) -> torch.Tensor:
+    """Pairs per list ``[B]`` (int64) with at least one document among the first ``top``
+    positions of lists in rank order: all pairs minus those lying wholly below ``top``."""
+    n_pairs = _count_pairs(labels, mask, include_ties=include_ties)
+    if top < labels.shape[-1]:
+        outside = mask.clone()
+        outside[:, :top] = False
+        n_pairs = n_pairs - _count_pairs(labels, outside, include_ties=include_ties)
+    return n_pairs
 
 
 def _rank_ordered(
@@ -263,7 +274,10 @@ def ranknet_matrix_loss(
         \quad x_{ij} = \sigma (s_i - s_j),\ \bar P_{ij} = (1 + \mathrm{sign}(l_i - l_j)) / 2
 
     over unordered pairs of real documents, by default only those with different labels.
-    Memory is ``O(B L^2)``; :func:`ranknet_loss` computes the same value and gradient in chunks.
+    Memory is ``O(B L^2)`` (about 32 bytes per pair with the backward pass): a call whose pair
+    tensors would exceed ``LTRKIT_PAIR_MEMORY_GIB`` (default 4 GiB) is refused with a
+    ``ValueError`` naming the list length; :func:`ranknet_loss` computes the same value and
+    gradient in chunks.
 
     Args:
         scores: ``[..., L]`` floating-point scores (higher = ranked higher).
@@ -280,7 +294,8 @@ def ranknet_matrix_loss(
         The reduced loss (0-d), or the per-list values ``[...]`` for ``reduction="none"``.
 
     Raises:
-        ValueError: bad shapes, mask dtype, non-finite labels or hyperparameters.
+        ValueError: bad shapes, mask dtype, non-finite labels or hyperparameters, or pair
+            tensors over the memory limit.
 
     Reference: Burges et al., "Learning to Rank using Gradient Descent", ICML 2005.
 
@@ -295,6 +310,7 @@ def ranknet_matrix_loss(
     _check_bool(include_ties, "include_ties")
     check_choice("normalize", normalize, NORMALIZATIONS)
     s, l, m, lead = _flatten(scores, labels, mask)
+    check_pair_memory("ranknet_matrix", s.shape[0], s.shape[-1], s.shape[-1])
     s = s.masked_fill(~m, 0.0)
     x = sigma * (s[:, :, None] - s[:, None, :])
     target = (1.0 + torch.sign(l[:, :, None] - l[:, None, :])) / 2.0
@@ -319,6 +335,7 @@ def ranknet_loss(
     sigma: float = 1.0,
     include_ties: bool = False,
     normalize: str = "lists",
+    k: Optional[int] = None,
 ) -> torch.Tensor:
     r"""Factorised RankNet: the value of :func:`ranknet_matrix_loss` with hand-written lambdas.
 
@@ -333,6 +350,13 @@ def ranknet_loss(
     1 GiB), saves only the lambdas ``[B, L]`` and returns them in backward: no autograd graph over
     the ``L^2`` pairs. Second derivatives are not supported.
 
+    Long lists: memory stays ``O(B L)`` whatever ``L`` (one list of 100,000 documents needs a few
+    MiB), but time is ``O(B L^2)``. ``k`` truncates the lambdas to the top of the current
+    ranking: only pairs with at least one document among the ``k`` highest-scored of its list
+    (descending score, ties by input order, via :func:`~ltrkit.metrics.ranking.sort_order`; not
+    differentiated) count, so time is ``O(B L k)`` and pairs deep in the list, which no top-k
+    metric sees, cost nothing.
+
     Args:
         scores: ``[..., L]`` floating-point scores.
         labels: ``[..., L]`` graded relevance.
@@ -340,7 +364,9 @@ def ranknet_loss(
         reduction: ``"mean"``, ``"sum"`` or ``"none"``; see the module docstring.
         sigma: positive steepness of the sigmoid.
         include_ties: also use pairs with equal labels (target 0.5). Default False.
-        normalize: ``"lists"`` (default), ``"list_pairs"`` or ``"pairs"``.
+        normalize: ``"lists"`` (default), ``"list_pairs"`` or ``"pairs"`` (pairs as restricted
+            by ``k``).
+        k: keep only pairs touching the current top ``k`` (positive int), or None for all pairs.
 
     Returns:
         The reduced loss (0-d), or the per-list values ``[...]`` for ``reduction="none"``.
@@ -361,9 +387,16 @@ def ranknet_loss(
     sigma = check_positive("sigma", sigma)
     _check_bool(include_ties, "include_ties")
     check_choice("normalize", normalize, NORMALIZATIONS)
+    check_k(k)
     s, l, m, lead = _flatten(scores, labels, mask)
-    per_list = RankNetFunction.apply(s, l, m, sigma, include_ties)
-    n_pairs = _count_pairs(l, m, include_ties=include_ties)
+    if k is None:
+        per_list = RankNetFunction.apply(s, l, m, sigma, include_ties, None)
+        n_pairs = _count_pairs(l, m, include_ties=include_ties)
+    else:
+        s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m)
+        top = min(k, s_sorted.shape[-1])
+        per_list = RankNetFunction.apply(s_sorted, l_sorted, m_sorted, sigma, include_ties, top)
+        n_pairs = _pairs_touching_top(l_sorted, m_sorted, top, include_ties=include_ties)
     return _reduce(per_list, n_pairs, lead, reduction=reduction, normalize=normalize)
 
 
@@ -439,12 +472,7 @@ def lambdarank_loss(
     discounts = _truncated_inverse_discounts(length, k, s) * valid
     top = length if k is None else min(k, length)
     per_list = LambdaRankFunction.apply(s_sorted, gains, discounts, valid, sigma, top)
-    n_pairs = _count_pairs(l_sorted, m_sorted, include_ties=False)
-    if top < length:
-        outside = m_sorted.clone()
-        outside[:, :top] = False
-        n_pairs = n_pairs - _count_pairs(l_sorted, outside, include_ties=False)
-    n_pairs = n_pairs * has_idcg
+    n_pairs = _pairs_touching_top(l_sorted, m_sorted, top, include_ties=False) * has_idcg
     return _reduce(per_list, n_pairs, lead, reduction=reduction, normalize=normalize)
 
 
@@ -493,7 +521,9 @@ def lambdaloss(
     each pair's probability to at least ``eps`` as allRank does (default 0: exact log-sigmoid,
     finite for any score gap). The ``lambdarank`` weighting has the gradient of
     :func:`lambdarank_loss` divided by ``ln 2``. Differentiated by autograd over the
-    ``[B, n, n]`` pair matrix (``n`` = longest real list of the batch): memory ``O(B n^2)``.
+    ``[B, n, n]`` pair matrix (``n`` = longest real list of the batch): memory ``O(B n^2)``,
+    about 40 bytes per pair; a call over ``LTRKIT_PAIR_MEMORY_GIB`` (default 4 GiB: one list of
+    about 10,000 documents) is refused with a ``ValueError`` naming the list length.
 
     Args:
         scores: ``[..., L]`` floating-point scores.
@@ -533,6 +563,8 @@ def lambdaloss(
     eps = _check_eps(eps)
     check_choice("normalize", normalize, NORMALIZATIONS)
     s, l, m, lead = _flatten(scores, labels, mask)
+    longest = int(m.sum(dim=-1).max()) if m.numel() else 0
+    check_pair_memory("lambdaloss", s.shape[0], longest, longest)
     s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m)
     with torch.no_grad():
         weights, pairs = _lambdaloss_weights(l, m, l_sorted, m_sorted, weighting=weighting, k=k, mu=mu, gain=gain)
@@ -613,7 +645,8 @@ def pairwise_hinge_loss(
         \quad w_{ij} = 1 \text{ or } l_i - l_j
 
     over pairs of real documents of one list. At the hinge point the subgradient is 0 (as
-    ``torch.relu``).
+    ``torch.relu``). Memory ``O(B L^2)``, about 20 bytes per pair; a call over
+    ``LTRKIT_PAIR_MEMORY_GIB`` (default 4 GiB) is refused with a ``ValueError``.
 
     Args:
         scores: ``[..., L]`` floating-point scores.
@@ -643,6 +676,7 @@ def pairwise_hinge_loss(
     _check_bool(weight_by_label_diff, "weight_by_label_diff")
     check_choice("normalize", normalize, NORMALIZATIONS)
     s, l, m, lead = _flatten(scores, labels, mask)
+    check_pair_memory("pairwise_hinge", s.shape[0], s.shape[-1], s.shape[-1])
     s = s.masked_fill(~m, 0.0)
     label_gaps = l[:, :, None] - l[:, None, :]
     pairs = m[:, :, None] & m[:, None, :] & (label_gaps > 0)
@@ -733,9 +767,9 @@ class _ListLoss(nn.Module):
         return self._call(scores, labels, mask)
 
 
-@register("ranknet")
-class RankNetLoss(_ListLoss):
-    """Module wrapper of :func:`ranknet_loss` (factorised RankNet)."""
+@register("ranknet_matrix")
+class RankNetMatrixLoss(_ListLoss):
+    """Module wrapper of :func:`ranknet_matrix_loss` (all-pairs matrix RankNet, autograd)."""
 
     def __init__(self, *, reduction: str = "mean", sigma: float = 1.0, include_ties: bool = False, normalize: str = "lists") -> None:
         super().__init__()
@@ -745,17 +779,26 @@ class RankNetLoss(_ListLoss):
         self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
 
     def _call(self, scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        return ranknet_loss(scores, labels, mask, reduction=self.reduction, sigma=self.sigma,
-                            include_ties=self.include_ties, normalize=self.normalize)
-
-
-@register("ranknet_matrix")
-class RankNetMatrixLoss(RankNetLoss):
-    """Module wrapper of :func:`ranknet_matrix_loss` (all-pairs matrix RankNet, autograd)."""
-
-    def _call(self, scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         return ranknet_matrix_loss(scores, labels, mask, reduction=self.reduction, sigma=self.sigma,
                                    include_ties=self.include_ties, normalize=self.normalize)
+
+
+@register("ranknet")
+class RankNetLoss(_ListLoss):
+    """Module wrapper of :func:`ranknet_loss` (factorised RankNet)."""
+
+    def __init__(self, *, reduction: str = "mean", sigma: float = 1.0, include_ties: bool = False, normalize: str = "lists",
+                 k: Optional[int] = None) -> None:
+        super().__init__()
+        self.reduction = check_reduction(reduction)
+        self.sigma = check_positive("sigma", sigma)
+        self.include_ties = _check_bool(include_ties, "include_ties")
+        self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
+        self.k = check_k(k)
+
+    def _call(self, scores: torch.Tensor, labels: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        return ranknet_loss(scores, labels, mask, reduction=self.reduction, sigma=self.sigma,
+                            include_ties=self.include_ties, normalize=self.normalize, k=self.k)
 
 
 @register("lambdarank")
