@@ -1,4 +1,4 @@
-"""Live console output of a training run: a rich progress bar per epoch (loss, docs/s) and a
+"""Live console output of a training run: a rich progress bar per epoch (loss, throughput) and a
 metric table per epoch. ``quiet=True`` prints nothing (scripts, tests, the Python API).
 
 The same messages and one plain-text line per epoch also go to a ``log`` callable (the run
@@ -24,10 +24,15 @@ class ProgressReporter:
         console: where to print (default: a rich console on stderr).
         log: called with each message and each epoch's line (no trailing newline); set or
             replaced later through the attribute, e.g. once the run folder exists.
+        unit: what the throughput counts (``docs``, ``items``, ...): the bar shows ``<unit>/s`` and
+            an epoch's record holds it as ``<unit>_per_s``.
     """
 
-    def __init__(self, *, quiet: bool, console: Optional[Console] = None, log: Optional[Callable[[str], None]] = None) -> None:
+    def __init__(
+        self, *, quiet: bool, console: Optional[Console] = None, log: Optional[Callable[[str], None]] = None, unit: str = "docs"
+    ) -> None:
         self.quiet = quiet
+        self.unit = unit
         self.console = console or Console(stderr=True)
         self.log = log
         self._progress: Optional[Progress] = None
@@ -47,17 +52,18 @@ class ProgressReporter:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("{task.fields[docs_per_s]:,.0f} docs/s"),
+            TextColumn("{task.fields[rate]:,.0f} " + self.unit + "/s"),
             TimeElapsedColumn(),
             console=self.console,
             transient=True,
         )
         self._progress.start()
-        self._task = self._progress.add_task("train", total=batches, loss=float("nan"), docs_per_s=0.0)
+        self._task = self._progress.add_task("train", total=batches, loss=float("nan"), rate=0.0)
 
-    def update(self, *, loss: float, docs_per_s: float) -> None:
+    def update(self, *, loss: float, rate: float) -> None:
+        """One batch done: the running mean loss and the throughput in units per second."""
         if self._progress is not None:
-            self._progress.update(self._task, advance=1, loss=loss, docs_per_s=docs_per_s)
+            self._progress.update(self._task, advance=1, loss=loss, rate=rate)
 
     def end_epoch(self, record: Mapping[str, Any], metric_names: Sequence[str], *, best: bool) -> None:
         if self._progress is not None:
@@ -65,7 +71,7 @@ class ProgressReporter:
             self._progress = None
         title = (
             f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, lr {record['lr']:.2e}, "
-            f"{record['seconds']:.2f} s, {record['docs_per_s']:,.0f} docs/s" + ("  [best]" if best else "")
+            f"{record['seconds']:.2f} s, {record[f'{self.unit}_per_s']:,.0f} {self.unit}/s" + ("  [best]" if best else "")
         )
         splits = [split for split in ("vali", "train") if any(f"{split}_{name}" in record for name in metric_names)]
         if self.log is not None:

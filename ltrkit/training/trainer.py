@@ -1,13 +1,16 @@
 """The config-driven training loop: ``train(config)`` and ``resume(run_dir)``.
 
-One epoch: ``BatchLoader.set_epoch(e)`` (data order and slate sampling are a function of
-``(seed, e)``), a forward/backward/step per batch with the LR schedule stepped per optimiser
-step, then scoring of every validation document and :func:`ltrkit.metrics.evaluate_dataset`.
-The best epoch (``early_stopping.metric``, higher is better, ``min_delta``) is kept in
-``checkpoints/best.pt``; ``checkpoints/last.pt`` holds the complete state after every epoch, so
-``resume(run_dir)`` continues to exactly the weights an uninterrupted run reaches (same seed, same
-machine, CPU). After training the best weights are evaluated on vali and test, test predictions
-are written, and the report compares the model with a random ranker and the best single feature.
+One loop drives every job through the :class:`~ltrkit.training.task.Task` interface
+(:func:`run_task`, :func:`resume_task`); list ranking is :class:`RankingTask`. One epoch: the
+task's batches for ``(seed, e)`` (``BatchLoader.set_epoch(e)`` for ranking: data order and slate
+sampling are a function of ``(seed, e)``), a forward/backward/step per batch with the LR schedule
+stepped per optimiser step, then the task's validation metrics (for ranking, scoring of every
+validation document and :func:`ltrkit.metrics.evaluate_dataset`). The best epoch
+(``early_stopping.metric``, higher is better, ``min_delta``) is kept in ``checkpoints/best.pt``;
+``checkpoints/last.pt`` holds the complete state after every epoch, so ``resume(run_dir)``
+continues to exactly the weights an uninterrupted run reaches (same seed, same machine, CPU).
+After training the best weights are evaluated on vali and test, test predictions are written, and
+the report compares the model with a random ranker and the best single feature.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 
 import ltrkit
 from ltrkit.data.dataset import RankingDataset
-from ltrkit.training.checkpoint import CHECKPOINT_KEYS, capture_rng_state, load_checkpoint, restore_rng_state, state_error_summary
+from ltrkit.training.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, state_error_summary
 from ltrkit.training.config import ConfigError, TrainConfig, device_problem, load_config
 from ltrkit.training.data_setup import PreparedData, prepare_data
 from ltrkit.training.progress import ProgressReporter
@@ -41,6 +44,7 @@ from ltrkit.training.run_folder import (
     report_table,
 )
 from ltrkit.training.schedules import build_optimizer, build_scheduler
+from ltrkit.training.task import LOOP_CHECKPOINT_KEYS, Evaluation, StepOutput, Task
 from ltrkit.training.scoring import (
     autocast_context,
     best_single_feature,
@@ -52,7 +56,18 @@ from ltrkit.training.scoring import (
     score_dataset,
 )
 
-__all__ = ["RegressionGateError", "TrainResult", "train", "resume", "resolve_device"]
+__all__ = [
+    "RankingTask",
+    "RegressionGateError",
+    "TrainResult",
+    "merge_overrides",
+    "resolve_device",
+    "resume",
+    "resume_task",
+    "resumed_config",
+    "run_task",
+    "train",
+]
 
 ConfigSource = Union[None, str, Path, Mapping[str, Any], TrainConfig]
 EpochCallback = Callable[[int, Dict[str, Any]], None]
@@ -78,7 +93,7 @@ class TrainResult:
 
     Attributes:
         run_dir: the run folder.
-        config: the resolved config.
+        config: the resolved config (a :class:`TrainConfig` for list ranking).
         history: one record per epoch (``epoch``, ``train_loss``, ``lr``, ``seconds``,
             ``docs_per_s``, ``vali_<metric>`` ...).
         best_epoch: the epoch whose weights are in ``checkpoints/best.pt`` (1-based).
@@ -90,7 +105,7 @@ class TrainResult:
     """
 
     run_dir: Path
-    config: TrainConfig
+    config: Any
     history: List[Dict[str, Any]]
     best_epoch: int
     stopped_early: bool
@@ -100,7 +115,7 @@ class TrainResult:
     model: torch.nn.Module = field(repr=False)
 
     def ranker(self, checkpoint: str = "best") -> Any:
-        """A :class:`ltrkit.training.predict.Ranker` loaded from this run folder."""
+        """A :class:`ltrkit.training.predict.Ranker` loaded from this run folder (list ranking runs)."""
         from ltrkit.training.predict import Ranker
 
         return Ranker.load(self.run_dir, checkpoint=checkpoint)
@@ -163,8 +178,8 @@ def train(
             before any data is read.
         RegressionGateError: the model landed below the config's ``expected`` metrics.
     """
-    resolved = load_config(config, _merge_overrides(set, overrides))
-    return _Session(resolved, quiet=quiet).run_new(datasets=datasets, overwrite=overwrite, on_epoch_end=on_epoch_end)
+    resolved = load_config(config, merge_overrides(set, overrides))
+    return run_task(RankingTask(resolved, datasets=datasets), overwrite=overwrite, quiet=quiet, on_epoch_end=on_epoch_end)
 
 
 def resume(
@@ -190,11 +205,51 @@ def resume(
             changes a field that cannot change.
         OutputError: the run folder cannot be written.
     """
+    folder, resolved = resumed_config(run_dir, load_config, merge_overrides(set, overrides))
+    return resume_task(RankingTask(resolved, datasets=datasets), folder, quiet=quiet, on_epoch_end=on_epoch_end)
+
+
+def run_task(task: Task, *, overwrite: bool = False, quiet: bool = True, on_epoch_end: Optional[EpochCallback] = None) -> TrainResult:
+    """Train ``task`` from scratch in a new run folder (``task.config.output``): the shared loop.
+
+    Args:
+        task: the job (its ``config`` is validated already).
+        overwrite: replace an existing non-empty run folder of the same name.
+        quiet: no progress bar or tables.
+        on_epoch_end: called as ``fn(epoch, record)`` after each epoch's checkpoint is written.
+
+    Raises:
+        ConfigError, RunExistsError, OutputError, RegressionGateError: as :func:`train`.
+    """
+    return _Session(task, quiet=quiet).run_new(overwrite=overwrite, on_epoch_end=on_epoch_end)
+
+
+def resume_task(task: Task, folder: RunFolder, *, quiet: bool = True, on_epoch_end: Optional[EpochCallback] = None) -> TrainResult:
+    """Continue ``task`` in ``folder`` from ``checkpoints/last.pt`` (see :func:`resumed_config`).
+
+    Raises:
+        ConfigError: the checkpoint cannot be read or does not fit the task.
+        OutputError: the run folder cannot be written.
+    """
+    return _Session(task, quiet=quiet).run_resume(folder, on_epoch_end=on_epoch_end)
+
+
+def resumed_config(run_dir: Union[str, Path], load: Callable[..., Any], overrides: Mapping[str, Any]) -> tuple[RunFolder, Any]:
+    """The run folder and the config a resumed run continues with.
+
+    ``load(source, overrides)`` validates a config (:func:`load_config` for ranking); the
+    saved ``config.resolved.json`` is reloaded with ``overrides``, which may change only the
+    fields of ``_RESUMABLE_CHANGES``.
+
+    Raises:
+        ConfigError: ``run_dir`` is not a run folder or has no last checkpoint, or an override
+            changes a field that cannot change.
+    """
     folder = check_run_folder(run_dir)
     if not folder.checkpoint_path("last").is_file():
         raise ConfigError([f"{str(folder.path)!r} has no checkpoints/last.pt to resume from (no epoch finished)"], source="run")
-    saved = load_config(folder.config_path)
-    resolved = load_config(saved, _merge_overrides(set, overrides))
+    saved = load(folder.config_path)
+    resolved = load(saved, overrides)
     before, after = _flat(saved.to_dict()), _flat(resolved.to_dict())
     changed = [
         key
@@ -206,7 +261,7 @@ def resume(
             [f"{key}: cannot change when resuming (only {', '.join(_RESUMABLE_CHANGES)} may change); start a new run instead" for key in changed],
             source="--resume",
         )
-    return _Session(resolved, quiet=quiet).run_resume(folder, datasets=datasets, on_epoch_end=on_epoch_end)
+    return folder, resolved
 
 
 # what may differ between a run's saved config and its resumed config: training longer, patience,
@@ -226,7 +281,9 @@ def _flat(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
     return flat
 
 
-def _merge_overrides(set_items: Sequence[str], overrides: Mapping[str, Any]) -> Dict[str, Any]:
+def merge_overrides(set_items: Sequence[str], overrides: Mapping[str, Any]) -> Dict[str, Any]:
+    """``{"key.path": value}`` of ``--set`` strings and ``section__field=value`` keyword overrides
+    (a dict value for a section is merged into it)."""
     from ltrkit.training.config import parse_override
 
     merged: Dict[str, Any] = {}
@@ -275,52 +332,47 @@ def _torch_settings(config: TrainConfig) -> Iterator[None]:
 
 
 class _Session:
-    """One training run (fresh or resumed). Internal: the public surface is train()/resume()."""
+    """One run of a :class:`~ltrkit.training.task.Task` (fresh or resumed): the shared loop.
 
-    def __init__(self, config: TrainConfig, *, quiet: bool) -> None:
-        self.config = config
-        self.reporter = ProgressReporter(quiet=quiet)
-        self.stop_metric = canonical_metric(config.early_stopping.metric)
-        gated = [name for table in config.expected.values() for name in table]
-        self.metric_names = list(
-            dict.fromkeys([canonical_metric(name) for name in list(config.evaluation.metrics) + gated] + [self.stop_metric])
-        )
-        self.conventions = metric_conventions(config.evaluation)
+    Internal: the public surface is :func:`train`/:func:`resume` (list ranking) and
+    :func:`run_task`/:func:`resume_task` (any task).
+    """
+
+    def __init__(self, task: Task, *, quiet: bool) -> None:
+        self.task = task
+        self.config = task.config
+        self.reporter = ProgressReporter(quiet=quiet, unit=task.unit)
 
     # ------------------------------------------------------------------ entry points
-    def run_new(self, *, datasets: Optional[Mapping[str, RankingDataset]], overwrite: bool, on_epoch_end: Optional[EpochCallback]) -> TrainResult:
+    def run_new(self, *, overwrite: bool, on_epoch_end: Optional[EpochCallback]) -> TrainResult:
         device = resolve_device(self.config.device)
         # an existing or unwritable run folder fails here, before the data is read and trained on
         path = new_run_path(self.config.output.dir, self.config.output.name, overwrite=overwrite)
-        data = prepare_data(self.config, datasets=datasets)
+        self.task.prepare(None)
         folder = create_run_folder(path.parent, path.name, overwrite=overwrite)
         # the saved config names its own folder (a timestamp when output.name was not given)
         self.config.output.name = folder.path.name
         self.reporter.log = folder.log
         try:
             folder.write_config(self.config.to_dict())
-            folder.write_normalizer(data.normalizer)
-            return self._train(folder, data, device, state=None, on_epoch_end=on_epoch_end)
+            self.task.write_setup(folder)
+            return self._train(folder, device, state=None, on_epoch_end=on_epoch_end)
         finally:
             folder.close()
 
-    def run_resume(self, folder: RunFolder, *, datasets: Optional[Mapping[str, RankingDataset]], on_epoch_end: Optional[EpochCallback]) -> TrainResult:
+    def run_resume(self, folder: RunFolder, *, on_epoch_end: Optional[EpochCallback]) -> TrainResult:
         device = resolve_device(self.config.device)
         check_writable(folder.path)
         path = folder.checkpoint_path("last")
         try:
-            state = load_checkpoint(path, required=CHECKPOINT_KEYS)
+            state = load_checkpoint(path, required=LOOP_CHECKPOINT_KEYS + tuple(self.task.checkpoint_keys))
         except ValueError as error:
             raise ConfigError([f"{error}; cannot resume from it"], source="--resume") from error
-        data = prepare_data(self.config, datasets=datasets, normalizer_state=state["normalizer"])
-        if data.train.n_features != state["n_features"]:
-            raise ConfigError(
-                [f"data: the run was trained on {state['n_features']} features, the data now has {data.train.n_features}"], source="run"
-            )
+        self.task.prepare(state)
         self.reporter.log = folder.log
         try:
             folder.write_config(self.config.to_dict())
-            return self._train(folder, data, device, state=state, on_epoch_end=on_epoch_end)
+            return self._train(folder, device, state=state, on_epoch_end=on_epoch_end)
         finally:
             folder.close()
 
@@ -328,33 +380,17 @@ class _Session:
     def _train(
         self,
         folder: RunFolder,
-        data: PreparedData,
         device: torch.device,
         *,
         state: Optional[Dict[str, Any]],
         on_epoch_end: Optional[EpochCallback],
     ) -> TrainResult:
-        import ltrkit.losses
-        from ltrkit.data.batching import BatchLoader
-        from ltrkit.models import build_model
-
-        config = self.config
+        config, task = self.config, self.task
         with _torch_settings(config):
             _seed_everything(config.seed)
-            model = build_model(config.model.name, data.train.n_features, **config.model.args).to(device)
-            loss_fn = ltrkit.losses.get(config.loss.name, **config.loss.args).to(device)
-            optimizer = build_optimizer(itertools.chain(model.parameters(), loss_fn.parameters()), config.optimizer)
-            loader = BatchLoader(
-                data.train,
-                batch_size=config.training.batch_size,
-                shuffle=True,
-                seed=config.seed,
-                bucket_by_length=config.training.bucket_by_length,
-                max_slate_length=config.training.max_slate_length,
-                truncation=config.training.truncation,
-                max_docs_per_batch=config.training.max_docs_per_batch,
-            )
-            steps_per_epoch = len(loader)
+            task.build(device)
+            optimizer = build_optimizer(task.parameters(), config.optimizer)
+            steps_per_epoch = task.steps_per_epoch()
             scheduler = build_scheduler(
                 optimizer, config.schedule, total_steps=steps_per_epoch * config.training.epochs, steps_per_epoch=steps_per_epoch
             )
@@ -369,8 +405,8 @@ class _Session:
             stopped_early = False
             if state is not None:
                 try:
-                    model.load_state_dict(state["model"])
-                    loss_fn.load_state_dict(state["loss"])
+                    task.model.load_state_dict(state["model"])
+                    task.load_state_dict(state)
                     optimizer.load_state_dict(state["optimizer"])
                     scheduler.load_state_dict(state["scheduler"])
                     if scaler is not None and state.get("scaler") is not None:
@@ -389,24 +425,20 @@ class _Session:
                     ) from error
                 self.reporter.message(f"resuming {folder.path} after epoch {state['epoch']}")
             else:
-                self.reporter.message(
-                    f"training {config.model.name} with {config.loss.name} on {data.train.n_queries} queries "
-                    f"({data.train.n_docs} docs, {data.train.n_features} features) on {device}; run folder {folder.path}"
-                )
+                self.reporter.message(task.start_message(device, folder))
 
             stop_split = config.early_stopping.split
             try:
                 for epoch in range(start_epoch, config.training.epochs + 1):
                     if stopped_early:
                         break
-                    record = self._train_epoch(epoch, model, loss_fn, optimizer, scheduler, scaler, loader, device, amp_dtype)
+                    record = self._train_epoch(epoch, optimizer, scheduler, scaler, device, amp_dtype)
                     for split in ("vali",) + (("train",) if stop_split == "train" else ()):
-                        dataset = data.split(split)
-                        if dataset is not None:
-                            scores = score_dataset(model, dataset, batch_size=config.training.eval_batch_size, device=device, amp_dtype=amp_dtype)
-                            for name, value in evaluate_scores(dataset, scores, self.metric_names, self.conventions).items():
+                        evaluation = task.evaluate(split, device, amp_dtype)
+                        if evaluation is not None:
+                            for name, value in evaluation.means.items():
                                 record[f"{split}_{name}"] = value
-                    value = record[f"{stop_split}_{self.stop_metric}"]
+                    value = record[f"{stop_split}_{task.stop_metric}"]
                     improved = value > best_value + config.early_stopping.min_delta or best_epoch == 0
                     if improved:
                         best_value, best_epoch, bad_epochs = value, epoch, 0
@@ -417,8 +449,7 @@ class _Session:
                     history.append(record)
                     checkpoint = {
                         "epoch": epoch,
-                        "model": model.state_dict(),
-                        "loss": loss_fn.state_dict(),
+                        "model": task.model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "scaler": None if scaler is None else scaler.state_dict(),
@@ -431,8 +462,7 @@ class _Session:
                         },
                         "history": history,
                         "config": config.to_dict(),
-                        "normalizer": data.normalizer.state_dict(),
-                        "n_features": data.train.n_features,
+                        **task.state_dict(),
                     }
                     if improved:
                         folder.write_checkpoint("best", checkpoint)
@@ -440,39 +470,34 @@ class _Session:
                     folder.write_history(history)
                     if config.output.tensorboard:
                         folder.log_scalars(epoch, record)
-                    self.reporter.end_epoch(record, self.metric_names, best=improved)
+                    self.reporter.end_epoch(record, task.metric_names, best=improved)
                     if on_epoch_end is not None:
                         on_epoch_end(epoch, record)
                     if stopped_early:
                         self.reporter.message(
-                            f"early stopping: no {stop_split} {self.stop_metric} improvement for {bad_epochs} epochs"
+                            f"early stopping: no {stop_split} {task.stop_metric} improvement for {bad_epochs} epochs"
                         )
             finally:
                 # drawn once, not per epoch: a matplotlib figure costs ~0.4 s, more than a small
                 # epoch; TensorBoard is the live view
                 if config.output.plots and history:
-                    folder.write_curves(history, self.metric_names)
+                    folder.write_curves(history, task.metric_names)
                 self.reporter.close()
             train_seconds = sum(record["seconds"] for record in history)
-            return self._finish(folder, data, device, amp_dtype, model, history, best_epoch, stopped_early, train_seconds)
+            return self._finish(folder, device, amp_dtype, history, best_epoch, stopped_early, train_seconds)
 
-    def _train_epoch(self, epoch, model, loss_fn, optimizer, scheduler, scaler, loader, device, amp_dtype) -> Dict[str, Any]:
-        config = self.config
-        loader.set_epoch(epoch)
-        model.train()
-        loss_fn.train()
-        self.reporter.start_epoch(epoch, config.training.epochs, len(loader))
+    def _train_epoch(self, epoch, optimizer, scheduler, scaler, device, amp_dtype) -> Dict[str, Any]:
+        config, task = self.config, self.task
+        batches = task.train_batches(epoch)
+        self.reporter.start_epoch(epoch, config.training.epochs, len(batches))
         started = time.perf_counter()
         loss_sum = 0.0
-        lists = 0
-        docs = 0
+        weight = 0.0
+        items = 0
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        for batch in loader:
-            batch = batch.to(device)
-            with autocast_context(device, amp_dtype):
-                scores = model(batch.features, batch.mask)
-            # losses run in float32 whatever the autocast dtype: their sorts and exps need the range
-            loss = loss_fn(scores.float(), batch.labels, batch.mask)
+        for batch in batches:
+            step = task.training_step(batch, device, amp_dtype)
+            loss = step.loss
             optimizer.zero_grad(set_to_none=True)
             # a batch without any pair/list signal (e.g. only one-document lists) may give a
             # constant loss with no graph: nothing to learn from it, so no optimiser/schedule step
@@ -490,61 +515,53 @@ class _Session:
                 else:
                     optimizer.step()
                 scheduler.step()
-            n_lists = int(batch.mask.any(dim=-1).sum())
             loss_value = float(loss.detach())
             if not np.isfinite(loss_value):
                 raise FloatingPointError(
-                    f"epoch {epoch}: the {config.loss.name} loss became {loss_value}; lower optimizer.lr, "
+                    f"epoch {epoch}: the {task.loss_name} loss became {loss_value}; lower optimizer.lr, "
                     f"set training.grad_clip, or check the features for extreme values"
                 )
-            loss_sum += loss_value * n_lists
-            lists += n_lists
-            docs += int(batch.mask.sum())
+            loss_sum += loss_value * step.weight
+            weight += step.weight
+            items += step.items
             elapsed = time.perf_counter() - started
-            self.reporter.update(loss=loss_sum / max(lists, 1), docs_per_s=docs / max(elapsed, 1e-9))
+            self.reporter.update(loss=loss_sum / max(weight, 1), rate=items / max(elapsed, 1e-9))
         seconds = time.perf_counter() - started
         return {
             "epoch": epoch,
-            "train_loss": loss_sum / max(lists, 1),
+            "train_loss": loss_sum / max(weight, 1),
             "lr": float(optimizer.param_groups[0]["lr"]),
             "seconds": seconds,
-            "docs_per_s": docs / max(seconds, 1e-9),
+            f"{task.unit}_per_s": items / max(seconds, 1e-9),
         }
 
     # ------------------------------------------------------------------ after training
-    def _finish(self, folder, data, device, amp_dtype, model, history, best_epoch, stopped_early, train_seconds) -> TrainResult:
-        config = self.config
+    def _finish(self, folder, device, amp_dtype, history, best_epoch, stopped_early, train_seconds) -> TrainResult:
+        config, task = self.config, self.task
         best_path = folder.checkpoint_path("best")
         if best_path.is_file():
-            model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
-        model.eval()
+            task.model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
+        task.model.eval()
         metrics: Dict[str, Dict[str, float]] = {}
-        test_scores = None
-        if data.vali is not None and best_epoch > 0:
+        best_record = next((record for record in history if record["epoch"] == best_epoch), {})
+        if any(f"vali_{name}" in best_record for name in task.metric_names):
             # the best epoch's record was computed from exactly these weights in eval mode
-            best_record = next(record for record in history if record["epoch"] == best_epoch)
-            metrics["vali"] = {name: best_record.get(f"vali_{name}", float("nan")) for name in self.metric_names}
-        if data.test is not None:
-            test_scores = score_dataset(model, data.test, batch_size=config.training.eval_batch_size, device=device, amp_dtype=amp_dtype)
-            metrics["test"] = evaluate_scores(data.test, test_scores, self.metric_names, self.conventions)
-        if test_scores is not None:
-            self._write_predictions(folder, data.test, test_scores)
-        baselines = self._baselines(data) if config.evaluation.baselines else {}
+            metrics["vali"] = {name: best_record.get(f"vali_{name}", float("nan")) for name in task.metric_names}
+        metrics.update(task.final_metrics(folder, device, amp_dtype))
+        baselines = task.baselines()
         report: Dict[str, Any] = {
             "run_name": folder.path.name,
             "run_dir": str(folder.path.resolve()),
             "device": str(device),
             "seed": config.seed,
             "versions": {"ltrkit": ltrkit.__version__, "torch": torch.__version__, "python": platform.python_version()},
-            "model": config.model.name,
-            "loss": config.loss.name,
+            **task.report_identity(),
             "best_epoch": best_epoch,
             "epochs_run": len(history),
             "stopped_early": stopped_early,
-            "early_stopping_metric": f"{config.early_stopping.split}_{self.stop_metric}",
+            "early_stopping_metric": f"{config.early_stopping.split}_{task.stop_metric}",
             "train_seconds": train_seconds,
-            "data": data.summary,
-            "conventions": resolved_conventions(self.conventions),
+            **task.report_context(),
             "metrics": metrics,
             "baselines": baselines,
         }
@@ -553,7 +570,7 @@ class _Session:
             checks = []
             for split, table in config.expected.items():
                 for raw_name, minimum in table.items():
-                    name = canonical_metric(raw_name)
+                    name = task.canonical_metric(raw_name)
                     value = metrics.get(split, {}).get(name)
                     passed = value is not None and value >= minimum
                     checks.append({"split": split, "metric": name, "value": float("nan") if value is None else value, "expected": minimum, "passed": passed})
@@ -572,11 +589,153 @@ class _Session:
             metrics=metrics,
             baselines=baselines,
             report=report,
-            model=model.cpu().eval(),
+            model=task.model.cpu().eval(),
         )
         if failures:
             raise RegressionGateError(failures, result)
         return result
+
+    def _print_summary(self, report: Mapping[str, Any]) -> None:
+        if self.reporter.quiet:
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        rows = report_table(report)
+        table = Table(title=f"run {report['run_name']}: best epoch {report['best_epoch']} of {report['epochs_run']}", title_justify="left")
+        for index, title in enumerate(rows[0] if rows else []):
+            table.add_column(title, justify="left" if index == 0 else "right")
+        for row in rows[1:]:
+            table.add_row(*row)
+        console = Console()
+        console.print(table)
+        console.print(f"run folder: {report['run_dir']}")
+
+
+class RankingTask(Task):
+    """List ranking (the :func:`train` job): a scorer of ``[B, L, F]`` padded lists, a list loss,
+    validation by :func:`ltrkit.metrics.evaluate_dataset` per query.
+
+    A batch is a :class:`ltrkit.data.batching.Batch` of queries (length-bucketed, slates cut to
+    ``training.max_slate_length``); the epoch's ``train_loss`` is the mean over lists. Besides the
+    loop's entries a checkpoint holds the loss's learnable state (``loss``), the fitted normaliser
+    (``normalizer``) and the feature count (``n_features``). After training the best weights
+    score the test split (``predictions/test.{scores,trec}``) and the report adds a random ranker
+    and the best single feature.
+
+    Args:
+        config: the validated :class:`TrainConfig`.
+        datasets: in-memory ``{"train", "vali"?, "test"?}`` splits used instead of the config's files.
+    """
+
+    unit = "docs"
+    checkpoint_keys = ("loss", "normalizer", "n_features")
+
+    def __init__(self, config: TrainConfig, *, datasets: Optional[Mapping[str, RankingDataset]] = None) -> None:
+        self.config = config
+        self.datasets = datasets
+        self.loss_name = config.loss.name
+        self.stop_metric = canonical_metric(config.early_stopping.metric)
+        gated = [name for table in config.expected.values() for name in table]
+        self.metric_names = list(
+            dict.fromkeys([canonical_metric(name) for name in list(config.evaluation.metrics) + gated] + [self.stop_metric])
+        )
+        self.conventions = metric_conventions(config.evaluation)
+        self.data: Optional[PreparedData] = None
+
+    def canonical_metric(self, name: str) -> str:
+        return canonical_metric(name)
+
+    def prepare(self, state: Optional[Mapping[str, Any]]) -> None:
+        if state is None:
+            self.data = prepare_data(self.config, datasets=self.datasets)
+            return
+        self.data = prepare_data(self.config, datasets=self.datasets, normalizer_state=state["normalizer"])
+        if self.data.train.n_features != state["n_features"]:
+            raise ConfigError(
+                [f"data: the run was trained on {state['n_features']} features, the data now has {self.data.train.n_features}"], source="run"
+            )
+
+    def write_setup(self, folder: RunFolder) -> None:
+        folder.write_normalizer(self.data.normalizer)
+
+    def build(self, device: torch.device) -> None:
+        import ltrkit.losses
+        from ltrkit.data.batching import BatchLoader
+        from ltrkit.models import build_model
+
+        config, train_data = self.config, self.data.train
+        self.model = build_model(config.model.name, train_data.n_features, **config.model.args).to(device)
+        self.loss_fn = ltrkit.losses.get(config.loss.name, **config.loss.args).to(device)
+        self.loader = BatchLoader(
+            train_data,
+            batch_size=config.training.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            bucket_by_length=config.training.bucket_by_length,
+            max_slate_length=config.training.max_slate_length,
+            truncation=config.training.truncation,
+            max_docs_per_batch=config.training.max_docs_per_batch,
+        )
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        return itertools.chain(self.model.parameters(), self.loss_fn.parameters())
+
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    def train_batches(self, epoch: int) -> Any:
+        self.loader.set_epoch(epoch)
+        self.model.train()
+        self.loss_fn.train()
+        return self.loader
+
+    def training_step(self, batch: Any, device: torch.device, amp_dtype: Optional[torch.dtype]) -> StepOutput:
+        batch = batch.to(device)
+        with autocast_context(device, amp_dtype):
+            scores = self.model(batch.features, batch.mask)
+        # losses run in float32 whatever the autocast dtype: their sorts and exps need the range
+        loss = self.loss_fn(scores.float(), batch.labels, batch.mask)
+        return StepOutput(loss=loss, weight=int(batch.mask.any(dim=-1).sum()), items=int(batch.mask.sum()))
+
+    def evaluate(self, split: str, device: torch.device, amp_dtype: Optional[torch.dtype]) -> Optional[Evaluation]:
+        dataset = self.data.split(split)
+        if dataset is None:
+            return None
+        scores = score_dataset(self.model, dataset, batch_size=self.config.training.eval_batch_size, device=device, amp_dtype=amp_dtype)
+        return self._evaluation(dataset, scores)
+
+    def _evaluation(self, dataset: RankingDataset, scores: np.ndarray) -> Evaluation:
+        from ltrkit.metrics import evaluate_dataset
+
+        names = self.metric_names
+        result = evaluate_dataset(dataset, scores, names, **self.conventions)
+        values = np.array([[row[name] for name in names] for row in result.per_query.values()], dtype=np.float64).reshape(-1, len(names))
+        counted = ~np.isnan(values)
+        sums = np.where(counted, values, 0.0).sum(axis=0)
+        return Evaluation(sums={name: float(sums[j]) for j, name in enumerate(names)}, counts={name: float(counted[:, j].sum()) for j, name in enumerate(names)})
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"loss": self.loss_fn.state_dict(), "normalizer": self.data.normalizer.state_dict(), "n_features": self.data.train.n_features}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.loss_fn.load_state_dict(state["loss"])
+
+    def start_message(self, device: torch.device, folder: RunFolder) -> str:
+        train_data = self.data.train
+        return (
+            f"training {self.config.model.name} with {self.config.loss.name} on {train_data.n_queries} queries "
+            f"({train_data.n_docs} docs, {train_data.n_features} features) on {device}; run folder {folder.path}"
+        )
+
+    def final_metrics(self, folder: RunFolder, device: torch.device, amp_dtype: Optional[torch.dtype]) -> Dict[str, Dict[str, float]]:
+        test = self.data.test
+        if test is None:
+            return {}
+        scores = score_dataset(self.model, test, batch_size=self.config.training.eval_batch_size, device=device, amp_dtype=amp_dtype)
+        metrics = {"test": evaluate_scores(test, scores, self.metric_names, self.conventions)}
+        self._write_predictions(folder, test, scores)
+        return metrics
 
     def _write_predictions(self, folder: RunFolder, dataset: RankingDataset, scores: np.ndarray) -> None:
         from ltrkit.metrics import write_trec_run
@@ -586,11 +745,11 @@ class _Session:
         with output_errors(trec):
             write_trec_run(trec, dataset, scores, tag=f"ltrkit-{folder.path.name}")
 
-    def _baselines(self, data: PreparedData) -> Dict[str, Any]:
+    def baselines(self) -> Dict[str, Any]:
         """Random ranker and best single feature (chosen on vali, else train), on the test split."""
-        config = self.config
+        config, data = self.config, self.data
         test = data.test
-        if test is None:
+        if not config.evaluation.baselines or test is None:
             return {}
         baselines: Dict[str, Any] = {
             "random": {
@@ -612,21 +771,11 @@ class _Session:
         }
         return baselines
 
-    def _print_summary(self, report: Mapping[str, Any]) -> None:
-        if self.reporter.quiet:
-            return
-        from rich.console import Console
-        from rich.table import Table
+    def report_identity(self) -> Dict[str, Any]:
+        return {"model": self.config.model.name, "loss": self.config.loss.name}
 
-        rows = report_table(report)
-        table = Table(title=f"run {report['run_name']}: best epoch {report['best_epoch']} of {report['epochs_run']}", title_justify="left")
-        for index, title in enumerate(rows[0] if rows else []):
-            table.add_column(title, justify="left" if index == 0 else "right")
-        for row in rows[1:]:
-            table.add_row(*row)
-        console = Console()
-        console.print(table)
-        console.print(f"run folder: {report['run_dir']}")
+    def report_context(self) -> Dict[str, Any]:
+        return {"data": self.data.summary, "conventions": resolved_conventions(self.conventions)}
 
 
 def format_scores(scores: np.ndarray) -> str:
