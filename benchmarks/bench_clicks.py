@@ -13,11 +13,14 @@ Two tables:
   UBM log (``gamma_{r,r'} = 1/(r - r')``, RandTop-10), and regression EM on a log *without*
   interventions, next to plain PBM EM on that same log (which is not identified there).
 
-* **unbiased LTR** (``--ultr-sessions``): test NDCG@10 (MQ2008 Fold1 test, true labels, exp2
-  gain, queries without a relevant document score 0) of a linear scorer trained with the softmax
-  loss on PBM clicks of the logging policy's top 10 (no intervention): naive (click-through
-  rates as labels), IPS with the true propensities, IPS with regression-EM propensities
-  estimated from the same log, IPS with randomisation propensities estimated from an equally
+* **unbiased LTR** (``--ultr-sessions``): test NDCG@10 (true labels, exp2 gain, queries without
+  a relevant document score 0) on MQ2008 Fold1 and on the built-in synthetic data (features
+  z-scored on train) of a linear scorer trained with the softmax loss on PBM or DBN clicks of the
+  logging policy's top 10 (no intervention): naive (click-through
+  rates as labels), IPS with the true propensities (the simulator's examination probability of
+  each shown slot; for DBN it depends on the documents above), IPS with regression-EM propensities
+  estimated from the same log (both estimators assume PBM, so they are misspecified for DBN
+  clicks), IPS with randomisation propensities estimated from an equally
   large RandTop-10 log, and DLA (the ranker trained jointly with one propensity logit per rank,
   Ai et al. 2018, inverse weights capped at 10); next to full information on the same shown documents (their true
   attraction probabilities as labels) and on all documents (true graded labels). Without an
@@ -176,60 +179,77 @@ def _ndcg10(model, test) -> float:
 
 
 def _click_rates(dataset, scores, behaviour, n: int, seed: int, intervention: str):
-    """Per logging-policy slot ``[Q, K]``: mean clicks over each query's sessions (and the sessions, for EM)."""
+    """Per logging-policy slot ``[Q, K]``: mean clicks and mean true propensity over each query's
+    sessions, and the sessions (for EM)."""
     from ltrkit.clicks.simulate import logging_ranking, simulate_log
 
     shown = logging_ranking(dataset, scores, 10)
     sessions, _ = simulate_log(dataset, scores, behaviour, sessions=n, top_k=10, seed=seed, intervention=intervention)
-    slot = np.where(sessions.mask, sessions.logging_ranks - 1, 0)
-    queries = np.broadcast_to(sessions.queries[:, None], slot.shape)
-    clicks = np.zeros(shown.shape)
-    np.add.at(clicks, (queries[sessions.mask], slot[sessions.mask]), sessions.clicks[sessions.mask])
-    per_query = np.bincount(sessions.queries, minlength=shown.shape[0])[:, None]
-    return shown, clicks / np.maximum(per_query, 1), sessions
+    m = sessions.mask
+    slot = np.where(m, sessions.logging_ranks - 1, 0)
+    where = (np.broadcast_to(sessions.queries[:, None], slot.shape)[m], slot[m])
+    clicks, propensities = np.zeros(shown.shape), np.zeros(shown.shape)
+    np.add.at(clicks, where, sessions.clicks[m])
+    np.add.at(propensities, where, sessions.propensities[m])
+    per_query = np.maximum(np.bincount(sessions.queries, minlength=shown.shape[0])[:, None], 1)
+    return clicks / per_query, propensities / per_query, sessions
 
 
-def ultr(args: argparse.Namespace, dataset, scores) -> None:
-    from ltrkit.clicks.mappings import AttractionMapping
+def _ultr_datasets():
+    """``(name, train, test, logging scores)``: MQ2008 Fold1 and the built-in synthetic data, z-scored on train."""
+    from ltrkit.data.cache import load_dataset
+    from ltrkit.data.synthetic import generate_splits
+    from ltrkit.data.transforms import Normalizer
+
+    synthetic = generate_splits(train_queries=1500, vali_queries=1, test_queries=300, seed=0)
+    for name, train, test in (("MQ2008 Fold1", load_dataset(DATA), load_dataset(TEST)),
+                              ("synthetic (1,500 train / 300 test queries)", synthetic["train"], synthetic["test"])):
+        normalizer = Normalizer("zscore").fit(train)
+        train, test = normalizer.transform(train), normalizer.transform(test)
+        yield name, train, test, np.asarray(train.features, dtype=np.float64).sum(axis=1)
+
+
+def ultr(args: argparse.Namespace) -> None:
     from ltrkit.clicks.propensity import estimate_by_randomization, estimate_by_regression_em
     from ltrkit.clicks.simulate import logging_ranking
     from ltrkit.clicks.spec import load_click_spec
-    from ltrkit.data.cache import load_dataset
     from ltrkit.data.dataset import pad_ragged
 
-    test = load_dataset(TEST)
-    behaviour = load_click_spec("pbm")
-    truth = 1.0 / np.arange(1, 11)
-    attraction = AttractionMapping("graded", float(np.max(dataset.labels)))(np.asarray(dataset.labels))
-    print(f"\n## unbiased LTR: test NDCG@10 of a linear scorer, softmax loss on PBM clicks of the top 10 ({args.seeds} seeds)\n")
-    # full information does not depend on the clicks
-    shown = logging_ranking(dataset, scores, 10)
-    mask = shown >= 0
-    rows = np.where(mask, shown, 0)
-    x = np.where(mask[:, :, None], np.asarray(dataset.features)[rows], 0.0)
-    shown_full = _ndcg10(_train_linear(x, np.where(mask, attraction[rows], 0.0), mask), test)
-    all_x, all_mask = pad_ragged(np.asarray(dataset.features), dataset.query_offsets)
-    all_y, _ = pad_ragged(np.asarray(dataset.labels), dataset.query_offsets)
-    all_full = _ndcg10(_train_linear(all_x, all_y, all_mask), test)
-    print("| sessions | naive clicks | IPS, true propensities | IPS, regression EM | IPS, randomisation (RandTop-10 log) | DLA | full info, shown top 10 | full info, all documents |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for n in [int(float(v)) for v in args.ultr_sessions.split(",")]:
-        results = {key: [] for key in ("naive", "true", "regem", "rand", "dla")}
-        for seed in range(args.seeds):
-            _, ctr, sessions = _click_rates(dataset, scores, behaviour, n, seed, "none")
-            ctr = np.where(mask, ctr, 0.0)
-            estimated, _ = estimate_by_regression_em(sessions, dataset.features)
-            del sessions
-            _, _, shuffled = _click_rates(dataset, scores, behaviour, n, 1000 + seed, "topk_shuffle")
-            randomised = estimate_by_randomization(shuffled)
-            del shuffled
-            results["naive"].append(_ndcg10(_train_linear(x, ctr, mask), test))
-            for key, p in (("true", truth), ("regem", estimated), ("rand", randomised)):
-                p = np.clip(p, 1e-3, 1.0)
-                results[key].append(_ndcg10(_train_linear(x, ctr, mask, np.broadcast_to(p, shown.shape)), test))
-            results["dla"].append(_ndcg10(_train_linear(x, ctr, mask, dla=True), test))
-        cells = " | ".join(f"{np.mean(v):.4f} +- {np.std(v):.4f}" for v in results.values())
-        print(f"| {n:,} | {cells} | {shown_full:.4f} | {all_full:.4f} |")
+    sizes = [int(float(v)) for v in args.ultr_sessions.split(",")]
+    for data_name, dataset, test, scores in _ultr_datasets():
+        shown = logging_ranking(dataset, scores, 10)
+        mask = shown >= 0
+        rows = np.where(mask, shown, 0)
+        x = np.where(mask[:, :, None], np.asarray(dataset.features)[rows], 0.0)
+        all_x, all_mask = pad_ragged(np.asarray(dataset.features), dataset.query_offsets)
+        all_y, _ = pad_ragged(np.asarray(dataset.labels), dataset.query_offsets)
+        all_full = _ndcg10(_train_linear(all_x, all_y, all_mask), test)
+        for model in ("pbm", "dbn"):
+            behaviour = load_click_spec(model).with_max_grade(float(np.max(dataset.labels)))
+            # full information on the shown documents: their true attraction probabilities
+            attraction = behaviour.attraction(np.asarray(dataset.labels))
+            shown_full = _ndcg10(_train_linear(x, np.where(mask, attraction[rows], 0.0), mask), test)
+            print(f"\n## unbiased LTR, {data_name}, {model.upper()} clicks on the top 10: test NDCG@10 ({args.seeds} seeds)\n")
+            print("| sessions | naive clicks | IPS, true propensities | IPS, regression EM | IPS, randomisation (RandTop-10 log) "
+                  "| DLA | full info, shown top 10 | full info, all documents |")
+            print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            for n in sizes:
+                results = {key: [] for key in ("naive", "true", "regem", "rand", "dla")}
+                for seed in range(args.seeds):
+                    ctr, true_p, sessions = _click_rates(dataset, scores, behaviour, n, seed, "none")
+                    ctr = np.where(mask, ctr, 0.0)
+                    estimated, _ = estimate_by_regression_em(sessions, dataset.features)
+                    del sessions
+                    randomised = estimate_by_randomization(_click_rates(dataset, scores, behaviour, n, 1000 + seed, "topk_shuffle")[2])
+                    results["naive"].append(_ndcg10(_train_linear(x, ctr, mask), test))
+                    # slots never shown in a sample keep propensity 1 (they carry no click)
+                    true_p = np.where(mask & (true_p > 0), true_p, 1.0)
+                    for key, p in (("true", true_p), ("regem", estimated), ("rand", randomised)):
+                        p = np.clip(np.broadcast_to(p, shown.shape), 1e-3, 1.0)
+                        results[key].append(_ndcg10(_train_linear(x, ctr, mask, p), test))
+                    results["dla"].append(_ndcg10(_train_linear(x, ctr, mask, dla=True), test))
+                cells = " | ".join(f"{np.mean(v):.4f} +- {np.std(v):.4f}" for v in results.values())
+                print(f"| {n:,} | {cells} | {shown_full:.4f} | {all_full:.4f} |", flush=True)
 
 
 def main() -> None:
@@ -257,7 +277,7 @@ def main() -> None:
     if not args.skip_recovery:
         recovery(args, dataset, scores)
     if args.ultr_sessions:
-        ultr(args, dataset, scores)
+        ultr(args)
 
 
 if __name__ == "__main__":
