@@ -18,7 +18,7 @@ try:  # recent typer releases carry their own copy of click
 except ImportError:  # older ones run on the click package
     from click import Context, exceptions as click_exceptions
 
-from ltrkit.cli import clicks_cmd, data_cmd, evaluate_cmd, export_cmd, serve_cmd, train_cmd, tune_cmd
+from ltrkit.cli import clicks_cmd, data_cmd, embed_cmd, evaluate_cmd, export_cmd, serve_cmd, train_cmd, tune_cmd
 from ltrkit.cli._errors import fail
 
 __all__ = ["app", "version"]
@@ -90,7 +90,7 @@ def _root(
     """Options of ``ltrkit`` itself (the group's help is the ``help`` given to the Typer)."""
 
 
-for command_module in (data_cmd, evaluate_cmd, train_cmd, export_cmd, serve_cmd, clicks_cmd, tune_cmd):
+for command_module in (data_cmd, evaluate_cmd, train_cmd, export_cmd, serve_cmd, clicks_cmd, tune_cmd, embed_cmd):
     command_module.register(app)
 
 

@@ -457,13 +457,14 @@ def _default_components(raw: Dict[str, Any]) -> Dict[str, Any]:
     return raw
 
 
-def _format_validation_error(error: ValidationError) -> List[str]:
+def _format_validation_error(error: ValidationError, root: Optional[type[BaseModel]] = None) -> List[str]:
+    """One ``"dotted.path: problem"`` line per error of validating ``root`` (default :class:`TrainConfig`)."""
     lines = []
     for item in error.errors(include_url=False):
         path = ".".join(str(part) for part in item["loc"]) or "<top level>"
         message = item["msg"]
         if item["type"] == "extra_forbidden":
-            parent = _model_at(item["loc"][:-1])
+            parent = _model_at(item["loc"][:-1], root or TrainConfig)
             allowed = sorted(parent.model_fields) if parent is not None else []
             message = f"unknown field; allowed: {allowed}"
             lines.append(f"{path}: {message}")
@@ -475,9 +476,9 @@ def _format_validation_error(error: ValidationError) -> List[str]:
     return lines
 
 
-def _model_at(loc: Sequence[Any]) -> Optional[type[BaseModel]]:
-    """The pydantic model class at ``loc`` inside TrainConfig (None when not a model)."""
-    model: Any = TrainConfig
+def _model_at(loc: Sequence[Any], root: type[BaseModel]) -> Optional[type[BaseModel]]:
+    """The pydantic model class at ``loc`` inside ``root`` (None when not a model)."""
+    model: Any = root
     for part in loc:
         fields = getattr(model, "model_fields", None)
         if fields is None or part not in fields:

@@ -1,0 +1,232 @@
+"""The embedding job's config: the same strict pydantic style as :mod:`ltrkit.training.config`.
+
+::
+
+    {"data": {"train": "items_train.csv", "vali": "items_vali.csv", "test": "items_test.csv"},
+     "encoder": {"name": "mlp", "args": {"hidden_sizes": [128], "dim": 32}},
+     "loss": {"name": "triplet", "args": {"mining": "semi_hard", "margin": 0.2}},
+     "sampler": {"p": 10, "k": 8}, "training": {"epochs": 20}}
+
+``{}`` is the built-in example (digits, MLP encoder, triplet loss with semi-hard mining).
+The ``objective`` says what a training batch is:
+
+* ``classes``: P x K class-balanced batches of labelled items, a mining loss
+  (``triplet`` with ``mining``) on ``(embeddings, classes)``;
+* ``pairs``: rows of ``data.pairs``, a pair loss (``contrastive``, ``cosine_embedding``);
+* ``triplets``: rows of ``data.triplets``, ``triplet`` without mining or ``margin_ranking``
+  (on the similarities ``s(a, p)`` vs ``s(a, n)``);
+* ``starspace``: items and their classes as entities of two kinds in one space; each item
+  against its class and ``starspace_negatives`` sampled other classes, ``margin_ranking``.
+
+Validation reports every bad field at once (:class:`~ltrkit.training.config.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Union
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from ltrkit.training.config import (
+    ComponentConfig,
+    ConfigError,
+    OptimizerConfig,
+    OutputConfig,
+    ScheduleConfig,
+    _format_validation_error,
+    _Strict,
+    apply_overrides,
+    device_problem,
+    read_config_file,
+)
+
+__all__ = ["EmbedConfig", "load_embed_config", "DEFAULT_RETRIEVAL_METRICS"]
+
+DEFAULT_RETRIEVAL_METRICS = ["recall@1", "recall@5", "p@5", "map", "mrr", "ndcg@10"]
+
+# which loss each objective calls, and how
+_OBJECTIVE_LOSSES = {
+    "classes": ("triplet",),
+    "pairs": ("contrastive", "cosine_embedding"),
+    "triplets": ("triplet", "margin_ranking"),
+    "starspace": ("margin_ranking",),
+}
+
+
+class EmbedDataConfig(_Strict):
+    """Items (CSV/Parquet), optional pair/triplet files; no ``train``: the built-in digits."""
+
+    train: Optional[str] = Field(None, description="training items (.csv/.parquet: id, label, feature columns); None: sklearn's digits")
+    vali: Optional[str] = Field(None, description="validation items (retrieval metrics per epoch, early stopping)")
+    test: Optional[str] = Field(None, description="test items (final retrieval metrics)")
+    pairs: Optional[str] = Field(None, description="siamese pairs of training ids: columns a, b, target (1 similar, 0/-1 not); objective pairs")
+    triplets: Optional[str] = Field(None, description="triplets of training ids: columns anchor, positive, negative; objective triplets")
+    id_column: str = Field("id", description="item id column")
+    label_column: str = Field("label", description="class column")
+
+    @model_validator(mode="after")
+    def _sources(self) -> "EmbedDataConfig":
+        if self.train is None and any(path is not None for path in (self.vali, self.test, self.pairs, self.triplets)):
+            raise ValueError("data.vali/test/pairs/triplets are set but data.train is not; set data.train too")
+        return self
+
+
+class SamplerConfig(_Strict):
+    """Class-balanced P x K batches (objective ``classes``)."""
+
+    p: int = Field(10, ge=2, description="classes per batch")
+    k: int = Field(8, ge=2, description="items per class in a batch")
+
+
+class EmbedTrainingConfig(_Strict):
+    """The training loop."""
+
+    epochs: int = Field(15, ge=1, description="maximum number of epochs")
+    batch_size: int = Field(128, ge=1, description="pairs/triplets/items per batch (objectives pairs, triplets, starspace)")
+    eval_batch_size: int = Field(1024, ge=1, description="items per encoding batch (evaluation, search)")
+    grad_clip: Optional[float] = Field(None, gt=0, description="clip the gradient norm to this value")
+    mixed_precision: Literal["auto", "off", "bf16", "fp16"] = Field("off", description="autocast on a GPU; always off on CPU")
+    starspace_negatives: int = Field(5, ge=1, description="sampled negative classes per item (objective starspace)")
+
+
+class EmbedStoppingConfig(_Strict):
+    """Model selection and early stopping on a retrieval metric (higher is better)."""
+
+    metric: str = Field("recall@1", description="retrieval metric that selects the best epoch")
+    patience: Optional[int] = Field(5, ge=1, description="stop after this many epochs without improvement (None: never)")
+    min_delta: float = Field(0.0, ge=0, description="improvement smaller than this does not count")
+    split: Literal["vali", "train"] = Field("vali", description="split the metric is computed on")
+
+
+class RetrievalConfig(_Strict):
+    """Retrieval evaluation: every item of a split queries the others (:mod:`ltrkit.embeddings.retrieval`)."""
+
+    metrics: List[str] = Field(default_factory=lambda: list(DEFAULT_RETRIEVAL_METRICS), min_length=1, description="recall@k, p@k, map, mrr, ndcg[@k]")
+    similarity: Literal["cosine", "dot", "euclidean"] = Field("cosine", description="similarity ranking the items")
+    empty: Literal["zero", "one", "skip"] = Field("zero", description="metric of a query whose class has no other item")
+    baselines: bool = Field(True, description="also report the raw inputs and the untrained encoder")
+
+
+class EmbedConfig(_Strict):
+    """A complete embedding run (every field has a default)."""
+
+    objective: Literal["classes", "pairs", "triplets", "starspace"] = Field("classes", description="what a training batch is")
+    data: EmbedDataConfig = Field(default_factory=EmbedDataConfig, description="items and pair/triplet files")
+    encoder: ComponentConfig = Field(
+        default_factory=lambda: ComponentConfig(name="mlp", args={"hidden_sizes": [128], "dim": 32}),
+        description="encoder from ltrkit.embeddings.encoders (mlp, bag_of_words, cnn)",
+    )
+    normalize: bool = Field(True, description="L2-normalise the embeddings")
+    loss: ComponentConfig = Field(
+        default_factory=lambda: ComponentConfig(name="triplet", args={"mining": "semi_hard", "margin": 0.2}),
+        description="embedding loss from ltrkit.losses (triplet, contrastive, cosine_embedding, margin_ranking)",
+    )
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="P x K batches")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="optimiser")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="learning-rate schedule")
+    training: EmbedTrainingConfig = Field(default_factory=EmbedTrainingConfig, description="training loop")
+    early_stopping: EmbedStoppingConfig = Field(default_factory=EmbedStoppingConfig, description="early stopping")
+    evaluation: RetrievalConfig = Field(default_factory=RetrievalConfig, description="retrieval metrics")
+    expected: Dict[Literal["vali", "test"], Dict[str, float]] = Field(default_factory=dict, description="regression gate: minimum metric values per split")
+    seed: int = Field(0, description="seed of encoder init, dropout and batch sampling")
+    device: str = Field("auto", description="auto (cuda if available), cpu, cuda or cuda:N")
+    num_threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (None: all cores)")
+    deterministic: bool = Field(True, description="torch.use_deterministic_algorithms on GPUs")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="run folder")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        problem = device_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _objective(self) -> "EmbedConfig":
+        allowed = _OBJECTIVE_LOSSES[self.objective]
+        if self.loss.name not in allowed:
+            raise ValueError(f"loss.name: objective {self.objective!r} trains with {list(allowed)}, got {self.loss.name!r}")
+        mining = self.loss.args.get("mining")
+        if self.loss.name == "triplet" and (mining is None) != (self.objective == "triplets"):
+            raise ValueError(
+                "loss.args.mining: objective 'classes' mines triplets in the batch (set mining: batch_all, batch_hard or semi_hard); "
+                "objective 'triplets' reads them from data.triplets (no mining)"
+            )
+        for objective, field in (("pairs", "pairs"), ("triplets", "triplets")):
+            if (self.objective == objective) != (getattr(self.data, field) is not None):
+                raise ValueError(f"data.{field}: objective {objective!r} and data.{field} go together (objective is {self.objective!r})")
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain JSON-able dict of every field (defaults included)."""
+        return self.model_dump(mode="json")
+
+
+def load_embed_config(
+    source: Union[None, str, Path, Mapping[str, Any], EmbedConfig] = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+) -> EmbedConfig:
+    """A validated :class:`EmbedConfig` from a file, a dict or a config, plus ``key.path=value`` overrides.
+
+    The encoder, loss and metric names and arguments are checked against their registries.
+
+    Raises:
+        ConfigError: every problem at once, each with its dotted path.
+    """
+    label = "config"
+    if source is None:
+        raw: Dict[str, Any] = {}
+    elif isinstance(source, EmbedConfig):
+        raw = source.to_dict()
+    elif isinstance(source, Mapping):
+        raw = copy.deepcopy(dict(source))
+    else:
+        label = str(source)
+        raw = read_config_file(source)
+    raw = apply_overrides(raw, overrides)
+    errors: List[str] = []
+    config: Optional[EmbedConfig] = None
+    try:
+        config = EmbedConfig.model_validate(raw)
+    except ValidationError as error:
+        errors.extend(line.removeprefix("<top level>: ") for line in _format_validation_error(error, EmbedConfig))
+    if config is not None:
+        errors.extend(_component_errors(config))
+    if errors:
+        raise ConfigError(errors, source=label)
+    return config
+
+
+def _component_errors(config: EmbedConfig) -> List[str]:
+    import ltrkit.losses
+    from ltrkit.embeddings.encoders import encoder_hyperparameters, encoder_names
+    from ltrkit.embeddings.retrieval import canonical_retrieval_metric
+
+    errors = []
+    if config.encoder.name not in encoder_names():
+        errors.append(f"encoder.name: unknown encoder {config.encoder.name!r}; choose from {encoder_names()}")
+    else:
+        unknown = sorted(set(config.encoder.args) - set(encoder_hyperparameters(config.encoder.name)))
+        if unknown:
+            errors.append(f"encoder.args: encoder {config.encoder.name!r} got unknown argument(s) {unknown}; it takes {sorted(encoder_hyperparameters(config.encoder.name))}")
+    allowed = {key for key in ltrkit.losses.hyperparameters(config.loss.name) if key != "reduction"}
+    unknown = sorted(set(config.loss.args) - allowed)
+    if unknown:
+        errors.append(f"loss.args: loss {config.loss.name!r} got unknown argument(s) {unknown}; it takes {sorted(allowed)}")
+    else:
+        try:
+            ltrkit.losses.get(config.loss.name, **config.loss.args)
+        except (ValueError, TypeError) as error:
+            errors.append(f"loss.args: loss {config.loss.name!r} rejects {config.loss.args}: {' '.join(str(error).split())}")
+    names = [("evaluation.metrics." + str(i), name) for i, name in enumerate(config.evaluation.metrics)]
+    names.append(("early_stopping.metric", config.early_stopping.metric))
+    names += [(f"expected.{split}.{name}", name) for split, table in config.expected.items() for name in table]
+    for field, name in names:
+        try:
+            canonical_retrieval_metric(name)
+        except ValueError as error:
+            errors.append(f"{field}: {' '.join(str(error).split())}")
+    return errors

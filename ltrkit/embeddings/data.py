@@ -1,0 +1,249 @@
+"""Inputs of the embedding job: labelled items, siamese pairs, triplets, P x K batches.
+
+* **Items** (:func:`load_items`): a CSV or Parquet table, one row per item: an ``id`` column
+  (optional; default the row number from 0), a ``label`` column (the class; optional for an
+  index that is only searched) and every other column a numeric feature. A feature that is
+  empty, NaN or infinite, or a column that is not numeric, is an error naming the file, the line
+  (CSV, counting the header as line 1) or row (Parquet, from 0) and the column.
+* **Pairs** (:func:`load_pairs`): columns ``a``, ``b``, ``target`` (1 = similar, 0 or -1 =
+  dissimilar) naming item ids. **Triplets** (:func:`load_triplets`): ``anchor``, ``positive``,
+  ``negative``. An id that is not in the items table is an error naming file, line and column.
+* **P x K batches** (:func:`pk_batches`): ``P`` classes, ``K`` items of each, drawn from
+  ``numpy.random.default_rng([seed, epoch])`` (so a batch is a function of ``(seed, epoch)``:
+  exact resume needs no sampler state); a class with fewer than ``K`` items is drawn with
+  replacement.
+* :func:`digits_items`: scikit-learn's bundled ``load_digits`` (1,797 8x8 images, 10 classes),
+  pixels scaled to ``[0, 1]``, split 60/20/20 by a seeded permutation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["ItemSet", "digits_items", "load_items", "load_pairs", "load_triplets", "pk_batches", "check_triplet_classes"]
+
+
+@dataclass
+class ItemSet:
+    """Items of one split.
+
+    Attributes:
+        ids: ``[N]`` item ids (str).
+        inputs: ``[N, F]`` float32 features.
+        classes: ``[N]`` int64 class codes (positions in ``class_names``), or ``None`` (unlabelled).
+        class_names: the class of each code.
+        source: where the items came from (for messages).
+    """
+
+    ids: np.ndarray
+    inputs: torch.Tensor
+    classes: Optional[torch.Tensor]
+    class_names: List[str]
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.inputs.shape[1])
+
+    def position_of(self) -> Dict[str, int]:
+        """``{id: row}``."""
+        return {item: row for row, item in enumerate(self.ids.tolist())}
+
+
+def _read_table(path: Path):
+    from ltrkit._optional import require
+
+    require("reading CSV/Parquet item, pair and triplet files", "clicks", "pyarrow")
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pyarrow.parquet.read_table(path)
+        return pyarrow.csv.read_csv(path)
+    except Exception as error:  # pyarrow's parse errors: one line naming the file
+        raise ValueError(f"{path}: cannot read the table: {' '.join(str(error).split())}") from error
+
+
+def _where(path: Path, row: int) -> str:
+    """``line N`` of a CSV file (header = line 1), ``row N`` of a Parquet file (from 0)."""
+    return f"row {row}" if path.suffix.lower() in (".parquet", ".pq") else f"line {row + 2}"
+
+
+def load_items(path: str | Path, *, id_column: str = "id", label_column: str = "label", class_names: Optional[Sequence[str]] = None) -> ItemSet:
+    """Read an items table (see the module docstring).
+
+    Args:
+        path: ``.csv`` or ``.parquet`` file.
+        id_column, label_column: names of the id and class columns.
+        class_names: the class vocabulary to code labels with (default: the sorted labels of this file).
+
+    Raises:
+        ValueError: unreadable file, no feature column, a non-numeric column, a missing or
+            non-finite feature, duplicate ids, a label outside ``class_names`` (each names the
+            file, line or row, and column).
+    """
+    path = Path(path)
+    table = _read_table(path)
+    columns = table.column_names
+    n = table.num_rows
+    ids = np.asarray([str(value) for value in table.column(id_column).to_pylist()]) if id_column in columns else np.arange(n).astype(str)
+    if id_column in columns:
+        unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
+        if (counts > 1).any():
+            duplicate = int(np.argmax(counts > 1))
+            rows = np.flatnonzero(ids == unique[duplicate])
+            raise ValueError(f"{path}: {_where(path, int(rows[1]))}, column {id_column}: id {unique[duplicate]!r} appears twice (first at {_where(path, int(first[duplicate]))})")
+    feature_columns = [name for name in columns if name not in (id_column, label_column)]
+    if not feature_columns:
+        raise ValueError(f"{path}: no feature column (every column but {id_column!r} and {label_column!r} is a feature)")
+    features = np.empty((n, len(feature_columns)), dtype=np.float32)
+    for j, name in enumerate(feature_columns):
+        column = table.column(name)
+        import pyarrow.types as types
+
+        if not (types.is_integer(column.type) or types.is_floating(column.type) or types.is_null(column.type)):
+            raise ValueError(f"{path}: column {name}: features must be numbers, got {column.type} (e.g. {column[0].as_py()!r})")
+        values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            row = int(bad[0])
+            more = f" (and {bad.size - 1} more)" if bad.size > 1 else ""
+            raise ValueError(f"{path}: {_where(path, row)}, column {name}: the feature is missing, NaN or infinite{more}")
+        features[:, j] = values
+    classes = None
+    names: List[str] = []
+    if label_column in columns:
+        labels = [None if value is None else str(value) for value in table.column(label_column).to_pylist()]
+        if None in labels:
+            row = labels.index(None)
+            raise ValueError(f"{path}: {_where(path, row)}, column {label_column}: the label is missing")
+        names = sorted(set(labels)) if class_names is None else list(class_names)
+        code = {name: index for index, name in enumerate(names)}
+        unknown = next((row for row, label in enumerate(labels) if label not in code), None)
+        if unknown is not None:
+            raise ValueError(f"{path}: {_where(path, unknown)}, column {label_column}: label {labels[unknown]!r} is not a class of the training items")
+        classes = torch.tensor([code[label] for label in labels], dtype=torch.int64)
+    return ItemSet(ids=ids, inputs=torch.from_numpy(features), classes=classes, class_names=names, source=str(path))
+
+
+def _id_columns(path: str | Path, items: ItemSet, columns: Sequence[str]) -> Dict[str, torch.Tensor]:
+    path = Path(path)
+    table = _read_table(path)
+    missing = [name for name in columns if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; the file needs {list(columns)}")
+    position = items.position_of()
+    out: Dict[str, torch.Tensor] = {}
+    for name in columns:
+        values = [None if value is None else str(value) for value in table.column(name).to_pylist()]
+        rows = np.fromiter((position.get(value, -1) for value in values), dtype=np.int64, count=len(values))
+        bad = np.flatnonzero(rows < 0)
+        if bad.size:
+            row = int(bad[0])
+            raise ValueError(f"{path}: {_where(path, row)}, column {name}: unknown id {values[row]!r} (not in {items.source})")
+        out[name] = torch.from_numpy(rows)
+    return out
+
+
+def load_pairs(path: str | Path, items: ItemSet) -> Dict[str, torch.Tensor]:
+    """Siamese pairs as item rows: ``{"a": [P], "b": [P], "target": [P] (1.0 similar, 0.0 not)}``.
+
+    Raises:
+        ValueError: a missing column, an unknown id, a target other than 1, 0 or -1.
+    """
+    rows = _id_columns(path, items, ["a", "b"])
+    table = _read_table(Path(path))
+    if "target" not in table.column_names:
+        raise ValueError(f"{path}: missing column 'target' (1 = similar, 0 or -1 = dissimilar)")
+    target = np.asarray(table.column("target").to_numpy(zero_copy_only=False), dtype=np.float64)
+    bad = np.flatnonzero(~np.isin(target, (1.0, 0.0, -1.0)))
+    if bad.size:
+        raise ValueError(f"{path}: {_where(Path(path), int(bad[0]))}, column target: must be 1 (similar), 0 or -1 (dissimilar), got {target[bad[0]]!r}")
+    rows["target"] = torch.from_numpy((target == 1.0).astype(np.float32))
+    return rows
+
+
+def load_triplets(path: str | Path, items: ItemSet) -> Dict[str, torch.Tensor]:
+    """Triplets as item rows: ``{"anchor": [T], "positive": [T], "negative": [T]}``.
+
+    Raises:
+        ValueError: a missing column or an unknown id.
+    """
+    return _id_columns(path, items, ["anchor", "positive", "negative"])
+
+
+def check_triplet_classes(items: ItemSet, field: str) -> None:
+    """Triplet mining needs a positive for every anchor: every class must hold at least 2 items.
+
+    Raises:
+        ValueError: naming the first class with a single item.
+    """
+    counts = torch.bincount(items.classes, minlength=len(items.class_names))
+    single = torch.nonzero(counts == 1).flatten()
+    if single.numel():
+        name = items.class_names[int(single[0])]
+        row = int(torch.nonzero(items.classes == single[0])[0])
+        raise ValueError(
+            f"{field}: {items.source}: class {name!r} has 1 item (id {items.ids[row]!r}); triplet mining needs at least 2 items "
+            f"per class ({single.numel()} class(es) have 1)"
+        )
+
+
+def pk_batches(classes: torch.Tensor, p: int, k: int, *, seed: int, epoch: int) -> List[torch.Tensor]:
+    """Class-balanced batches of item rows for one epoch: ``P`` classes x ``K`` items each.
+
+    ``len(classes) // (P * K)`` batches (at least 1). Each batch draws ``min(P, classes)``
+    distinct classes uniformly, then ``K`` distinct items of each class (with replacement when
+    the class has fewer than ``K``); randomness is ``numpy.random.default_rng([seed, epoch])``.
+
+    Example:
+        >>> batches = pk_batches(torch.tensor([0, 0, 1, 1, 2, 2]), 2, 2, seed=0, epoch=1)
+        >>> [len(batch) for batch in batches]
+        [4]
+    """
+    rng = np.random.default_rng([seed, epoch])
+    codes = classes.numpy()
+    present = np.unique(codes)
+    members = {int(c): np.flatnonzero(codes == c) for c in present}
+    n_batches = max(len(codes) // (p * k), 1)
+    batches = []
+    for _ in range(n_batches):
+        chosen = rng.choice(present, size=min(p, present.size), replace=False)
+        rows = [rng.choice(members[int(c)], size=k, replace=members[int(c)].size < k) for c in chosen]
+        batches.append(torch.from_numpy(np.concatenate(rows)))
+    return batches
+
+
+def digits_items(seed: int = 0) -> Dict[str, ItemSet]:
+    """``{"train", "vali", "test"}`` of scikit-learn's ``load_digits``, pixels / 16, split 60/20/20 by ``seed``."""
+    from ltrkit._optional import require
+
+    require("the built-in digits example", "sklearn", "sklearn")
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(seed).permutation(len(digits.target))
+    cut = [int(0.6 * order.size), int(0.8 * order.size)]
+    names = [str(c) for c in range(10)]
+    splits = {}
+    for name, rows in zip(("train", "vali", "test"), np.split(order, cut)):
+        rows = np.sort(rows)
+        splits[name] = ItemSet(
+            ids=rows.astype(str),
+            inputs=torch.from_numpy((digits.data[rows] / 16.0).astype(np.float32)),
+            classes=torch.from_numpy(digits.target[rows].astype(np.int64)),
+            class_names=names,
+            source=f"sklearn load_digits ({name})",
+        )
+    return splits

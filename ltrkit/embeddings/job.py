@@ -1,0 +1,372 @@
+"""The embedding job on the shared training loop: :class:`EmbeddingTask`, ``train_embeddings``,
+``resume_embeddings`` and :class:`Embedder` (a trained run, loaded to encode and search).
+
+Everything but the task is the list-ranking job's: the run folder (``config.resolved.json``,
+``history.csv/json``, ``train.log``, TensorBoard, ``curves.png``, ``checkpoints/{best,last}.pt``
+with exact resume, ``report.{md,json}``), the progress bar, schedules, early stopping and the
+regression gate (:func:`ltrkit.training.trainer.run_task`). The task adds ``projection.png``
+(PCA of the test embeddings, coloured by class) and, as baselines, the retrieval metrics of the
+raw inputs and of the untrained encoder (same seed, so the same initial weights).
+
+A checkpoint holds, besides the loop's entries, ``loss`` (the loss module's state),
+``n_inputs`` and ``class_names`` (the training classes; StarSpace's entity table is indexed by
+them).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ltrkit.embeddings.config import EmbedConfig, load_embed_config
+from ltrkit.embeddings.data import ItemSet, check_triplet_classes, digits_items, load_items, load_pairs, load_triplets, pk_batches
+from ltrkit.embeddings.encoders import EmbeddingModel, build_encoder, encoder_hyperparameters
+from ltrkit.embeddings.retrieval import canonical_retrieval_metric, retrieval_metrics
+from ltrkit.training.config import ConfigError
+from ltrkit.training.task import Evaluation, StepOutput, Task
+from ltrkit.training.trainer import EpochCallback, TrainResult, merge_overrides, resume_task, resumed_config, run_task
+
+__all__ = ["Embedder", "EmbeddingTask", "encode", "resume_embeddings", "train_embeddings"]
+
+SPLITS = ("train", "vali", "test")
+
+
+def train_embeddings(
+    config: Union[None, str, Path, Mapping[str, Any], EmbedConfig] = None,
+    *,
+    set: Sequence[str] = (),
+    overwrite: bool = False,
+    quiet: bool = True,
+    on_epoch_end: Optional[EpochCallback] = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Train an encoder as described by ``config`` (``None``: the built-in digits example).
+
+    Overrides work as in :func:`ltrkit.train` (``set=["training.epochs=3"]``, ``training__epochs=3``).
+
+    Raises:
+        ConfigError, RunExistsError, OutputError, RegressionGateError: as :func:`ltrkit.train`.
+    """
+    resolved = load_embed_config(config, merge_overrides(set, overrides))
+    return run_task(EmbeddingTask(resolved), overwrite=overwrite, quiet=quiet, on_epoch_end=on_epoch_end)
+
+
+def resume_embeddings(
+    run_dir: Union[str, Path], *, set: Sequence[str] = (), quiet: bool = True, on_epoch_end: Optional[EpochCallback] = None, **overrides: Any
+) -> TrainResult:
+    """Continue an embedding run from ``checkpoints/last.pt`` (exactly as :func:`ltrkit.resume`)."""
+    folder, resolved = resumed_config(run_dir, load_embed_config, merge_overrides(set, overrides))
+    return resume_task(EmbeddingTask(resolved), folder, quiet=quiet, on_epoch_end=on_epoch_end)
+
+
+@torch.no_grad()
+def encode(model: torch.nn.Module, inputs: torch.Tensor, *, batch_size: int = 1024, device: Union[str, torch.device] = "cpu") -> torch.Tensor:
+    """``[N, dim]`` float32 embeddings of ``inputs`` on the CPU, model in eval mode (its mode restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [model(inputs[start : start + batch_size].to(device)).float().cpu() for start in range(0, inputs.shape[0], batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts) if parts else torch.zeros(0, 0)
+
+
+class EmbeddingTask(Task):
+    """Encoder training (see :mod:`ltrkit.embeddings.config` for the objectives).
+
+    A batch is a tensor of rows (objective ``classes``: a P x K batch of items; ``pairs`` and
+    ``triplets``: rows of the pair/triplet table) or, for ``starspace``, ``(item rows, negative
+    classes [B, n])``; every batch is a function of ``(seed, epoch)``. ``train_loss`` averages
+    over the batch's rows. Validation: retrieval metrics of the ``vali`` items among themselves
+    (``starspace``: each item ranks every class's entity vector; ``recall@k`` is hits@k).
+    """
+
+    unit = "items"
+    checkpoint_keys = ("loss", "n_inputs", "class_names")
+
+    def __init__(self, config: EmbedConfig) -> None:
+        self.config = config
+        self.loss_name = config.loss.name
+        self.stop_metric = canonical_retrieval_metric(config.early_stopping.metric)
+        gated = [name for table in config.expected.values() for name in table]
+        self.metric_names = list(dict.fromkeys([canonical_retrieval_metric(name) for name in [*config.evaluation.metrics, *gated]] + [self.stop_metric]))
+        self.splits: Dict[str, Optional[ItemSet]] = {}
+        self.table: Dict[str, torch.Tensor] = {}
+
+    def canonical_metric(self, name: str) -> str:
+        return canonical_retrieval_metric(name)
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, state: Optional[Mapping[str, Any]]) -> None:
+        config, data = self.config, self.config.data
+        if data.train is None:
+            self.splits = dict(digits_items(seed=0))
+        else:
+            self.splits = {"train": self._read("train", None)}
+            # other splits are their own retrieval problems (classes need not be the training
+            # ones), except for StarSpace, which ranks the training classes' entities
+            known = self.splits["train"].class_names if config.objective == "starspace" else None
+            for split in ("vali", "test"):
+                self.splits[split] = None if getattr(data, split) is None else self._read(split, known)
+        train = self.splits["train"]
+        errors = []
+        for split in SPLITS:
+            items = self.splits.get(split)
+            if items is not None and items.n_inputs != train.n_inputs:
+                errors.append(f"data.{split}: {items.source} has {items.n_inputs} features but the training items have {train.n_inputs}")
+            if items is not None and items.classes is None and (split != "train" or config.objective in ("classes", "starspace")):
+                errors.append(f"data.{split}: {items.source} has no {data.label_column!r} column; the classes are needed here")
+        if config.early_stopping.split == "vali" and self.splits.get("vali") is None:
+            errors.append("early_stopping.split: 'vali' needs validation items; set data.vali, or early_stopping.split=train")
+        errors += [f"expected.{split}: the regression gate needs {split} items, but none are configured" for split in config.expected if self.splits.get(split) is None]
+        if errors:
+            raise ConfigError(errors, source="data")
+        try:
+            if config.objective == "classes":
+                check_triplet_classes(train, "data.train")
+            elif config.objective == "pairs":
+                self.table = load_pairs(data.pairs, train)
+            elif config.objective == "triplets":
+                self.table = load_triplets(data.triplets, train)
+        except ValueError as error:
+            raise ConfigError([str(error)], source="data") from error
+        if state is not None and (state["n_inputs"] != train.n_inputs or list(state["class_names"]) != train.class_names):
+            raise ConfigError([f"data: the run was trained on {state['n_inputs']} features and classes {list(state['class_names'])[:5]}..., the data differs"], source="run")
+
+    def _read(self, split: str, class_names: Optional[List[str]]) -> ItemSet:
+        data = self.config.data
+        try:
+            return load_items(getattr(data, split), id_column=data.id_column, label_column=data.label_column, class_names=class_names)
+        except ValueError as error:
+            raise ConfigError([f"data.{split}: {error}"], source="data") from error
+
+    # ------------------------------------------------------------------ model
+    def build(self, device: torch.device) -> None:
+        import ltrkit.losses
+
+        config, train = self.config, self.splits["train"]
+        self.device = device
+        self.model = _build_model(config, train.n_inputs, len(train.class_names)).to(device)
+        self.loss_fn = ltrkit.losses.get(config.loss.name, **config.loss.args).to(device)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def _rows(self) -> int:
+        objective = self.config.objective
+        return len(self.splits["train"]) if objective in ("classes", "starspace") else int(next(iter(self.table.values())).shape[0])
+
+    def steps_per_epoch(self) -> int:
+        if self.config.objective == "classes":
+            return max(self._rows() // (self.config.sampler.p * self.config.sampler.k), 1)
+        return math.ceil(self._rows() / self.config.training.batch_size)
+
+    def train_batches(self, epoch: int) -> List[Any]:
+        config = self.config
+        self.model.train()
+        if config.objective == "classes":
+            return pk_batches(self.splits["train"].classes, config.sampler.p, config.sampler.k, seed=config.seed, epoch=epoch)
+        rng = np.random.default_rng([config.seed, epoch])
+        order = torch.from_numpy(rng.permutation(self._rows()))
+        batches = list(torch.split(order, config.training.batch_size))
+        if config.objective != "starspace":
+            return batches
+        # a negative class is uniform over the classes other than the item's own
+        classes = self.splits["train"].classes
+        n_classes = len(self.splits["train"].class_names)
+        out = []
+        for rows in batches:
+            draw = torch.from_numpy(rng.integers(0, n_classes - 1, size=(rows.shape[0], config.training.starspace_negatives)))
+            own = classes[rows].unsqueeze(1)
+            out.append((rows, draw + (draw >= own).long()))
+        return out
+
+    def training_step(self, batch: Any, device: torch.device, amp_dtype: Optional[torch.dtype]) -> StepOutput:
+        config, train = self.config, self.splits["train"]
+        x = train.inputs
+        objective, loss_fn = config.objective, self.loss_fn
+        if objective == "classes":
+            embeddings = self.model(x[batch].to(device))
+            loss = loss_fn(embeddings.float(), train.classes[batch].to(device))
+            return StepOutput(loss=loss, weight=len(batch), items=len(batch))
+        if objective == "starspace":
+            rows, negatives = batch
+            items = self.model(x[rows].to(device)).float()
+            entities = self.model.entity_vectors().float()
+            positive = (items * entities[train.classes[rows].to(device)]).sum(-1, keepdim=True)
+            negative = (items.unsqueeze(1) * entities[negatives.to(device)]).sum(-1)
+            loss = loss_fn(positive.expand_as(negative), negative, torch.ones_like(negative))
+            return StepOutput(loss=loss, weight=len(rows), items=len(rows))
+        if objective == "pairs":
+            first = self.model(x[self.table["a"][batch]].to(device)).float()
+            second = self.model(x[self.table["b"][batch]].to(device)).float()
+            target = self.table["target"][batch].to(device)
+            # cosine_embedding takes torch's +1/-1 targets, contrastive 1/0
+            loss = loss_fn(first, second, 2.0 * target - 1.0 if config.loss.name == "cosine_embedding" else target)
+            return StepOutput(loss=loss, weight=len(batch), items=2 * len(batch))
+        anchor, positive, negative = (self.model(x[self.table[name][batch]].to(device)).float() for name in ("anchor", "positive", "negative"))
+        if config.loss.name == "margin_ranking":
+            closer, farther = _paired_similarity(anchor, positive, config.evaluation.similarity), _paired_similarity(anchor, negative, config.evaluation.similarity)
+            loss = loss_fn(closer, farther, torch.ones_like(closer))
+        else:
+            loss = loss_fn(anchor, positive, negative)
+        return StepOutput(loss=loss, weight=len(batch), items=3 * len(batch))
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate_with(self, model: torch.nn.Module, items: ItemSet, *, raw: bool = False) -> Evaluation:
+        config = self.config
+        options = {"similarity_kind": config.evaluation.similarity, "empty": config.evaluation.empty}
+        embeddings = items.inputs if raw else encode(model, items.inputs, batch_size=config.training.eval_batch_size, device=self.device)
+        if config.objective == "starspace" and not raw:
+            entities = model.entity_vectors().detach().float().cpu()
+            return retrieval_metrics(embeddings, items.classes, self.metric_names, index=entities, index_classes=torch.arange(entities.shape[0]), **options)
+        return retrieval_metrics(embeddings, items.classes, self.metric_names, **options)
+
+    def evaluate(self, split: str, device: torch.device, amp_dtype: Optional[torch.dtype]) -> Optional[Evaluation]:
+        items = self.splits.get(split)
+        return None if items is None else self._evaluate_with(self.model, items)
+
+    def final_metrics(self, folder: Any, device: torch.device, amp_dtype: Optional[torch.dtype]) -> Dict[str, Dict[str, float]]:
+        test = self.splits.get("test")
+        if test is None:
+            return {}
+        if self.config.output.plots:
+            _write_projection(folder, encode(self.model, test.inputs, batch_size=self.config.training.eval_batch_size, device=device), test)
+        return {"test": self._evaluate_with(self.model, test).means}
+
+    def baselines(self) -> Dict[str, Any]:
+        """Raw inputs (``starspace``: none) and the untrained encoder, on the test items."""
+        test = self.splits.get("test")
+        if not self.config.evaluation.baselines or test is None:
+            return {}
+        baselines: Dict[str, Any] = {}
+        if self.config.objective != "starspace":
+            baselines["raw_inputs"] = {"label": "raw inputs", "metrics": {"test": self._evaluate_with(self.model, test, raw=True).means}}
+        # the loop seeds then builds: the same seed gives the initial weights again
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            untrained = _build_model(self.config, test.n_inputs, len(self.splits["train"].class_names)).to(self.device)
+        baselines["untrained"] = {"label": "untrained", "metrics": {"test": self._evaluate_with(untrained, test).means}}
+        return baselines
+
+    # ------------------------------------------------------------------ checkpoint and report
+    def state_dict(self) -> Dict[str, Any]:
+        train = self.splits["train"]
+        return {"loss": self.loss_fn.state_dict(), "n_inputs": train.n_inputs, "class_names": list(train.class_names)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.loss_fn.load_state_dict(state["loss"])
+
+    def start_message(self, device: torch.device, folder: Any) -> str:
+        train = self.splits["train"]
+        return (
+            f"training a {self.config.encoder.name} encoder with {self.config.loss.name} ({self.config.objective}) on {len(train)} items "
+            f"({train.n_inputs} features, {len(train.class_names)} classes) on {device}; run folder {folder.path}"
+        )
+
+    def report_identity(self) -> Dict[str, Any]:
+        return {"model": self.config.encoder.name, "loss": self.config.loss.name, "objective": self.config.objective}
+
+    def report_context(self) -> Dict[str, Any]:
+        data = {
+            split: {"source": items.source, "items": len(items), "features": items.n_inputs, "classes": len(items.class_names)}
+            for split, items in self.splits.items()
+            if items is not None
+        }
+        return {"data": data, "conventions": {"similarity": self.config.evaluation.similarity, "empty": self.config.evaluation.empty, "ties": "input_order"}}
+
+
+def _build_model(config: EmbedConfig, n_inputs: int, n_classes: int) -> EmbeddingModel:
+    args = {**encoder_hyperparameters(config.encoder.name), **config.encoder.args}
+    encoder = build_encoder(config.encoder.name, n_inputs, **config.encoder.args)
+    entities = n_classes if config.objective == "starspace" else None
+    return EmbeddingModel(encoder, normalize=config.normalize, n_entities=entities, dim=int(args["dim"]))
+
+
+def _paired_similarity(first: torch.Tensor, second: torch.Tensor, kind: str) -> torch.Tensor:
+    """Row-wise similarity ``[B]`` of the same kind :func:`ltrkit.embeddings.retrieval.similarity` ranks by."""
+    if kind == "cosine":
+        return torch.nn.functional.cosine_similarity(first, second, dim=-1)
+    if kind == "dot":
+        return (first * second).sum(-1)
+    return -torch.linalg.vector_norm(first - second, dim=-1)
+
+
+def _write_projection(folder: Any, embeddings: torch.Tensor, items: ItemSet) -> None:
+    """``projection.png``: the first two principal components (scikit-learn's PCA), one colour per class."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from sklearn.decomposition import PCA
+
+    from ltrkit.training import _io
+    from ltrkit.training.run_folder import output_errors
+
+    points = PCA(n_components=2, random_state=0).fit_transform(embeddings.numpy())
+    figure = Figure(figsize=(6, 6), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    classes = items.classes.numpy() if items.classes is not None else np.zeros(len(items), dtype=np.int64)
+    scatter = axes.scatter(points[:, 0], points[:, 1], c=classes, cmap="tab10", s=8)
+    if items.classes is not None and len(items.class_names) <= 20:
+        handles, _ = scatter.legend_elements()
+        axes.legend(handles, items.class_names[: len(handles)], fontsize="small", title="class")
+    axes.set(title="test embeddings, PCA", xlabel="PC 1", ylabel="PC 2")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    with output_errors(folder.path / "projection.png"):
+        _io.write_bytes(folder.path / "projection.png", buffer.getvalue())
+
+
+class Embedder:
+    """A trained embedding run, loaded to encode items (see :meth:`load`).
+
+    Attributes:
+        model: the :class:`EmbeddingModel` in eval mode.
+        config: the run's :class:`EmbedConfig`.
+        n_inputs: the feature count it was trained on.
+    """
+
+    def __init__(self, model: EmbeddingModel, config: EmbedConfig, device: torch.device, n_inputs: int) -> None:
+        self.model, self.config, self.device, self.n_inputs = model, config, device, n_inputs
+
+    @classmethod
+    def load(cls, run_dir: Union[str, Path], checkpoint: str = "best", *, device: Union[str, torch.device] = "cpu") -> "Embedder":
+        """The encoder of ``run_dir/checkpoints/<checkpoint>.pt``.
+
+        Raises:
+            ConfigError: not a run folder of the embedding job, or a missing/unreadable checkpoint.
+        """
+        from ltrkit.training.checkpoint import load_checkpoint, state_error_summary
+        from ltrkit.training.run_folder import check_run_folder
+
+        folder = check_run_folder(run_dir)
+        path = folder.checkpoint_path(checkpoint)
+        try:
+            state = load_checkpoint(path, required=("config", "model", "n_inputs", "class_names"))
+            config = EmbedConfig.model_validate(state["config"])
+            model = _build_model(config, int(state["n_inputs"]), len(state["class_names"]))
+            model.load_state_dict(state["model"])
+        except FileNotFoundError as error:
+            raise ConfigError([f"{error} (did any epoch finish?)"], source="--run") from error
+        except ValueError as error:
+            raise ConfigError([f"{' '.join(str(error).split())}; is it a run of ltrkit embed?"], source="--run") from error
+        except (RuntimeError, KeyError, TypeError) as error:
+            raise ConfigError([f"{str(path)!r} does not match its config: {state_error_summary(error)}"], source="--run") from error
+        device = torch.device(device)
+        return cls(model.to(device).eval(), config, device, int(state["n_inputs"]))
+
+    def encode(self, items: ItemSet) -> torch.Tensor:
+        """``[N, dim]`` embeddings of ``items`` (the run's feature count is checked).
+
+        Raises:
+            ValueError: a feature count other than the run's.
+        """
+        if items.n_inputs != self.n_inputs:
+            raise ValueError(f"{items.source} has {items.n_inputs} features but the run was trained on {self.n_inputs}")
+        return encode(self.model, items.inputs, batch_size=self.config.training.eval_batch_size, device=self.device)

@@ -1,0 +1,200 @@
+"""Retrieval evaluation of embeddings: every query ranks the index by similarity.
+
+A query's relevant items are the index items of its class (``classes`` equal); with
+``exclude_self`` (the query set *is* the index, the usual "every item as a query" protocol) the
+query's own row is left out of its list. The metrics are ltrkit's list metrics
+(:mod:`ltrkit.metrics.functional`) on binary labels, with the library's conventions:
+
+* ranks are 1-based, higher similarity first; ties keep index order (``ties="input_order"``);
+* ``p@k = hits@k / k``; ``recall@k = hits@k / R`` (``R`` = relevant items of the query);
+  ``mrr`` = 1 / rank of the first relevant item; ``map`` = :math:`\\frac{1}{R}\\sum_{r} P@r\\,
+  rel_r`; ``ndcg@k`` = :math:`\\sum_{r \\le k} rel_r / \\log_2(r+1)` over its ideal (with binary
+  labels the ``exp2`` and ``linear`` gains coincide);
+* a query with no relevant item (a class of one) gets ``empty``: 0 (``"zero"``, default), 1
+  (``"one"``) or NaN (``"skip"``, left out of the means).
+
+The work is in matrix form: ``chunk`` queries at a time, one ``[chunk, N]`` similarity block,
+one stable sort per block and cumulative sums; no Python loop over queries. Memory is
+``O(chunk * N)``, so 100k x 100k runs exactly in chunks (``benchmarks/bench_embeddings.py``).
+
+Example:
+    >>> import torch
+    >>> emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> result = retrieval_metrics(emb, torch.tensor([0, 0, 1, 1]), ["recall@1", "map"])
+    >>> {name: round(value, 3) for name, value in result.means.items()}
+    {'recall@1': 1.0, 'map': 1.0}
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence
+
+import torch
+
+from ltrkit._checks import check_choice
+from ltrkit.training.task import Evaluation
+
+__all__ = ["RETRIEVAL_FAMILIES", "SIMILARITIES", "canonical_retrieval_metric", "retrieval_metrics", "retrieval_values", "similarity"]
+
+#: Metric families of :func:`retrieval_values` (canonical names as :func:`ltrkit.metrics.parse_metric` spells them).
+RETRIEVAL_FAMILIES = ("recall", "p", "map", "mrr", "ndcg")
+SIMILARITIES = ("cosine", "dot", "euclidean")
+EMPTY_RULES = ("zero", "one", "skip")
+
+# elements of one [chunk, N] block: sort values + int64 indices stay around 200 MB
+_BLOCK_ELEMENTS = 1 << 24
+
+
+def canonical_retrieval_metric(name: str) -> str:
+    """The canonical spelling of a retrieval metric (``"Recall@10"`` -> ``"recall@10"``).
+
+    Raises:
+        ValueError: unknown name, or a family that is not a retrieval metric (``err``, ``dcg``).
+    """
+    from ltrkit.metrics import parse_metric
+
+    spec = parse_metric(name)
+    if spec.family not in RETRIEVAL_FAMILIES:
+        raise ValueError(f"metric {name!r} is not a retrieval metric; use recall@k, p@k, map, mrr or ndcg (with or without @k)")
+    return spec.name
+
+
+def similarity(queries: torch.Tensor, index: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
+    """``[Q, N]`` similarities: cosine, dot product, or negated Euclidean distance (higher = closer)."""
+    check_choice("similarity", kind, SIMILARITIES)
+    if kind == "cosine":
+        return torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(index, dim=-1).T
+    if kind == "dot":
+        return queries @ index.T
+    return -torch.cdist(queries, index)
+
+
+def retrieval_values(
+    queries: torch.Tensor,
+    query_classes: torch.Tensor,
+    metrics: Sequence[str],
+    *,
+    index: Optional[torch.Tensor] = None,
+    index_classes: Optional[torch.Tensor] = None,
+    similarity_kind: str = "cosine",
+    empty: str = "zero",
+    chunk: Optional[int] = None,
+) -> torch.Tensor:
+    """Per-query retrieval metrics ``[Q, M]`` (float64), columns in the order of ``metrics``.
+
+    Args:
+        queries: ``[Q, D]`` query embeddings.
+        query_classes: ``[Q]`` integer classes.
+        metrics: names (``recall@k``, ``p@k``, ``map``, ``map@k``, ``mrr``, ``mrr@k``, ``ndcg``,
+            ``ndcg@k``; :func:`ltrkit.metrics.parse_metric` spellings).
+        index: ``[N, D]`` embeddings searched; ``None`` = the queries themselves, each query's
+            own row excluded from its list.
+        index_classes: ``[N]`` classes of ``index`` (with ``index`` only).
+        similarity_kind: ``"cosine"``, ``"dot"`` or ``"euclidean"`` (see :func:`similarity`).
+        empty: value of a query with no relevant item: ``"zero"``, ``"one"`` or ``"skip"`` (NaN).
+        chunk: queries per block (default: about ``2^24 / N``).
+
+    Raises:
+        ValueError: bad shapes, non-finite embeddings, an unknown metric, similarity or rule.
+    """
+    names = [canonical_retrieval_metric(name) for name in metrics]
+    check_choice("empty", empty, EMPTY_RULES)
+    exclude_self = index is None
+    if exclude_self:
+        if index_classes is not None:
+            raise ValueError("index_classes is given without index")
+        index, index_classes = queries, query_classes
+    elif index_classes is None:
+        raise ValueError("index is given without index_classes")
+    _check_embeddings("queries", queries, query_classes)
+    _check_embeddings("index", index, index_classes)
+    if queries.shape[1] != index.shape[1]:
+        raise ValueError(f"queries have {queries.shape[1]} dimensions but the index has {index.shape[1]}")
+    n_index = index.shape[0]
+    length = n_index - 1 if exclude_self else n_index
+    if chunk is None:
+        chunk = max(1, _BLOCK_ELEMENTS // max(n_index, 1))
+    from ltrkit.metrics import parse_metric
+
+    specs = [parse_metric(name) for name in names]
+    positions = torch.arange(1, max(length, 1) + 1, dtype=torch.float64, device=queries.device)
+    discounts = 1.0 / torch.log2(positions + 1.0)
+    # ideal DCG@k of R relevant items = sum of the first min(R, k) discounts
+    ideal_prefix = torch.cat([torch.zeros(1, dtype=torch.float64, device=queries.device), torch.cumsum(discounts, 0)])
+    out = torch.empty(queries.shape[0], len(specs), dtype=torch.float64, device=queries.device)
+    for start in range(0, queries.shape[0], chunk):
+        stop = min(start + chunk, queries.shape[0])
+        scores = similarity(queries[start:stop], index, similarity_kind)
+        relevant = query_classes[start:stop, None] == index_classes[None, :]
+        if exclude_self:
+            rows = torch.arange(stop - start, device=queries.device)
+            own = rows + start
+            # the query's own row goes last (-inf ranks after every finite similarity) and drops out
+            scores[rows, own] = -math.inf
+            relevant[rows, own] = False
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :length]
+        ranked = torch.gather(relevant, 1, order).to(torch.float64)
+        out[start:stop] = _values(ranked, specs, positions[:length], discounts[:length], ideal_prefix, empty)
+    return out
+
+
+def _values(ranked: torch.Tensor, specs: List, positions: torch.Tensor, discounts: torch.Tensor, ideal_prefix: torch.Tensor, empty: str) -> torch.Tensor:
+    """Metric values ``[Q, M]`` of ranked binary relevance ``[Q, L]`` (rank order)."""
+    n_relevant = ranked.sum(dim=1)
+    hits = torch.cumsum(ranked, dim=1)
+    length = ranked.shape[1]
+    columns = []
+    for spec in specs:
+        k = length if spec.k is None else min(spec.k, length)
+        if spec.family == "recall":
+            value = hits[:, k - 1] / n_relevant.clamp_min(1.0) if k else torch.zeros_like(n_relevant)
+        elif spec.family == "p":
+            divisor = float(spec.k) if spec.k is not None else float(max(length, 1))
+            value = (hits[:, k - 1] if k else torch.zeros_like(n_relevant)) / divisor
+        elif spec.family == "mrr":
+            top = ranked[:, :k]
+            first = torch.argmax(top, dim=1).to(torch.float64) + 1.0
+            value = torch.where(top.any(dim=1), 1.0 / first, torch.zeros_like(first)) if k else torch.zeros_like(n_relevant)
+        elif spec.family == "map":
+            value = (hits[:, :k] / positions[:k] * ranked[:, :k]).sum(dim=1) / n_relevant.clamp_min(1.0)
+        else:  # ndcg
+            dcg = (ranked[:, :k] * discounts[:k]).sum(dim=1)
+            ideal = ideal_prefix[torch.clamp(n_relevant, max=k).long()]
+            value = torch.where(ideal > 0, dcg / ideal.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(dcg))
+        fill = {"zero": 0.0, "one": 1.0, "skip": math.nan}[empty]
+        columns.append(torch.where(n_relevant > 0, value, torch.full_like(value, fill)))
+    return torch.stack(columns, dim=1)
+
+
+def retrieval_metrics(
+    queries: torch.Tensor,
+    query_classes: torch.Tensor,
+    metrics: Sequence[str],
+    **options: object,
+) -> Evaluation:
+    """Sums and counts of :func:`retrieval_values` per metric (``.means`` gives the means).
+
+    Queries whose value is NaN (``empty="skip"``) are in neither the sums nor the counts.
+    Keyword options are those of :func:`retrieval_values`.
+    """
+    values = retrieval_values(queries, query_classes, metrics, **options)
+    names = [canonical_retrieval_metric(name) for name in metrics]
+    counted = ~torch.isnan(values)
+    sums = torch.where(counted, values, torch.zeros_like(values)).sum(dim=0)
+    return Evaluation(
+        sums={name: float(sums[j]) for j, name in enumerate(names)},
+        counts={name: float(counted[:, j].sum()) for j, name in enumerate(names)},
+    )
+
+
+def _check_embeddings(name: str, embeddings: torch.Tensor, classes: torch.Tensor) -> None:
+    if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2 or not embeddings.is_floating_point():
+        got = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
+        raise ValueError(f"{name} must be a float tensor [N, D], got {got}")
+    if not isinstance(classes, torch.Tensor) or classes.shape != embeddings.shape[:1] or classes.is_floating_point():
+        got = tuple(classes.shape) if isinstance(classes, torch.Tensor) else type(classes).__name__
+        raise ValueError(f"the classes of {name} must be an integer tensor [{embeddings.shape[0]}], got {got}")
+    if not bool(torch.isfinite(embeddings).all()):
+        row = int(torch.nonzero(~torch.isfinite(embeddings).all(dim=1))[0])
+        raise ValueError(f"{name} row {row} holds a NaN or infinite value")
