@@ -193,40 +193,55 @@ def load_embed_config(
         config = EmbedConfig.model_validate(raw)
     except ValidationError as error:
         errors.extend(line.removeprefix("<top level>: ") for line in _format_validation_error(error, EmbedConfig))
-    if config is not None:
-        errors.extend(_component_errors(config))
+    errors.extend(_component_errors(raw))
     if errors:
         raise ConfigError(errors, source=label)
     return config
 
 
-def _component_errors(config: EmbedConfig) -> List[str]:
+def _component_errors(raw: Mapping[str, Any]) -> List[str]:
+    """Registry checks of the encoder, loss and metric names on the raw config (best effort:
+    a section that is itself malformed is left to the schema's errors)."""
     import ltrkit.losses
     from ltrkit.embeddings.encoders import encoder_hyperparameters, encoder_names
     from ltrkit.embeddings.retrieval import canonical_retrieval_metric
 
     errors = []
-    if config.encoder.name not in encoder_names():
-        errors.append(f"encoder.name: unknown encoder {config.encoder.name!r}; choose from {encoder_names()}")
-    else:
-        unknown = sorted(set(config.encoder.args) - set(encoder_hyperparameters(config.encoder.name)))
+
+    def section(key: str) -> Mapping[str, Any]:
+        value = raw.get(key, {})
+        return value if isinstance(value, Mapping) else {}
+
+    encoder = section("encoder") or {"name": "mlp", "args": {}}
+    name, args = encoder.get("name"), encoder.get("args", {})
+    if isinstance(name, str) and isinstance(args, Mapping):
+        if name not in encoder_names():
+            errors.append(f"encoder.name: unknown encoder {name!r}; choose from {encoder_names()}")
+        else:
+            unknown = sorted(set(args) - set(encoder_hyperparameters(name)))
+            if unknown:
+                errors.append(f"encoder.args: encoder {name!r} got unknown argument(s) {unknown}; it takes {sorted(encoder_hyperparameters(name))}")
+    loss = section("loss") or {"name": "triplet", "args": {}}
+    name, args = loss.get("name"), loss.get("args", {})
+    if isinstance(name, str) and isinstance(args, Mapping) and name in ltrkit.losses.names(kind="embedding"):
+        allowed = {key for key in ltrkit.losses.hyperparameters(name) if key != "reduction"}
+        unknown = sorted(set(args) - allowed)
         if unknown:
-            errors.append(f"encoder.args: encoder {config.encoder.name!r} got unknown argument(s) {unknown}; it takes {sorted(encoder_hyperparameters(config.encoder.name))}")
-    allowed = {key for key in ltrkit.losses.hyperparameters(config.loss.name) if key != "reduction"}
-    unknown = sorted(set(config.loss.args) - allowed)
-    if unknown:
-        errors.append(f"loss.args: loss {config.loss.name!r} got unknown argument(s) {unknown}; it takes {sorted(allowed)}")
-    else:
+            errors.append(f"loss.args: loss {name!r} got unknown argument(s) {unknown}; it takes {sorted(allowed)}")
+        else:
+            try:
+                ltrkit.losses.get(name, **args)
+            except (ValueError, TypeError) as error:
+                errors.append(f"loss.args: loss {name!r} rejects {dict(args)}: {' '.join(str(error).split())}")
+    elif isinstance(name, str):
+        errors.append(f"loss.name: unknown embedding loss {name!r}; choose from {ltrkit.losses.names(kind='embedding')}")
+    metrics = section("evaluation").get("metrics", DEFAULT_RETRIEVAL_METRICS)
+    names = [(f"evaluation.metrics.{i}", metric) for i, metric in enumerate(metrics)] if isinstance(metrics, list) else []
+    names.append(("early_stopping.metric", section("early_stopping").get("metric", "recall@1")))
+    names += [(f"expected.{split}.{metric}", metric) for split, table in section("expected").items() if isinstance(table, Mapping) for metric in table]
+    for field, metric in names:
         try:
-            ltrkit.losses.get(config.loss.name, **config.loss.args)
-        except (ValueError, TypeError) as error:
-            errors.append(f"loss.args: loss {config.loss.name!r} rejects {config.loss.args}: {' '.join(str(error).split())}")
-    names = [("evaluation.metrics." + str(i), name) for i, name in enumerate(config.evaluation.metrics)]
-    names.append(("early_stopping.metric", config.early_stopping.metric))
-    names += [(f"expected.{split}.{name}", name) for split, table in config.expected.items() for name in table]
-    for field, name in names:
-        try:
-            canonical_retrieval_metric(name)
+            canonical_retrieval_metric(str(metric))
         except ValueError as error:
             errors.append(f"{field}: {' '.join(str(error).split())}")
     return errors

@@ -103,7 +103,7 @@ def load_items(path: str | Path, *, id_column: str = "id", label_column: str = "
         if (counts > 1).any():
             duplicate = int(np.argmax(counts > 1))
             rows = np.flatnonzero(ids == unique[duplicate])
-            raise ValueError(f"{path}: {_where(path, int(rows[1]))}, column {id_column}: id {unique[duplicate]!r} appears twice (first at {_where(path, int(first[duplicate]))})")
+            raise ValueError(f"{path}: {_where(path, int(rows[1]))}, column {id_column}: id {str(unique[duplicate])!r} appears twice (first at {_where(path, int(first[duplicate]))})")
     feature_columns = [name for name in columns if name not in (id_column, label_column)]
     if not feature_columns:
         raise ValueError(f"{path}: no feature column (every column but {id_column!r} and {label_column!r} is a feature)")
@@ -195,7 +195,7 @@ def check_triplet_classes(items: ItemSet, field: str) -> None:
         name = items.class_names[int(single[0])]
         row = int(torch.nonzero(items.classes == single[0])[0])
         raise ValueError(
-            f"{field}: {items.source}: class {name!r} has 1 item (id {items.ids[row]!r}); triplet mining needs at least 2 items "
+            f"{field}: {items.source}: class {name!r} has 1 item (id {str(items.ids[row])!r}); triplet mining needs at least 2 items "
             f"per class ({single.numel()} class(es) have 1)"
         )
 
