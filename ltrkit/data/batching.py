@@ -243,6 +243,8 @@ class BatchLoader:
             mask row.
         num_replicas: number of processes sharing the epoch (``torch.distributed`` world size).
         rank: this process's share, ``0 <= rank < num_replicas``.
+        queries: dataset positions of the queries to visit (e.g. one rank's evaluation shard);
+            ``None`` = all of them.
 
     Raises:
         ValueError: on a non-positive size, a negative seed, an unknown ``truncation``, a
@@ -270,6 +272,7 @@ class BatchLoader:
         drop_empty: bool = True,
         num_replicas: int = 1,
         rank: int = 0,
+        queries: Optional[np.ndarray] = None,
     ) -> None:
         if not isinstance(dataset, RankingDataset):
             raise ValueError(f"dataset must be a RankingDataset, got {type(dataset).__name__}")
@@ -293,7 +296,14 @@ class BatchLoader:
         self._epoch = 0
         self._plan_cache: Optional[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = None
         self._all_lengths = dataset.list_lengths
-        self._queries = np.flatnonzero(self._all_lengths > 0) if self.drop_empty else np.arange(dataset.n_queries)
+        if queries is None:
+            chosen = np.arange(dataset.n_queries)
+        else:
+            chosen = np.asarray(queries)
+            if chosen.ndim != 1 or not np.issubdtype(chosen.dtype, np.integer) or (chosen.size and (chosen.min() < 0 or chosen.max() >= dataset.n_queries)):
+                raise ValueError(f"queries must be a 1-D int array of positions in [0, {dataset.n_queries}), got {chosen!r}")
+            chosen = chosen.astype(np.int64)
+        self._queries = chosen[self._all_lengths[chosen] > 0] if self.drop_empty else chosen
         lengths = self._all_lengths[self._queries]
         cap = self.max_slate_length
         self._kept_lengths = lengths if cap is None else np.minimum(lengths, cap)

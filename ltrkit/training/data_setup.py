@@ -169,12 +169,24 @@ def prepare_data(
         normalizer = Normalizer(config.normalization).fit(train)
     vali, test = raw.get("vali"), raw.get("test")
     return PreparedData(
-        train=normalizer.transform(train),
-        vali=None if vali is None else normalizer.transform(vali),
-        test=None if test is None else normalizer.transform(test),
+        train=_normalised(normalizer, train),
+        vali=None if vali is None else _normalised(normalizer, vali),
+        test=None if test is None else _normalised(normalizer, test),
         normalizer=normalizer,
         summary=summary,
     )
+
+
+def _normalised(normalizer: object, dataset: RankingDataset) -> RankingDataset:
+    """The normalised split: features memory-mapped from the binary cache get a lazy view
+    (:func:`ltrkit.data.batching.normalized_view`, each batch normalised from the mapping, so
+    the split is never copied whole and processes share the mapped pages); in-memory features
+    are normalised once, up front (cheaper over many epochs)."""
+    from ltrkit.data.batching import normalized_view
+
+    if isinstance(dataset.features, np.memmap):
+        return normalized_view(dataset, normalizer)
+    return normalizer.transform(dataset)
 
 
 def exp2_label_users(config: TrainConfig) -> List[str]:

@@ -16,6 +16,15 @@ equals single-process evaluation up to float64 summation order (~1e-16 relative)
 that look at the whole dataset are resolved on the whole dataset first (ERR's top grade is the
 largest label of the dataset, not of a shard).
 
+The training loop (:mod:`ltrkit.training.trainer`) uses the rest: :func:`join_job` (the
+context, the device of this rank), :func:`follow_run_folder` (rank 0 writes the run folder,
+checkpoints, TensorBoard and the report; the other ranks get a :class:`MutedRunFolder` at the
+same path), :func:`wrap_model` (``DistributedDataParallel``), :func:`loss_for_step` (every rank
+steps together), :func:`seed_epoch` (each rank's RNG is a function of ``(seed, epoch, rank)``,
+so a resumed run draws the same dropout masks on every rank without per-rank RNG state),
+:func:`sum_over_ranks` and :func:`reduce_evaluation` (exact epoch statistics and metrics), and
+:func:`broadcast_object` (rank 0's early-stopping decision).
+
 Failures: every collective runs under the process group's timeout (``timeout_s``). A peer that
 died makes the collective fail as soon as its connection closes, a peer that hangs makes it fail
 when the timeout expires; either way the surviving ranks raise :class:`DistributedError` with a
@@ -36,19 +45,30 @@ import torch.distributed as dist
 
 from ltrkit.data.batching import shard_queries
 from ltrkit.data.dataset import RankingDataset
+from ltrkit.training.run_folder import RunFolder
+from ltrkit.training.task import Evaluation
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DistributedContext",
     "DistributedError",
+    "MutedRunFolder",
     "all_reduce_sum",
     "barrier",
     "broadcast_object",
+    "current_context",
     "evaluation_shard",
+    "follow_run_folder",
     "init_distributed",
+    "join_job",
+    "loss_for_step",
+    "reduce_evaluation",
+    "seed_epoch",
     "shard_metric_sums",
     "sharded_metric_means",
     "shutdown",
+    "sum_over_ranks",
+    "wrap_model",
 ]
 
 #: Seconds a collective may wait for the other ranks before the job fails. Long enough for
@@ -96,6 +116,15 @@ class DistributedContext:
         if self.enabled and device.type == "cuda":
             return torch.device("cuda", self.local_rank)
         return device
+
+
+# the context of the process group this process joined (the group itself is torch's global state)
+_current = DistributedContext()
+
+
+def current_context() -> DistributedContext:
+    """The context :func:`init_distributed` returned last (single-process before, and after :func:`shutdown`)."""
+    return _current
 
 
 def _env_int(name: str, default: int) -> int:
@@ -149,13 +178,17 @@ def init_distributed(device_type: str = "cpu", *, timeout_s: float = DEFAULT_TIM
             "joining the process group",
             lambda: dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=float(timeout_s))),
         )
+    global _current
+    _current = context
     return context
 
 
 def shutdown(context: DistributedContext) -> None:
     """Leave the process group (a no-op when not distributed or already left)."""
+    global _current
     if context.enabled and dist.is_initialized():
         dist.destroy_process_group()
+    _current = DistributedContext()
 
 
 def _collective(context: DistributedContext, what: str, call: Callable[[], T]) -> T:
@@ -295,3 +328,134 @@ def sharded_metric_means(
     sums, counts = shard_metric_sums(dataset, scores, evaluation_shard(context, dataset), metrics, conventions)
     totals = all_reduce_sum(context, torch.from_numpy(np.stack([sums, counts])), what="all_reduce of the metric sums").numpy()
     return {name: float(totals[0, j] / totals[1, j]) if totals[1, j] else math.nan for j, name in enumerate(metrics)}
+
+
+# ----------------------------------------------------------------------------------------------
+# the training loop's side
+
+
+def join_job(device: torch.device) -> tuple[DistributedContext, torch.device]:
+    """Join the torchrun job (if any) for ``device``; returns the context and this rank's device.
+
+    Raises:
+        DistributedError: see :func:`init_distributed`.
+    """
+    context = init_distributed(device.type, timeout_s=_current.timeout_s if _current.enabled else DEFAULT_TIMEOUT_S)
+    return context, context.device(device)
+
+
+class MutedRunFolder(RunFolder):
+    """The run folder as seen by ranks other than 0: the same paths, every write a no-op.
+
+    Rank 0 alone writes the config, checkpoints, history, TensorBoard events, curves,
+    predictions, ``train.log`` and the report, so the folder is written once, as by one process.
+    """
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        return None
+
+    def write_normalizer(self, normalizer: Any) -> None:
+        return None
+
+    def write_checkpoint(self, which: str, state: Dict[str, Any]) -> None:
+        return None
+
+    def write_text(self, relative: str, text: str) -> None:
+        return None
+
+    def log(self, line: str) -> None:
+        return None
+
+    def write_history(self, history: Sequence[Mapping[str, Any]]) -> None:
+        return None
+
+    def log_scalars(self, epoch: int, record: Mapping[str, Any]) -> None:
+        return None
+
+    def write_curves(self, history: Sequence[Mapping[str, Any]], metric_names: Sequence[str]) -> None:
+        return None
+
+    def write_report(self, report: Mapping[str, Any]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def follow_run_folder(context: DistributedContext, folder: Optional[RunFolder]) -> RunFolder:
+    """Rank 0's ``folder`` on rank 0; a :class:`MutedRunFolder` at rank 0's path elsewhere.
+
+    ``folder`` is only read on rank 0 (the others pass ``None``); its path is broadcast, so a run
+    named by a timestamp gets one name, not one per rank.
+    """
+    if not context.enabled:
+        return folder
+    path = broadcast_object(context, str(folder.path) if context.is_main else None, what="broadcast of the run folder")
+    return folder if context.is_main else MutedRunFolder(path)
+
+
+def wrap_model(context: DistributedContext, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` wrapped in ``DistributedDataParallel`` (gradients averaged over the ranks in
+    backward), or ``model`` itself when not distributed.
+
+    Raises:
+        ValueError: an ensemble (its members are trained one by one, not through one forward).
+    """
+    if not context.enabled:
+        return model
+    from ltrkit.models.ensemble import EnsembleRanker
+
+    if isinstance(model, EnsembleRanker):
+        raise ValueError("training.ensemble > 1 cannot run under torchrun; train the ensemble in one process")
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def loss_for_step(context: DistributedContext, loss: torch.Tensor, parameters: Sequence[torch.nn.Parameter]) -> Optional[torch.Tensor]:
+    """The loss to back-propagate this step, or ``None`` to skip the optimiser step.
+
+    One process skips a batch whose loss has no graph (nothing to learn from it). Under DDP the
+    ranks decide together: none steps when no rank's loss has a graph; otherwise every rank
+    steps, a rank without a graph back-propagating ``0 * sum(parameters)`` so that its zero
+    gradient joins DDP's average (a rank that skipped backward would leave the others waiting).
+    """
+    if not context.enabled:
+        return loss if loss.requires_grad else None
+    learning = all_reduce_sum(context, torch.tensor([float(loss.requires_grad)]), what="all_reduce of the step flags")
+    if float(learning[0]) == 0.0:
+        return None
+    if loss.requires_grad:
+        return loss
+    return loss + 0.0 * sum(parameter.sum() for parameter in parameters)
+
+
+def seed_epoch(context: DistributedContext, seed: int, epoch: int) -> None:
+    """Under torchrun, seed torch's RNG from ``(seed, epoch, rank)`` at the start of an epoch.
+
+    Each rank then draws its own dropout masks, and a run resumed at any epoch draws exactly
+    what the uninterrupted run drew, on every rank, from the checkpoint of rank 0 alone. A single
+    process keeps its RNG untouched (its checkpoint holds the RNG state).
+    """
+    if context.enabled:
+        torch.manual_seed(int(np.random.SeedSequence([seed, epoch, context.rank]).generate_state(1, dtype=np.uint64)[0] % 2**63))
+
+
+def sum_over_ranks(context: DistributedContext, *values: float) -> tuple[float, ...]:
+    """Each value summed over the ranks, in float64 (the values themselves when not distributed)."""
+    if not context.enabled:
+        return values
+    totals = all_reduce_sum(context, torch.tensor(values, dtype=torch.float64), what="all_reduce of the epoch statistics")
+    return tuple(float(value) for value in totals)
+
+
+def reduce_evaluation(context: DistributedContext, evaluation: Optional[Evaluation]) -> Optional[Evaluation]:
+    """The evaluation of the whole split from each rank's shard: sums and counts all-reduced in float64."""
+    if evaluation is None or not context.enabled:
+        return evaluation
+    names = list(evaluation.sums)
+    local = torch.tensor([[evaluation.sums[name] for name in names], [evaluation.counts[name] for name in names]], dtype=torch.float64)
+    totals = all_reduce_sum(context, local, what="all_reduce of the validation metrics").numpy()
+    return Evaluation(
+        sums={name: float(totals[0, j]) for j, name in enumerate(names)},
+        counts={name: float(totals[1, j]) for j, name in enumerate(names)},
+    )

@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+import numpy as np
+
 from ltrkit._optional import require
 from ltrkit.data.dataset import RankingDataset
 
@@ -88,8 +90,9 @@ def lambdamart_baseline(
     if num_threads is not None:
         params["num_threads"] = num_threads
     started = time.perf_counter()
-    train_set = lightgbm.Dataset(train.features, train.labels, group=train.list_lengths)
-    stop_set = lightgbm.Dataset(stop.features, stop.labels, group=stop.list_lengths, reference=train_set)
+    # LightGBM bins whole matrices: a lazily normalised split is materialised here
+    train_set = lightgbm.Dataset(np.asarray(train.features), train.labels, group=train.list_lengths)
+    stop_set = lightgbm.Dataset(np.asarray(stop.features), stop.labels, group=stop.list_lengths, reference=train_set)
     booster = lightgbm.train(
         params,
         train_set,
@@ -100,7 +103,7 @@ def lambdamart_baseline(
     seconds = time.perf_counter() - started
     trees = int(booster.best_iteration or booster.current_iteration())
     metrics = {
-        split: evaluate_scores(dataset, booster.predict(dataset.features, num_iteration=trees), metric_names, conventions)
+        split: evaluate_scores(dataset, booster.predict(np.asarray(dataset.features), num_iteration=trees), metric_names, conventions)
         for split, dataset in evaluate.items()
     }
     return {

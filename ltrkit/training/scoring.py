@@ -42,18 +42,21 @@ def score_dataset(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     amp_dtype: Optional[torch.dtype] = None,
+    queries: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Scores ``[n_docs]`` (float32, the dataset's row order) of every document, model in eval mode.
 
     Documents are scored in length-bucketed padded batches (no slate truncation); the model's
-    train/eval mode is restored afterwards. Queries with no documents produce no rows.
+    train/eval mode is restored afterwards. Queries with no documents produce no rows. With
+    ``queries`` (dataset positions, e.g. a rank's evaluation shard) only their rows are scored;
+    the other rows stay 0.
     """
     from ltrkit.data.batching import BatchLoader, scores_to_rows
 
     device = torch.device(device)
     out = np.zeros(dataset.n_docs, dtype=np.float32)
     loader = BatchLoader(
-        dataset, batch_size=batch_size, shuffle=False, bucket_by_length=True, max_docs_per_batch=EVAL_MAX_DOCS_PER_BATCH
+        dataset, batch_size=batch_size, shuffle=False, bucket_by_length=True, max_docs_per_batch=EVAL_MAX_DOCS_PER_BATCH, queries=queries
     )
     was_training = model.training
     model.eval()

@@ -33,6 +33,20 @@ from ltrkit.data.dataset import RankingDataset
 from ltrkit.training.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, state_error_summary
 from ltrkit.training.config import ConfigError, TrainConfig, device_problem, load_config
 from ltrkit.training.data_setup import PreparedData, prepare_data
+from ltrkit.training.distributed import (
+    broadcast_object,
+    current_context,
+    evaluation_shard,
+    follow_run_folder,
+    join_job,
+    loss_for_step,
+    reduce_evaluation,
+    seed_epoch,
+    shard_metric_sums,
+    shutdown,
+    sum_over_ranks,
+    wrap_model,
+)
 from ltrkit.training.progress import ProgressReporter
 from ltrkit.training.run_folder import (
     RunFolder,
@@ -342,14 +356,16 @@ class _Session:
         self.task = task
         self.config = task.config
         self.reporter = ProgressReporter(quiet=quiet, unit=task.unit)
+        self.context = current_context()
 
     # ------------------------------------------------------------------ entry points
     def run_new(self, *, overwrite: bool, on_epoch_end: Optional[EpochCallback]) -> TrainResult:
-        device = resolve_device(self.config.device)
+        device = self._join(resolve_device(self.config.device))
         # an existing or unwritable run folder fails here, before the data is read and trained on
         path = new_run_path(self.config.output.dir, self.config.output.name, overwrite=overwrite)
         self.task.prepare(None)
-        folder = create_run_folder(path.parent, path.name, overwrite=overwrite)
+        # under torchrun rank 0 alone creates and writes the folder
+        folder = follow_run_folder(self.context, create_run_folder(path.parent, path.name, overwrite=overwrite) if self.context.is_main else None)
         # the saved config names its own folder (a timestamp when output.name was not given)
         self.config.output.name = folder.path.name
         self.reporter.log = folder.log
@@ -359,9 +375,17 @@ class _Session:
             return self._train(folder, device, state=None, on_epoch_end=on_epoch_end)
         finally:
             folder.close()
+            shutdown(self.context)
+
+    def _join(self, device: torch.device) -> torch.device:
+        """Join the torchrun job, if any (:mod:`ltrkit.training.distributed`): ranks other than 0 print nothing."""
+        self.context, device = join_job(device)
+        self.reporter.quiet = self.reporter.quiet or not self.context.is_main
+        return device
 
     def run_resume(self, folder: RunFolder, *, on_epoch_end: Optional[EpochCallback]) -> TrainResult:
-        device = resolve_device(self.config.device)
+        device = self._join(resolve_device(self.config.device))
+        folder = follow_run_folder(self.context, folder)
         check_writable(folder.path)
         path = folder.checkpoint_path("last")
         try:
@@ -375,6 +399,7 @@ class _Session:
             return self._train(folder, device, state=state, on_epoch_end=on_epoch_end)
         finally:
             folder.close()
+            shutdown(self.context)
 
     # ------------------------------------------------------------------ the loop
     def _train(
@@ -389,6 +414,7 @@ class _Session:
         with _torch_settings(config):
             _seed_everything(config.seed)
             task.build(device)
+            self.ddp_model = wrap_model(self.context, task.model, device)
             optimizer = build_optimizer(task.parameters(), config.optimizer)
             steps_per_epoch = task.steps_per_epoch()
             scheduler = build_scheduler(
@@ -434,7 +460,7 @@ class _Session:
                         break
                     record = self._train_epoch(epoch, optimizer, scheduler, scaler, device, amp_dtype)
                     for split in ("vali",) + (("train",) if stop_split == "train" else ()):
-                        evaluation = task.evaluate(split, device, amp_dtype)
+                        evaluation = reduce_evaluation(self.context, task.evaluate(split, device, amp_dtype))
                         if evaluation is not None:
                             for name, value in evaluation.means.items():
                                 record[f"{split}_{name}"] = value
@@ -446,6 +472,7 @@ class _Session:
                         bad_epochs += 1
                     patience = config.early_stopping.patience
                     stopped_early = patience is not None and bad_epochs >= patience and epoch < config.training.epochs
+                    improved, stopped_early = broadcast_object(self.context, (improved, stopped_early), what="broadcast of the early-stopping decision")
                     history.append(record)
                     checkpoint = {
                         "epoch": epoch,
@@ -484,11 +511,18 @@ class _Session:
                     folder.write_curves(history, task.metric_names)
                 self.reporter.close()
             train_seconds = sum(record["seconds"] for record in history)
+            if not self.context.is_main:
+                # test metrics, predictions, baselines and the report are rank 0's
+                return TrainResult(folder.path, config, history, best_epoch, stopped_early, {}, {}, {}, task.model.cpu().eval())
             return self._finish(folder, device, amp_dtype, history, best_epoch, stopped_early, train_seconds)
 
     def _train_epoch(self, epoch, optimizer, scheduler, scaler, device, amp_dtype) -> Dict[str, Any]:
         config, task = self.config, self.task
         batches = task.train_batches(epoch)
+        seed_epoch(self.context, config.seed, epoch)
+        # the steps run through the DDP wrapper (gradients averaged over the ranks in backward);
+        # everything else (checkpoints, evaluation) sees the task's own model
+        model, task.model = task.model, self.ddp_model
         self.reporter.start_epoch(epoch, config.training.epochs, len(batches))
         started = time.perf_counter()
         loss_sum = 0.0
@@ -501,12 +535,13 @@ class _Session:
             optimizer.zero_grad(set_to_none=True)
             # a batch without any pair/list signal (e.g. only one-document lists) may give a
             # constant loss with no graph: nothing to learn from it, so no optimiser/schedule step
-            if loss.requires_grad:
+            stepped = loss_for_step(self.context, loss, params)
+            if stepped is not None:
                 if scaler is not None:
-                    scaler.scale(loss).backward()
+                    scaler.scale(stepped).backward()
                     scaler.unscale_(optimizer)
                 else:
-                    loss.backward()
+                    stepped.backward()
                 if config.training.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, config.training.grad_clip)
                 if scaler is not None:
@@ -526,6 +561,8 @@ class _Session:
             items += step.items
             elapsed = time.perf_counter() - started
             self.reporter.update(loss=loss_sum / max(weight, 1), rate=items / max(elapsed, 1e-9))
+        task.model = model
+        loss_sum, weight, items = sum_over_ranks(self.context, loss_sum, weight, items)
         seconds = time.perf_counter() - started
         return {
             "epoch": epoch,
@@ -676,6 +713,8 @@ class RankingTask(Task):
             max_slate_length=config.training.max_slate_length,
             truncation=config.training.truncation,
             max_docs_per_batch=config.training.max_docs_per_batch,
+            num_replicas=current_context().world_size,
+            rank=current_context().rank,
         )
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
@@ -702,18 +741,19 @@ class RankingTask(Task):
         dataset = self.data.split(split)
         if dataset is None:
             return None
-        scores = score_dataset(self.model, dataset, batch_size=self.config.training.eval_batch_size, device=device, amp_dtype=amp_dtype)
-        return self._evaluation(dataset, scores)
+        # under torchrun each rank scores its shard of the queries; the loop all-reduces the sums
+        shard = evaluation_shard(current_context(), dataset)
+        scores = score_dataset(
+            self.model, dataset, batch_size=self.config.training.eval_batch_size, device=device, amp_dtype=amp_dtype, queries=shard
+        )
+        return self._evaluation(dataset, scores, shard)
 
-    def _evaluation(self, dataset: RankingDataset, scores: np.ndarray) -> Evaluation:
-        from ltrkit.metrics import evaluate_dataset
-
+    def _evaluation(self, dataset: RankingDataset, scores: np.ndarray, queries: Optional[np.ndarray] = None) -> Evaluation:
+        """Sums and counts of the per-query metrics of ``queries`` (default: every query)."""
         names = self.metric_names
-        result = evaluate_dataset(dataset, scores, names, **self.conventions)
-        values = np.array([[row[name] for name in names] for row in result.per_query.values()], dtype=np.float64).reshape(-1, len(names))
-        counted = ~np.isnan(values)
-        sums = np.where(counted, values, 0.0).sum(axis=0)
-        return Evaluation(sums={name: float(sums[j]) for j, name in enumerate(names)}, counts={name: float(counted[:, j].sum()) for j, name in enumerate(names)})
+        shard = np.arange(dataset.n_queries) if queries is None else queries
+        sums, counts = shard_metric_sums(dataset, scores, shard, names, self.conventions)
+        return Evaluation(sums={name: float(sums[j]) for j, name in enumerate(names)}, counts={name: float(counts[j]) for j, name in enumerate(names)})
 
     def state_dict(self) -> Dict[str, Any]:
         return {"loss": self.loss_fn.state_dict(), "normalizer": self.data.normalizer.state_dict(), "n_features": self.data.train.n_features}

@@ -109,6 +109,14 @@ def test_shard_queries_balances_documents():
     assert np.array_equal(shard_queries(lengths, 3), shard_queries(lengths, 3))
 
 
+def test_query_subset():
+    dataset = make_dataset([3, 0, 4, 1, 5])
+    loader = BatchLoader(dataset, batch_size=2, queries=np.array([4, 1, 0]))
+    assert sorted(q for batch in loader for q in batch.query_index.tolist()) == [0, 4]
+    with pytest.raises(ValueError, match=r"queries must be a 1-D int array of positions in \[0, 5\)"):
+        BatchLoader(dataset, queries=np.array([5]))
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
