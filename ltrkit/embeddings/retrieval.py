@@ -13,9 +13,11 @@ query's own row is left out of its list. The metrics are ltrkit's list metrics
 * a query with no relevant item (a class of one) gets ``empty``: 0 (``"zero"``, default), 1
   (``"one"``) or NaN (``"skip"``, left out of the means).
 
-The work is in matrix form: ``chunk`` queries at a time, one ``[chunk, N]`` similarity block,
-one stable sort per block and cumulative sums; no Python loop over queries. Memory is
-``O(chunk * N)``, so 100k x 100k runs exactly in chunks (``benchmarks/bench_embeddings.py``).
+The work is in matrix form: ``chunk`` queries at a time, one ``[chunk, N]`` similarity block;
+the metrics need only the ranks of the relevant items, found by a ``topk`` of the relevant scores
+and a binary search of every other score among them (no ``[chunk, N]`` sort), then reduced with
+tensor operations; no Python loop over queries. Memory is ``O(chunk * N)``, so 100k x 100k runs
+exactly in chunks (``benchmarks/bench_embeddings.py``).
 
 Example:
     >>> import torch
@@ -118,8 +120,7 @@ def retrieval_values(
     from ltrkit.metrics import parse_metric
 
     specs = [parse_metric(name) for name in names]
-    positions = torch.arange(1, max(length, 1) + 1, dtype=torch.float64, device=queries.device)
-    discounts = 1.0 / torch.log2(positions + 1.0)
+    discounts = 1.0 / torch.log2(torch.arange(2, length + 2, dtype=torch.float64, device=queries.device))
     # ideal DCG@k of R relevant items = sum of the first min(R, k) discounts
     ideal_prefix = torch.cat([torch.zeros(1, dtype=torch.float64, device=queries.device), torch.cumsum(discounts, 0)])
     out = torch.empty(queries.shape[0], len(specs), dtype=torch.float64, device=queries.device)
@@ -130,36 +131,87 @@ def retrieval_values(
         if exclude_self:
             rows = torch.arange(stop - start, device=queries.device)
             own = rows + start
-            # the query's own row goes last (-inf ranks after every finite similarity) and drops out
+            # the query's own row ranks after every finite similarity and drops out of the list
             scores[rows, own] = -math.inf
             relevant[rows, own] = False
-        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :length]
-        ranked = torch.gather(relevant, 1, order).to(torch.float64)
-        out[start:stop] = _values(ranked, specs, positions[:length], discounts[:length], ideal_prefix, empty)
+        ranks, n_relevant = _relevant_ranks(scores, relevant)
+        out[start:stop] = _values(ranks, n_relevant, specs, length, discounts, ideal_prefix, empty)
     return out
 
 
-def _values(ranked: torch.Tensor, specs: List, positions: torch.Tensor, discounts: torch.Tensor, ideal_prefix: torch.Tensor, empty: str) -> torch.Tensor:
-    """Metric values ``[Q, M]`` of ranked binary relevance ``[Q, L]`` (rank order)."""
-    n_relevant = ranked.sum(dim=1)
-    hits = torch.cumsum(ranked, dim=1)
-    length = ranked.shape[1]
+def _relevant_ranks(scores: torch.Tensor, relevant: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-based ranks ``[Q, R_max]`` (float64, ascending, ``inf`` padding) of each query's relevant
+    items, and their counts ``[Q]``.
+
+    Only the ranks of relevant items matter to the metrics, so no ``[Q, N]`` sort is needed: the
+    relevant scores are taken in descending order (``topk`` of ``R_max``, equal scores by index)
+    and every other score is placed among them by binary search (``searchsorted``); the ``m``-th
+    relevant item's rank is ``m + 1`` plus the other items above it. An item whose score equals a
+    relevant item's ranks above it when its index is lower (``ties="input_order"``): the few tied
+    entries are counted separately; a block with more ties than that takes a stable sort.
+    """
+    n_relevant = relevant.sum(dim=1)
+    width = int(n_relevant.max()) if n_relevant.numel() else 0
+    q = scores.shape[0]
+    if width == 0:
+        return torch.full((q, 0), math.inf, dtype=torch.float64, device=scores.device), n_relevant.to(torch.float64)
+    neg_inf = torch.tensor(-math.inf, dtype=scores.dtype, device=scores.device)
+    top = torch.topk(torch.where(relevant, scores, neg_inf), width, dim=1)
+    # equal relevant scores in index order (topk leaves their order open): by index, then stably by score
+    by_index = torch.sort(top.indices, dim=1).indices
+    values, indices = torch.gather(top.values, 1, by_index), torch.gather(top.indices, 1, by_index)
+    by_score = torch.sort(values, dim=1, descending=True, stable=True).indices
+    values, indices = torch.gather(values, 1, by_score), torch.gather(indices, 1, by_score)
+    real = torch.arange(width, device=scores.device)[None, :] < n_relevant[:, None]
+    ascending = torch.flip(values, dims=[1]).contiguous()
+    others = torch.where(relevant, neg_inf, scores).contiguous()
+    below = torch.searchsorted(ascending, others)  # relevant scores strictly below each other score
+    # non-relevant items above the m-th largest relevant score: those with `below` > width - 1 - m
+    flat = below + (width + 1) * torch.arange(q, device=scores.device)[:, None]
+    histogram = torch.bincount(flat.flatten(), minlength=q * (width + 1)).reshape(q, width + 1)
+    above = torch.cumsum(torch.flip(histogram, dims=[1]), dim=1)[:, :width]
+    nearest = torch.gather(ascending, 1, below.clamp(max=width - 1))
+    tied_rows, tied_items = torch.nonzero((nearest == others) & (below < width) & (others > neg_inf), as_tuple=True)
+    if tied_rows.numel() * width > _BLOCK_ELEMENTS:
+        return _ranks_by_sort(scores, relevant, width), n_relevant.to(torch.float64)
+    if tied_rows.numel():
+        tied_value = others[tied_rows, tied_items]
+        lower_index = (values[tied_rows] == tied_value[:, None]) & (indices[tied_rows] > tied_items[:, None]) & real[tied_rows]
+        above = above.index_add(0, tied_rows, lower_index.to(above.dtype))
+    ranks = torch.arange(1, width + 1, dtype=torch.float64, device=scores.device)[None, :] + above.to(torch.float64)
+    return torch.where(real, ranks, torch.full_like(ranks, math.inf)), n_relevant.to(torch.float64)
+
+
+def _ranks_by_sort(scores: torch.Tensor, relevant: torch.Tensor, width: int) -> torch.Tensor:
+    """The ranks of :func:`_relevant_ranks` from a stable descending sort of the whole block."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    ranked = torch.gather(relevant, 1, order)
+    positions = torch.arange(1, scores.shape[1] + 1, dtype=torch.float64, device=scores.device).expand(scores.shape[0], -1)
+    return torch.sort(torch.where(ranked, positions, torch.full_like(positions, math.inf)), dim=1).values[:, :width]
+
+
+def _values(ranks: torch.Tensor, n_relevant: torch.Tensor, specs: List, length: int, discounts: torch.Tensor, ideal_prefix: torch.Tensor, empty: str) -> torch.Tensor:
+    """Metric values ``[Q, M]`` from the relevant items' ranks ``[Q, R_max]`` (``inf`` = padding)."""
+    order = torch.arange(1, ranks.shape[1] + 1, dtype=torch.float64, device=ranks.device)[None, :]  # m-th relevant item
+    finite = torch.isfinite(ranks)
+    safe = torch.where(finite, ranks, torch.ones_like(ranks))
+    gains = torch.where(finite, discounts[(safe.long() - 1).clamp(max=max(length - 1, 0))] if length else torch.zeros_like(safe), torch.zeros_like(safe))
     columns = []
     for spec in specs:
         k = length if spec.k is None else min(spec.k, length)
+        within = ranks <= k
+        hits = within.sum(dim=1).to(torch.float64)
         if spec.family == "recall":
-            value = hits[:, k - 1] / n_relevant.clamp_min(1.0) if k else torch.zeros_like(n_relevant)
+            value = hits / n_relevant.clamp_min(1.0)
         elif spec.family == "p":
-            divisor = float(spec.k) if spec.k is not None else float(max(length, 1))
-            value = (hits[:, k - 1] if k else torch.zeros_like(n_relevant)) / divisor
+            value = hits / (float(spec.k) if spec.k is not None else float(max(length, 1)))
         elif spec.family == "mrr":
-            top = ranked[:, :k]
-            first = torch.argmax(top, dim=1).to(torch.float64) + 1.0
-            value = torch.where(top.any(dim=1), 1.0 / first, torch.zeros_like(first)) if k else torch.zeros_like(n_relevant)
+            first = ranks[:, 0] if ranks.shape[1] else torch.full_like(n_relevant, math.inf)
+            value = torch.where(first <= k, 1.0 / first, torch.zeros_like(first))
         elif spec.family == "map":
-            value = (hits[:, :k] / positions[:k] * ranked[:, :k]).sum(dim=1) / n_relevant.clamp_min(1.0)
+            value = torch.where(within, order / safe, torch.zeros_like(safe)).sum(dim=1) / n_relevant.clamp_min(1.0)
         else:  # ndcg
-            dcg = (ranked[:, :k] * discounts[:k]).sum(dim=1)
+            dcg = torch.where(within, gains, torch.zeros_like(gains)).sum(dim=1)
             ideal = ideal_prefix[torch.clamp(n_relevant, max=k).long()]
             value = torch.where(ideal > 0, dcg / ideal.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(dcg))
         fill = {"zero": 0.0, "one": 1.0, "skip": math.nan}[empty]

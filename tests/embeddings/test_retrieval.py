@@ -97,3 +97,16 @@ def test_bad_inputs(call, message):
     embeddings, classes = torch.randn(5, 2), torch.tensor([0, 0, 1, 1, 1])
     with pytest.raises(ValueError, match=message):
         call(embeddings, classes)
+
+
+def test_a_block_with_many_ties_takes_the_stable_sort(monkeypatch):
+    import ltrkit.embeddings.retrieval as retrieval
+
+    # any tie at all exceeds a budget of 1 element, so every block takes the sort path
+    monkeypatch.setattr(retrieval, "_BLOCK_ELEMENTS", 1)
+    generator = torch.Generator().manual_seed(5)
+    embeddings = torch.randint(0, 2, (20, 2), generator=generator).float()
+    classes = torch.randint(0, 3, (20,), generator=generator)
+    values = retrieval_values(embeddings, classes, METRICS, similarity_kind="dot", chunk=6)
+    expected = _reference(embeddings, classes, embeddings, classes, "dot", "zero", exclude_self=True)
+    torch.testing.assert_close(values, expected, rtol=0, atol=1e-12)
