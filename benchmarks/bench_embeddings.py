@@ -58,7 +58,7 @@ def mining_table(repeat: int) -> None:
                 else:
                     loss = batch_triplet_loss(x, classes, mining="batch_hard", margin=0.2, reduction="sum")
                 loss.backward()
-                return float(loss)
+                return float(loss.detach())
 
             def theirs() -> float:
                 x = embeddings.clone().requires_grad_(True)
@@ -68,7 +68,7 @@ def mining_table(repeat: int) -> None:
                     triplets = miners.BatchHardMiner(distance=distance)(x, classes)
                     loss = losses.TripletMarginLoss(margin=0.2, distance=distance, reducer=SumReducer())(x, classes, triplets)
                 loss.backward()
-                return float(loss)
+                return float(loss.detach())
 
             ours_s, ours_value = best_of(repeat, ours)
             theirs_s, theirs_value = best_of(repeat, theirs)
