@@ -56,6 +56,7 @@ def train_command(
 ) -> None:
     """Train a ranker; with no CONFIG, an MLP on the built-in synthetic data (about 2 minutes on 2 cores)."""
     from ltrkit.training.config import ConfigError, run_name_problem
+    from ltrkit.training.distributed import DistributedError
     from ltrkit.training.run_folder import OutputError, RunExistsError
     from ltrkit.training.trainer import RegressionGateError, resume as resume_run, train
 
@@ -73,7 +74,7 @@ def train_command(
             result = resume_run(resume, set=overrides, quiet=quiet)
         else:
             result = train(config, set=overrides, overwrite=overwrite, quiet=quiet)
-    except (RegressionGateError, FloatingPointError) as error:
+    except (RegressionGateError, FloatingPointError, DistributedError) as error:
         fail(str(error), code=1)
     except RunExistsError as error:
         fail(error.advice(overwrite="--overwrite", resume=f"--resume {str(error.path)!r}"))

@@ -337,10 +337,20 @@ def sharded_metric_means(
 def join_job(device: torch.device) -> tuple[DistributedContext, torch.device]:
     """Join the torchrun job (if any) for ``device``; returns the context and this rank's device.
 
+    The collective timeout is ``LTRKIT_DIST_TIMEOUT_S`` seconds when set (default
+    :data:`DEFAULT_TIMEOUT_S`).
+
     Raises:
-        DistributedError: see :func:`init_distributed`.
+        DistributedError: see :func:`init_distributed`, or a malformed ``LTRKIT_DIST_TIMEOUT_S``.
     """
-    context = init_distributed(device.type, timeout_s=_current.timeout_s if _current.enabled else DEFAULT_TIMEOUT_S)
+    text = os.environ.get("LTRKIT_DIST_TIMEOUT_S", "").strip()
+    try:
+        timeout_s = float(text) if text else DEFAULT_TIMEOUT_S
+    except ValueError:
+        timeout_s = math.nan
+    if not (timeout_s > 0 and math.isfinite(timeout_s)):
+        raise DistributedError(f"LTRKIT_DIST_TIMEOUT_S must be a positive number of seconds, got {text!r}")
+    context = init_distributed(device.type, timeout_s=timeout_s)
     return context, context.device(device)
 
 

@@ -127,3 +127,63 @@ def test_memory_mapped_splits_are_normalised_lazily(tmp_path):
         assert isinstance(split.features, NormalizedFeatures), name
         raw = load_dataset(files[name], cache=False)
         np.testing.assert_array_equal(np.asarray(split.features), data.normalizer.transform(raw).features)
+
+
+def worker_pids(agent_pid: int) -> dict:
+    """``{LOCAL_RANK: pid}`` of the worker processes torchrun's agent started."""
+    pids = {}
+    for task in Path(f"/proc/{agent_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            rank = next((item.split(b"=", 1)[1] for item in environ if item.startswith(b"LOCAL_RANK=")), None)
+            if rank is not None:
+                pids[int(rank)] = int(child)
+    return pids
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc")
+@pytest.mark.parametrize("failure", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "hung"])
+def test_a_lost_rank_ends_the_job_with_a_clear_message(tmp_path, failure):
+    config = tmp_path / "job.json"
+    config.write_text(json.dumps(job(tmp_path / "runs", 30)))
+    run_dir = tmp_path / "runs" / "lost"
+    env = dict(ENV, LTRKIT_DIST_TIMEOUT_S="5")
+    agent = subprocess.Popen(torchrun_command(str(config), "--name", "lost"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    workers = {}
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "history.json").exists():
+            assert agent.poll() is None and time.monotonic() < deadline, "the job ended before its first epoch"
+            time.sleep(0.02)
+        workers = worker_pids(agent.pid)
+        os.kill(workers[1], failure)
+        started = time.monotonic()
+        while running(workers[0]) and time.monotonic() - started < 90:
+            time.sleep(0.05)
+        # rank 0 is gone; a stopped process ignores torchrun's SIGTERM for its 30 s grace period
+        waited = time.monotonic() - started
+        if failure == signal.SIGSTOP:
+            os.kill(workers[1], signal.SIGKILL)
+        output, _ = agent.communicate(timeout=120)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        for pid in workers.values():
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert agent.returncode != 0
+    assert not (run_dir / "report.json").exists()
+    if failure == signal.SIGSTOP:
+        # rank 0 waits out the 5 s timeout in a collective and says why it stops
+        assert "error: rank 0 of 2:" in output and "did not answer within 5 s" in output, output[-3000:]
+    else:
+        # rank 0 sees the closed connection, or torchrun sees the dead worker first and stops the job
+        assert "error: rank 0 of 2:" in output or "local_rank: 1" in output, output[-3000:]
+    assert waited < 5 + 30, waited
