@@ -198,8 +198,17 @@ class ScheduleConfig(_Strict):
 class TrainingConfig(_Strict):
     """The training loop."""
 
-    epochs: int = Field(10, ge=1, description="maximum number of epochs")
-    batch_size: int = Field(64, ge=1, description="queries per training batch")
+    epochs: Optional[int] = Field(
+        None, ge=1, description="maximum number of epochs (None: enough for step_budget optimiser steps, 10..200; ltrkit.training.autosize)"
+    )
+    batch_size: Optional[int] = Field(
+        None, ge=1, description="queries per training batch (None: about 16 batches per epoch, 8..128 queries)"
+    )
+    step_budget: int = Field(1000, ge=1, description="optimiser steps the automatic epoch count aims at (used when epochs is None)")
+    ensemble: int = Field(1, ge=1, description="train this many members (seeds seed, seed+1, ...) side by side and score with their combination")
+    ensemble_combine: Literal["mean", "rank_mean"] = Field(
+        "mean", description="how an ensemble combines its members: mean of scores, or mean of ranks within each list"
+    )
     eval_batch_size: int = Field(256, ge=1, description="queries per scoring batch (evaluation, prediction)")
     max_slate_length: Optional[int] = Field(None, ge=1, description="cut longer training lists to this many documents")
     truncation: Literal["random", "top_label"] = Field("random", description="how long lists are cut: random or top_label")
@@ -215,9 +224,18 @@ class EarlyStoppingConfig(_Strict):
     """Model selection and early stopping on a per-epoch metric (higher is better)."""
 
     metric: str = Field("ndcg@10", description="metric that selects the best epoch")
-    patience: Optional[int] = Field(5, ge=1, description="stop after this many epochs without improvement (None: never)")
+    patience: Union[int, Literal["auto"], None] = Field(
+        "auto", description="stop after this many epochs without improvement (auto: a fifth of the epochs, at least 5; None: never)"
+    )
     min_delta: float = Field(0.0, ge=0, description="improvement smaller than this does not count")
     split: Literal["vali", "train"] = Field("vali", description="split the metric is computed on")
+
+    @field_validator("patience", mode="before")
+    @classmethod
+    def _patience(cls, value: Any) -> Any:
+        if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"must be a positive int, 'auto' or null, got {value!r}")
 
 
 class EvaluationConfig(_Strict):
@@ -234,6 +252,9 @@ class EvaluationConfig(_Strict):
     )
     relevance_threshold: float = Field(1.0, description="label at or above which a document is relevant (MAP, MRR, ...)")
     baselines: bool = Field(True, description="also report a random ranker and the best single feature (chosen on vali)")
+    lightgbm_baseline: bool = Field(
+        True, description="with baselines: also report LightGBM LambdaMART trained on the same splits, when lightgbm is installed"
+    )
 
 
 class OutputConfig(_Strict):
@@ -257,9 +278,11 @@ class TrainConfig(_Strict):
     """A complete, validated training run description (every field has a default)."""
 
     data: DataConfig = Field(default_factory=DataConfig, description="data sources and reading options")
-    normalization: str = Field("zscore", description="feature normalisation fitted on train: zscore, minmax, log1p, none, ...")
+    normalization: str = Field(
+        "rank_gauss", description="feature normalisation fitted on train: rank_gauss, zscore, log1p, quantile, minmax, none, ..."
+    )
     model: ComponentConfig = Field(
-        default_factory=lambda: ComponentConfig(name="mlp", args={"hidden_sizes": [128, 64], "dropout": 0.1}),
+        default_factory=lambda: ComponentConfig(name="mlp", args={"hidden_sizes": [128, 64], "dropout": 0.1, "norm": "batch"}),
         description="scoring model from ltrkit.models",
     )
     loss: ComponentConfig = Field(

@@ -65,8 +65,7 @@ class Ranker:
                 best|last; an unknown or unavailable ``device``. The message names the checkpoint.
         """
         from ltrkit.data.transforms import Normalizer
-        from ltrkit.models import build_model
-        from ltrkit.training.trainer import resolve_device
+        from ltrkit.training.trainer import build_ranking_model, resolve_device
 
         if checkpoint not in ("best", "last"):
             raise ConfigError([f"checkpoint must be 'best' or 'last', got {checkpoint!r}"], source="predict")
@@ -85,7 +84,7 @@ class Ranker:
             raise ConfigError([f"{str(path)!r} holds an invalid config: {error}"], source="predict") from error
         name, args = config.model.name, config.model.args
         try:
-            model = build_model(name, int(state["n_features"]), **args)
+            model = build_ranking_model(config, int(state["n_features"]))
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError([f"{str(path)!r} names model {name!r} with args {args}, which cannot be built: {error}"], source="predict") from error
         try:
@@ -149,7 +148,10 @@ class Ranker:
         dataset = data if isinstance(data, RankingDataset) else self.read(data, query_file=query_file)
         if dataset.n_features != self.n_features:
             raise ValueError(f"{dataset.source}: has {dataset.n_features} features but the model was trained on {self.n_features}")
-        normalised = self.normalizer.transform(dataset)
+        from ltrkit.data.batching import normalize_split
+
+        # a cached file stays memory-mapped: each batch is normalised as it is scored
+        normalised = normalize_split(dataset, self.normalizer)
         return score_dataset(self.model, normalised, batch_size=self.config.training.eval_batch_size, device=self.device)
 
     def predict_features(self, features: np.ndarray, query_offsets: np.ndarray) -> np.ndarray:

@@ -321,6 +321,10 @@ def render_report_markdown(report: Mapping[str, Any]) -> str:
     )
     lines.append(f"- model: `{report.get('model')}`, loss: `{report.get('loss')}`")
     lines.append(f"- training time: {report.get('train_seconds', 0):.1f} s")
+    for entry in report.get("baselines", {}).values():
+        if "train_seconds" in entry:
+            lines.append(f"- baseline {entry.get('label')}: {entry.get('trees')} trees, trained in {entry['train_seconds']:.1f} s")
+    lines += [f"- **warning**: {warning}" for warning in report.get("warnings", [])]
     lines.append("")
     rows = report_table(report)
     if rows:

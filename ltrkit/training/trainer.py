@@ -615,6 +615,8 @@ class _Session:
             failures = [check for check in checks if not check["passed"]]
         shown = "; ".join(f"{split} {name} {value:.4f}" for split, table in metrics.items() for name, value in table.items())
         folder.log(f"finished: best epoch {best_epoch} of {len(history)}" + (f"; {shown}" if shown else ""))
+        for warning in report.get("warnings", []):
+            folder.log(f"warning: {warning}")
         folder.write_report(report)
         self._print_summary(report)
         result = TrainResult(
@@ -646,6 +648,8 @@ class _Session:
             table.add_row(*row)
         console = Console()
         console.print(table)
+        for warning in report.get("warnings", []):
+            console.print(f"warning: {warning}", style="yellow", markup=False)
         console.print(f"run folder: {report['run_dir']}")
 
 
@@ -679,6 +683,8 @@ class RankingTask(Task):
         )
         self.conventions = metric_conventions(config.evaluation)
         self.data: Optional[PreparedData] = None
+        self._test_metrics: Dict[str, float] = {}
+        self._warnings: List[str] = []
 
     def canonical_metric(self, name: str) -> str:
         return canonical_metric(name)
@@ -686,36 +692,57 @@ class RankingTask(Task):
     def prepare(self, state: Optional[Mapping[str, Any]]) -> None:
         if state is None:
             self.data = prepare_data(self.config, datasets=self.datasets)
-            return
-        self.data = prepare_data(self.config, datasets=self.datasets, normalizer_state=state["normalizer"])
-        if self.data.train.n_features != state["n_features"]:
-            raise ConfigError(
-                [f"data: the run was trained on {state['n_features']} features, the data now has {self.data.train.n_features}"], source="run"
-            )
+        else:
+            self.data = prepare_data(self.config, datasets=self.datasets, normalizer_state=state["normalizer"])
+            if self.data.train.n_features != state["n_features"]:
+                raise ConfigError(
+                    [f"data: the run was trained on {state['n_features']} features, the data now has {self.data.train.n_features}"], source="run"
+                )
+        self._resolve_sizes()
+
+    def _resolve_sizes(self) -> None:
+        """Fill in the loop sizes the config leaves to the data (:mod:`ltrkit.training.autosize`).
+
+        The loop writes the config after :meth:`prepare`, so ``config.resolved.json`` holds the
+        numbers used and a resumed run continues with them.
+        """
+        from ltrkit.training.autosize import auto_batch_size, auto_epochs, auto_patience
+
+        training, stopping = self.config.training, self.config.early_stopping
+        if training.batch_size is None:
+            training.batch_size = auto_batch_size(self.data.train.n_queries)
+        if training.epochs is None:
+            training.epochs = auto_epochs(len(self._loader()), training.step_budget)
+        if stopping.patience == "auto":
+            stopping.patience = auto_patience(training.epochs)
+
+    def _loader(self) -> Any:
+        from ltrkit.data.batching import BatchLoader
+
+        training = self.config.training
+        return BatchLoader(
+            self.data.train,
+            batch_size=training.batch_size,
+            shuffle=True,
+            seed=self.config.seed,
+            bucket_by_length=training.bucket_by_length,
+            max_slate_length=training.max_slate_length,
+            truncation=training.truncation,
+            max_docs_per_batch=training.max_docs_per_batch,
+            num_replicas=current_context().world_size,
+            rank=current_context().rank,
+        )
 
     def write_setup(self, folder: RunFolder) -> None:
         folder.write_normalizer(self.data.normalizer)
 
     def build(self, device: torch.device) -> None:
         import ltrkit.losses
-        from ltrkit.data.batching import BatchLoader
-        from ltrkit.models import build_model
 
-        config, train_data = self.config, self.data.train
-        self.model = build_model(config.model.name, train_data.n_features, **config.model.args).to(device)
+        config = self.config
+        self.model = build_ranking_model(config, self.data.train.n_features).to(device)
         self.loss_fn = ltrkit.losses.get(config.loss.name, **config.loss.args).to(device)
-        self.loader = BatchLoader(
-            train_data,
-            batch_size=config.training.batch_size,
-            shuffle=True,
-            seed=config.seed,
-            bucket_by_length=config.training.bucket_by_length,
-            max_slate_length=config.training.max_slate_length,
-            truncation=config.training.truncation,
-            max_docs_per_batch=config.training.max_docs_per_batch,
-            num_replicas=current_context().world_size,
-            rank=current_context().rank,
-        )
+        self.loader = self._loader()
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
         return itertools.chain(self.model.parameters(), self.loss_fn.parameters())
@@ -730,11 +757,17 @@ class RankingTask(Task):
         return self.loader
 
     def training_step(self, batch: Any, device: torch.device, amp_dtype: Optional[torch.dtype]) -> StepOutput:
+        from ltrkit.models.ensemble import EnsembleRanker
+
         batch = batch.to(device)
+        # an ensemble's members learn side by side from the same batches: the sum of their losses
+        # gives each member exactly the gradient it would get alone
+        members = self.model.members if isinstance(self.model, EnsembleRanker) else [self.model]
         with autocast_context(device, amp_dtype):
-            scores = self.model(batch.features, batch.mask)
+            scores = [member(batch.features, batch.mask) for member in members]
         # losses run in float32 whatever the autocast dtype: their sorts and exps need the range
-        loss = self.loss_fn(scores.float(), batch.labels, batch.mask)
+        losses = [self.loss_fn(member_scores.float(), batch.labels, batch.mask) for member_scores in scores]
+        loss = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
         return StepOutput(loss=loss, weight=int(batch.mask.any(dim=-1).sum()), items=int(batch.mask.sum()))
 
     def evaluate(self, split: str, device: torch.device, amp_dtype: Optional[torch.dtype]) -> Optional[Evaluation]:
@@ -774,6 +807,7 @@ class RankingTask(Task):
             return {}
         scores = score_dataset(self.model, test, batch_size=self.config.training.eval_batch_size, device=device, amp_dtype=amp_dtype)
         metrics = {"test": evaluate_scores(test, scores, self.metric_names, self.conventions)}
+        self._test_metrics = metrics["test"]
         self._write_predictions(folder, test, scores)
         return metrics
 
@@ -786,7 +820,11 @@ class RankingTask(Task):
             write_trec_run(trec, dataset, scores, tag=f"ltrkit-{folder.path.name}")
 
     def baselines(self) -> Dict[str, Any]:
-        """Random ranker and best single feature (chosen on vali, else train), on the test split."""
+        """Random ranker, best single feature (chosen on vali, else train) and, when LightGBM is
+        installed and ``evaluation.lightgbm_baseline`` is on, LambdaMART (:mod:`ltrkit.training.gbdt`),
+        on the test split."""
+        from ltrkit.training.gbdt import lambdamart_baseline, lightgbm_available
+
         config, data = self.config, self.data
         test = data.test
         if not config.evaluation.baselines or test is None:
@@ -809,13 +847,62 @@ class RankingTask(Task):
             f"{selection_split}_{self.stop_metric}": chosen["value"],
             "metrics": {"test": evaluate_scores(test, scores, self.metric_names, self.conventions)},
         }
+        if config.evaluation.lightgbm_baseline and lightgbm_available():
+            # the same transformed train split, stopped on the split that selects the model's epoch
+            baselines["lightgbm"] = lambdamart_baseline(
+                data.train,
+                data.split(config.early_stopping.split),
+                {"test": test},
+                stop_metric=self.stop_metric,
+                seed=config.seed,
+                num_threads=config.num_threads,
+                metric_names=self.metric_names,
+                conventions=self.conventions,
+            )
+        self._warnings = self._baseline_warnings(baselines)
         return baselines
+
+    def _baseline_warnings(self, baselines: Mapping[str, Any]) -> List[str]:
+        """A warning when the model's test metric does not beat its best single feature's."""
+        ours = self._test_metrics.get(self.stop_metric)
+        single = baselines.get("single_feature", {}).get("metrics", {}).get("test", {}).get(self.stop_metric)
+        if ours is None or single is None or ours > single:
+            return []
+        return [
+            f"the model's test {self.stop_metric} {ours:.4f} does not beat its best single feature "
+            f"({baselines['single_feature']['label']}: {single:.4f}); train longer, tune, or check the data"
+        ]
 
     def report_identity(self) -> Dict[str, Any]:
         return {"model": self.config.model.name, "loss": self.config.loss.name}
 
     def report_context(self) -> Dict[str, Any]:
-        return {"data": self.data.summary, "conventions": resolved_conventions(self.conventions)}
+        # the loop asks for the context after final_metrics and baselines, which set the warnings
+        return {"data": self.data.summary, "conventions": resolved_conventions(self.conventions), "warnings": list(self._warnings)}
+
+
+def build_ranking_model(config: TrainConfig, n_features: int) -> torch.nn.Module:
+    """The scorer of a ranking run: ``config.model``, or with ``training.ensemble: N > 1`` an
+    :class:`~ltrkit.models.ensemble.EnsembleRanker` of N of them combined by ``training.ensemble_combine``.
+
+    Member 0 is initialised from the global torch RNG exactly as a plain model would be (the loop
+    seeds it with ``seed`` just before), member ``k`` from ``seed + k`` without moving the global
+    RNG, so an ensemble of one is the plain model and the first member of any ensemble starts as it.
+    """
+    from ltrkit.models import build_model
+    from ltrkit.models.ensemble import EnsembleRanker
+
+    def member() -> torch.nn.Module:
+        return build_model(config.model.name, n_features, **config.model.args)
+
+    if config.training.ensemble == 1:
+        return member()
+    members = [member()]
+    for k in range(1, config.training.ensemble):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed + k)
+            members.append(member())
+    return EnsembleRanker(members, combine=config.training.ensemble_combine)
 
 
 def format_scores(scores: np.ndarray) -> str:
