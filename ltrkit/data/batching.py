@@ -33,7 +33,17 @@ import torch
 from ltrkit.data.dataset import RankingDataset
 from ltrkit.data.transforms import Normalizer
 
-__all__ = ["Batch", "BatchLoader", "NormalizedFeatures", "TRUNCATIONS", "normalized_view", "scores_to_rows", "shard_batches", "shard_queries"]
+__all__ = [
+    "Batch",
+    "BatchLoader",
+    "NormalizedFeatures",
+    "TRUNCATIONS",
+    "normalize_split",
+    "normalized_view",
+    "scores_to_rows",
+    "shard_batches",
+    "shard_queries",
+]
 
 TRUNCATIONS = ("random", "top_label")
 
@@ -570,6 +580,17 @@ def normalized_view(dataset: RankingDataset, normalizer: Normalizer) -> RankingD
         doc_ids=dataset.doc_ids,
         source=dataset.source,
     )
+
+
+def normalize_split(dataset: RankingDataset, normalizer: Normalizer) -> RankingDataset:
+    """``dataset`` normalised for batching: features memory-mapped from the binary cache get the
+    lazy :func:`normalized_view` (each batch normalised from the mapping: the split is never
+    copied whole and the processes of a machine share the mapped pages); in-memory features are
+    normalised once, up front (cheaper over many epochs). Either way batches hold the values of
+    ``normalizer.transform(dataset)``."""
+    if isinstance(dataset.features, np.memmap):
+        return normalized_view(dataset, normalizer)
+    return normalizer.transform(dataset)
 
 
 def _starts_of(lengths: np.ndarray) -> np.ndarray:

@@ -105,6 +105,7 @@ def prepare_data(
             empties, a missing validation split when early stopping needs it, a split named in
             ``expected`` that has no data.
     """
+    from ltrkit.data.batching import normalize_split
     from ltrkit.data.dataset import filter_queries
     from ltrkit.data.transforms import Normalizer
 
@@ -169,24 +170,12 @@ def prepare_data(
         normalizer = Normalizer(config.normalization).fit(train)
     vali, test = raw.get("vali"), raw.get("test")
     return PreparedData(
-        train=_normalised(normalizer, train),
-        vali=None if vali is None else _normalised(normalizer, vali),
-        test=None if test is None else _normalised(normalizer, test),
+        train=normalize_split(train, normalizer),
+        vali=None if vali is None else normalize_split(vali, normalizer),
+        test=None if test is None else normalize_split(test, normalizer),
         normalizer=normalizer,
         summary=summary,
     )
-
-
-def _normalised(normalizer: object, dataset: RankingDataset) -> RankingDataset:
-    """The normalised split: features memory-mapped from the binary cache get a lazy view
-    (:func:`ltrkit.data.batching.normalized_view`, each batch normalised from the mapping, so
-    the split is never copied whole and processes share the mapped pages); in-memory features
-    are normalised once, up front (cheaper over many epochs)."""
-    from ltrkit.data.batching import normalized_view
-
-    if isinstance(dataset.features, np.memmap):
-        return normalized_view(dataset, normalizer)
-    return normalizer.transform(dataset)
 
 
 def exp2_label_users(config: TrainConfig) -> List[str]:

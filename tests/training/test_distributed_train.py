@@ -24,7 +24,9 @@ from ltrkit.data.synthetic import generate_splits, write_splits
 from ltrkit.training.config import load_config
 from ltrkit.training.data_setup import prepare_data
 from ltrkit.training.distributed import MutedRunFolder
+from ltrkit.training.predict import Ranker
 from ltrkit.training.run_folder import RunFolder
+from ltrkit.training.trainer import train
 from tests.training.conftest import tiny_config
 from tests.training.distributed_support import REPO, free_port
 
@@ -127,6 +129,11 @@ def test_memory_mapped_splits_are_normalised_lazily(tmp_path):
         assert isinstance(split.features, NormalizedFeatures), name
         raw = load_dataset(files[name], cache=False)
         np.testing.assert_array_equal(np.asarray(split.features), data.normalizer.transform(raw).features)
+    # scoring a cached file reads it mapped, batch by batch, with the same scores
+    result = train(config.to_dict(), training={"epochs": 1})
+    ranker = Ranker.load(result.run_dir)
+    mapped = ranker.predict(files["test"])
+    np.testing.assert_array_equal(mapped, ranker.predict(load_dataset(files["test"], cache=False)))
 
 
 def worker_pids(agent_pid: int) -> dict:
