@@ -75,6 +75,14 @@ def _read_table(path: Path):
         raise ValueError(f"{path}: cannot read the table: {' '.join(str(error).split())}") from error
 
 
+def _is_number(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _where(path: Path, row: int) -> str:
     """``line N`` of a CSV file (header = line 1), ``row N`` of a Parquet file (from 0)."""
     return f"row {row}" if path.suffix.lower() in (".parquet", ".pq") else f"line {row + 2}"
@@ -113,7 +121,9 @@ def load_items(path: str | Path, *, id_column: str = "id", label_column: str = "
         import pyarrow.types as types
 
         if not (types.is_integer(column.type) or types.is_floating(column.type) or types.is_null(column.type)):
-            raise ValueError(f"{path}: column {name}: features must be numbers, got {column.type} (e.g. {column[0].as_py()!r})")
+            # only on this error path: find the first value that is not a number, to name its line
+            row = next(row for row, value in enumerate(column.to_pylist()) if not _is_number(value))
+            raise ValueError(f"{path}: {_where(path, row)}, column {name}: features must be numbers, got {column[row].as_py()!r}")
         values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:

@@ -129,7 +129,7 @@ class EmbeddingModel(nn.Module):
 
     Example:
         >>> model = EmbeddingModel(MLPEncoder(4, hidden_sizes=[], dim=3), normalize=True)
-        >>> float(model(torch.ones(2, 4)).norm(dim=1)[0])  # doctest: +ELLIPSIS
+        >>> float(model(torch.ones(2, 4)).detach().norm(dim=1)[0])  # doctest: +ELLIPSIS
         1.0...
     """
 

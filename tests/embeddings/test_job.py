@@ -228,3 +228,34 @@ def test_config_errors_are_listed_at_once(tmp_path):
     assert "training.epochs" in text and "unknown argument(s) ['width']" in text and "not a retrieval metric" in text
     with pytest.raises(ConfigError, match="objective 'classes' mines triplets"):
         train_embeddings({"loss": {"name": "triplet", "args": {}}})
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("id,label,f0\na,x,1\nb,x,zz\n", r"line 3, column f0: features must be numbers, got 'zz'"),
+        ("id,label,f0\na,x,1\na,y,2\n", r"line 3, column id: id 'a' appears twice \(first at line 2\)"),
+        ("id,label,f0\na,,1\n", r"line 2, column label: the label is missing"),
+        ("id,label\na,x\n", r"no feature column"),
+    ],
+)
+def test_bad_items_files(tmp_path, text, message):
+    from ltrkit.embeddings.data import load_items
+
+    path = tmp_path / "items.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_items(path)
+
+
+def test_bad_pair_and_triplet_tables(tmp_path, items):
+    from ltrkit.embeddings.data import load_items, load_pairs, load_triplets
+
+    train = load_items(items["train"])
+    first, second = train.ids[0], train.ids[1]
+    (tmp_path / "p.csv").write_text(f"a,b,target\n{first},{second},2\n")
+    with pytest.raises(ValueError, match=r"p\.csv: line 2, column target: must be 1 \(similar\), 0 or -1"):
+        load_pairs(tmp_path / "p.csv", train)
+    (tmp_path / "t.csv").write_text(f"anchor,positive\n{first},{second}\n")
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['negative'\]"):
+        load_triplets(tmp_path / "t.csv", train)
