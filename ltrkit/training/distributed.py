@@ -55,6 +55,7 @@ __all__ = [
     "MutedRunFolder",
     "all_reduce_sum",
     "barrier",
+    "broadcast_buffers",
     "broadcast_object",
     "current_context",
     "evaluation_shard",
@@ -419,6 +420,19 @@ def wrap_model(context: DistributedContext, model: torch.nn.Module, device: torc
         raise ValueError("training.ensemble > 1 cannot run under torchrun; train the ensemble in one process")
     device_ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def broadcast_buffers(context: DistributedContext, model: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (batch-norm running statistics) to every rank.
+
+    DDP broadcasts them at each training forward, but the last step of an epoch updates each
+    rank's copy from its own batch; evaluating after it with rank 0's buffers everywhere makes the
+    sharded validation metric that of the checkpointed (rank 0) model.
+    """
+    if not context.enabled:
+        return
+    for buffer in model.buffers():
+        _collective(context, "broadcast of the model buffers", lambda tensor=buffer: dist.broadcast(tensor, src=0))
 
 
 def loss_for_step(context: DistributedContext, loss: torch.Tensor, parameters: Sequence[torch.nn.Parameter]) -> Optional[torch.Tensor]:

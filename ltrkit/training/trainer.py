@@ -34,6 +34,7 @@ from ltrkit.training.checkpoint import capture_rng_state, load_checkpoint, resto
 from ltrkit.training.config import ConfigError, TrainConfig, device_problem, load_config
 from ltrkit.training.data_setup import PreparedData, prepare_data
 from ltrkit.training.distributed import (
+    broadcast_buffers,
     broadcast_object,
     current_context,
     evaluation_shard,
@@ -562,6 +563,7 @@ class _Session:
             elapsed = time.perf_counter() - started
             self.reporter.update(loss=loss_sum / max(weight, 1), rate=items / max(elapsed, 1e-9))
         task.model = model
+        broadcast_buffers(self.context, model)
         loss_sum, weight, items = sum_over_ranks(self.context, loss_sum, weight, items)
         seconds = time.perf_counter() - started
         return {

@@ -26,6 +26,7 @@ from ltrkit.training.data_setup import prepare_data
 from ltrkit.training.distributed import MutedRunFolder
 from ltrkit.training.predict import Ranker
 from ltrkit.training.run_folder import RunFolder
+from ltrkit.training.scoring import evaluate_scores, metric_conventions, score_dataset
 from ltrkit.training.trainer import train
 from tests.training.conftest import tiny_config
 from tests.training.distributed_support import REPO, free_port
@@ -37,7 +38,8 @@ LTRKIT = str(Path(sys.executable).with_name("ltrkit"))
 def job(output_dir: Path, epochs: int) -> dict:
     config = tiny_config(output_dir, training={"epochs": epochs, "batch_size": 16, "max_slate_length": 40})
     config["data"]["synthetic"].update(train_queries=240, vali_queries=80, test_queries=80, mean_list_length=20.0, max_list_length=60)
-    config["model"]["args"]["dropout"] = 0.1
+    # batch norm: its running statistics must be rank 0's when the shards are evaluated
+    config["model"]["args"].update(dropout=0.1, norm="batch")
     config["optimizer"]["lr"] = 0.02
     config["evaluation"] = {"baselines": False}
     return config
@@ -97,6 +99,17 @@ def test_two_processes_converge_to_the_single_process_metrics(runs):
     assert history[0]["docs_per_s"] * history[0]["seconds"] == pytest.approx(
         json.loads((runs / "single" / "history.json").read_text())[0]["docs_per_s"] * json.loads((runs / "single" / "history.json").read_text())[0]["seconds"], rel=1e-6
     )
+
+
+def test_sharded_validation_is_the_checkpointed_model_s(runs):
+    config = load_config(json.loads((runs / "ddp" / "config.resolved.json").read_text()))
+    vali = prepare_data(config).vali
+    ranker = Ranker.load(runs / "ddp", checkpoint="last")
+    scores = score_dataset(ranker.model, vali)
+    expected = evaluate_scores(vali, scores, ["ndcg@10", "map"], metric_conventions(config.evaluation))
+    last = json.loads((runs / "ddp" / "history.json").read_text())[-1]
+    assert last["vali_ndcg@10"] == pytest.approx(expected["ndcg@10"], abs=1e-6)
+    assert last["vali_map"] == pytest.approx(expected["map"], abs=1e-6)
 
 
 def test_rank_zero_alone_writes_the_run_folder(runs):
