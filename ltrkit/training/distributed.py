@@ -244,6 +244,13 @@ def evaluation_shard(context: DistributedContext, dataset: RankingDataset) -> np
 
     Queries are dealt by length (:func:`ltrkit.data.batching.shard_queries`), so every rank
     scores about the same number of documents; the shards are disjoint and cover the dataset.
+
+    Example:
+        >>> from ltrkit.data.synthetic import generate
+        >>> data = generate(6, n_features=8)
+        >>> shards = [evaluation_shard(DistributedContext(rank=r, world_size=2), data) for r in (0, 1)]
+        >>> sorted(np.concatenate(shards).tolist())
+        [0, 1, 2, 3, 4, 5]
     """
     if not context.enabled:
         return np.arange(dataset.n_queries)
