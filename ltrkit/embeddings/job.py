@@ -154,9 +154,6 @@ class EmbeddingTask(Task):
         self.model = _build_model(config, train.n_inputs, len(train.class_names)).to(device)
         self.loss_fn = ltrkit.losses.get(config.loss.name, **config.loss.args).to(device)
 
-    def parameters(self):
-        return self.model.parameters()
-
     def _rows(self) -> int:
         objective = self.config.objective
         return len(self.splits["train"]) if objective in ("classes", "starspace") else int(next(iter(self.table.values())).shape[0])
