@@ -10,7 +10,8 @@ validation document and :func:`ltrkit.metrics.evaluate_dataset`). The best epoch
 ``checkpoints/last.pt`` holds the complete state after every epoch, so ``resume(run_dir)``
 continues to exactly the weights an uninterrupted run reaches (same seed, same machine, CPU).
 After training the best weights are evaluated on vali and test, test predictions are written, and
-the report compares the model with a random ranker and the best single feature.
+the report compares the model with a random ranker, the best single feature and (LightGBM
+installed) LambdaMART, and warns when the model does not beat its best single feature.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ltrkit.training.data_setup import PreparedData, prepare_data
 from ltrkit.training.distributed import (
     broadcast_buffers,
     broadcast_object,
+    collective_errors,
     current_context,
     evaluation_shard,
     follow_run_folder,
@@ -459,7 +461,9 @@ class _Session:
                 for epoch in range(start_epoch, config.training.epochs + 1):
                     if stopped_early:
                         break
-                    record = self._train_epoch(epoch, optimizer, scheduler, scaler, device, amp_dtype)
+                    # DDP's own collectives (gradient all-reduce, buffer broadcast) fail with one clear line too
+                    with collective_errors(self.context, f"epoch {epoch} of training"):
+                        record = self._train_epoch(epoch, optimizer, scheduler, scaler, device, amp_dtype)
                     for split in ("vali",) + (("train",) if stop_split == "train" else ()):
                         evaluation = reduce_evaluation(self.context, task.evaluate(split, device, amp_dtype))
                         if evaluation is not None:
@@ -663,8 +667,10 @@ class RankingTask(Task):
     ``training.max_slate_length``); the epoch's ``train_loss`` is the mean over lists. Besides the
     loop's entries a checkpoint holds the loss's learnable state (``loss``), the fitted normaliser
     (``normalizer``) and the feature count (``n_features``). After training the best weights
-    score the test split (``predictions/test.{scores,trec}``) and the report adds a random ranker
-    and the best single feature.
+    score the test split (``predictions/test.{scores,trec}``) and the report adds a random ranker,
+    the best single feature and LambdaMART. Loop sizes the config leaves out (``None``/``"auto"``)
+    are resolved from the training data in :meth:`prepare`; with ``training.ensemble > 1`` the
+    model is an :class:`~ltrkit.models.ensemble.EnsembleRanker` (:func:`build_ranking_model`).
 
     Args:
         config: the validated :class:`TrainConfig`.
