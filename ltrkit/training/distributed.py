@@ -33,11 +33,12 @@ message naming the rank, the step and the timeout, and ``torchrun`` then stops t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -57,6 +58,7 @@ __all__ = [
     "barrier",
     "broadcast_buffers",
     "broadcast_object",
+    "collective_errors",
     "current_context",
     "evaluation_shard",
     "follow_run_folder",
@@ -202,6 +204,28 @@ def _collective(context: DistributedContext, what: str, call: Callable[[], T]) -
             f"rank {context.rank} of {context.world_size}: {what} failed: another process of the job died or did not "
             f"answer within {context.timeout_s:g} s ({detail})"
         ) from error
+
+
+def _backend_failure(error: BaseException) -> bool:
+    """Whether ``error`` comes from the communication backend (gloo, NCCL, the c10d store)."""
+    return isinstance(error, dist.DistError) or any(tag in str(error) for tag in ("gloo", "NCCL", "c10d"))
+
+
+@contextlib.contextmanager
+def collective_errors(context: DistributedContext, what: str) -> Iterator[None]:
+    """Turn a backend failure inside the block into :class:`DistributedError` (as :func:`_collective`
+    does), for code whose collectives PyTorch runs itself: DDP's gradient all-reduce in backward
+    and its buffer broadcast in forward. Other errors pass unchanged."""
+    try:
+        yield
+    except RuntimeError as error:
+        if not (context.enabled and _backend_failure(error)) or isinstance(error, DistributedError):
+            raise
+        _collective(context, what, lambda: _reraise(error))
+
+
+def _reraise(error: BaseException) -> None:
+    raise error
 
 
 def all_reduce_sum(context: DistributedContext, values: torch.Tensor, *, what: str = "all_reduce") -> torch.Tensor:
@@ -426,7 +450,8 @@ def wrap_model(context: DistributedContext, model: torch.nn.Module, device: torc
     if isinstance(model, EnsembleRanker):
         raise ValueError("training.ensemble > 1 cannot run under torchrun; train the ensemble in one process")
     device_ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    # the constructor compares the parameters' shapes across ranks: a collective
+    return _collective(context, "setting up DistributedDataParallel", lambda: torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids))
 
 
 def broadcast_buffers(context: DistributedContext, model: torch.nn.Module) -> None:

@@ -127,3 +127,18 @@ def test_bad_arguments():
         init_distributed("cpu", timeout_s=0)
     with pytest.raises(ValueError, match="device_type must be 'cpu' or 'cuda'"):
         init_distributed("tpu")
+
+
+def test_collective_errors_translate_backend_failures_only():
+    from ltrkit.training.distributed import collective_errors
+
+    context = DistributedContext(rank=1, world_size=2, backend="gloo", timeout_s=5)
+    with pytest.raises(DistributedError, match=r"^rank 1 of 2: epoch 3 failed: another process .* within 5 s \(\[gloo/pair.cc\] Connection closed by peer\)$"):
+        with collective_errors(context, "epoch 3"):
+            raise RuntimeError("[gloo/pair.cc] Connection closed by peer\nmore detail")
+    # a model's own error is not a lost peer, and one process translates nothing
+    for ctx, error in ((context, RuntimeError("mat1 and mat2 shapes cannot be multiplied")), (DistributedContext(), RuntimeError("gloo timeout"))):
+        with pytest.raises(RuntimeError) as raised:
+            with collective_errors(ctx, "epoch 3"):
+                raise error
+        assert raised.value is error
