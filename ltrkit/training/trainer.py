@@ -37,6 +37,7 @@ from ltrkit.training.data_setup import PreparedData, prepare_data
 from ltrkit.training.distributed import (
     broadcast_buffers,
     broadcast_object,
+    collective_errors,
     current_context,
     evaluation_shard,
     follow_run_folder,
@@ -460,7 +461,9 @@ class _Session:
                 for epoch in range(start_epoch, config.training.epochs + 1):
                     if stopped_early:
                         break
-                    record = self._train_epoch(epoch, optimizer, scheduler, scaler, device, amp_dtype)
+                    # DDP's own collectives (gradient all-reduce, buffer broadcast) fail with one clear line too
+                    with collective_errors(self.context, f"epoch {epoch} of training"):
+                        record = self._train_epoch(epoch, optimizer, scheduler, scaler, device, amp_dtype)
                     for split in ("vali",) + (("train",) if stop_split == "train" else ()):
                         evaluation = reduce_evaluation(self.context, task.evaluate(split, device, amp_dtype))
                         if evaluation is not None:
