@@ -96,6 +96,8 @@ class DistributedContext:
         local_rank: rank on this machine (selects the GPU).
         backend: ``"gloo"``, ``"nccl"``, or ``None`` when not distributed.
         timeout_s: how long a collective waits for the other ranks.
+        owns_group: whether :func:`init_distributed` created the process group (then
+            :func:`shutdown` destroys it; a group the caller set up is left to the caller).
     """
 
     rank: int = 0
@@ -103,6 +105,7 @@ class DistributedContext:
     local_rank: int = 0
     backend: Optional[str] = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    owns_group: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -172,10 +175,12 @@ def init_distributed(device_type: str = "cpu", *, timeout_s: float = DEFAULT_TIM
     if world_size == 1:
         return DistributedContext(timeout_s=float(timeout_s))
     backend = "nccl" if device_type == "cuda" else "gloo"
-    context = DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, backend=backend, timeout_s=float(timeout_s))
+    context = DistributedContext(
+        rank=rank, world_size=world_size, local_rank=local_rank, backend=backend, timeout_s=float(timeout_s), owns_group=not dist.is_initialized()
+    )
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
+    if context.owns_group:
         _collective(
             context,
             "joining the process group",
@@ -187,9 +192,10 @@ def init_distributed(device_type: str = "cpu", *, timeout_s: float = DEFAULT_TIM
 
 
 def shutdown(context: DistributedContext) -> None:
-    """Leave the process group (a no-op when not distributed or already left)."""
+    """Leave the process group :func:`init_distributed` created (a no-op when not distributed,
+    already left, or the group is the caller's)."""
     global _current
-    if context.enabled and dist.is_initialized():
+    if context.owns_group and dist.is_initialized():
         dist.destroy_process_group()
     _current = DistributedContext()
 

@@ -114,6 +114,17 @@ def _scenario_peer_lost(context, out: Path) -> None:
         os._exit(3)
 
 
+def _scenario_caller_group(context, out: Path) -> None:
+    """The caller set the group up: ltrkit uses it and leaves it in place."""
+    import torch.distributed as dist
+
+    from ltrkit.training.distributed import shutdown
+
+    shutdown(context)
+    (out / f"caller{context.rank}.json").write_text(json.dumps({"owns": context.owns_group, "still_up": dist.is_initialized()}))
+    dist.destroy_process_group()
+
+
 def main() -> None:
     scenario, out = sys.argv[1], Path(sys.argv[2])
     import torch
@@ -121,9 +132,13 @@ def main() -> None:
     from ltrkit.training.distributed import init_distributed, shutdown
 
     torch.set_num_threads(1)
+    if scenario == "caller_group":
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
     context = init_distributed("cpu", timeout_s=float(os.environ.get("LTRKIT_TEST_TIMEOUT_S", "30")))
     try:
-        {"metrics": _scenario_metrics, "peer_lost": _scenario_peer_lost}[scenario](context, out)
+        {"metrics": _scenario_metrics, "peer_lost": _scenario_peer_lost, "caller_group": _scenario_caller_group}[scenario](context, out)
     finally:
         if scenario == "metrics":
             shutdown(context)

@@ -86,6 +86,14 @@ def test_lost_rank_fails_the_job_within_the_timeout(tmp_path, failure):
     assert report["seconds"] < timeout_s + 10 and waited < timeout_s + 20
 
 
+def test_a_group_the_caller_set_up_is_used_and_left_alone(tmp_path):
+    processes = start_ranks("caller_group", tmp_path)
+    outputs = finish(processes)
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    for rank in range(2):
+        assert json.loads((tmp_path / f"caller{rank}.json").read_text()) == {"owns": False, "still_up": True}
+
+
 def test_single_process_context_is_the_identity(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     context = init_distributed("cpu")
