@@ -378,7 +378,10 @@ def load_dataset(
     """Load a ranking file through the binary cache: the entry point for every ltrkit reader.
 
     ``path`` may be a data file (LETOR/SVMlight or libsvm + group file, optionally compressed)
-    or a cache folder (``ltrkit data convert`` output), which is loaded directly. For a data
+    or a cache folder (``ltrkit data convert`` output), which is loaded directly, or an fsspec
+    URL of a data file (``s3://``, ``gs://``, ``https://``): its text is streamed to a local
+    folder keyed by the URL and its version (``cache_dir`` when given; see
+    :mod:`ltrkit.data.remote`) and read from there. For a data
     file: a valid cache (see the module docstring for the checks) is memory-mapped; otherwise
     the file is parsed with :func:`ltrkit.data.letor.read_letor` and, when ``cache`` is true,
     the cache is written (nothing is written when parsing fails). A parsed dataset is returned
@@ -410,6 +413,10 @@ def load_dataset(
     unknown = sorted(set(read_options) - set(_READ_OPTIONS))
     if unknown:
         raise TypeError(f"unknown read option(s) {unknown}; allowed: {list(_READ_OPTIONS)}")
+    from ltrkit.data.remote import fetch, is_url
+
+    if is_url(path):
+        path = fetch(path, cache_dir)
     path = Path(path)
     if path.is_dir():
         return load_cache(path, verify=verify)

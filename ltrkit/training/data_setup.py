@@ -260,12 +260,13 @@ def _synthetic_splits(config: DataConfig) -> Dict[str, Optional[RankingDataset]]
 
 def _file_splits(config: DataConfig) -> Dict[str, Optional[RankingDataset]]:
     from ltrkit.data.cache import load_dataset
+    from ltrkit.data.remote import is_url
 
     paths = {name: getattr(config, name) for name in SPLITS}
     query_files = {name: getattr(config.query_files, name) for name in SPLITS}
     missing: List[str] = []
     for name in SPLITS:
-        if paths[name] is not None and not Path(paths[name]).exists():
+        if paths[name] is not None and not is_url(paths[name]) and not Path(paths[name]).exists():
             missing.append(f"data.{name}: file not found: {paths[name]!r} (relative paths are read from {str(Path.cwd())!r})")
         if query_files[name] is not None and not Path(query_files[name]).is_file():
             missing.append(f"data.query_files.{name}: file not found: {query_files[name]!r}")
