@@ -123,7 +123,8 @@ def test_health_ready_metadata_and_docs(server, run_dir):
     assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
     assert httpx.get(f"{server.url}/ready").json() == {"ready": True}
     metadata = httpx.get(f"{server.url}/metadata").json()
-    assert metadata["n_features"] == N_FEATURES and metadata["index_base"] == 1 and metadata["normalizer"] == "zscore"
+    trained_with = json.loads((run_dir / "normalizer.json").read_text())["method"]
+    assert metadata["n_features"] == N_FEATURES and metadata["index_base"] == 1 and metadata["normalizer"] == trained_with
     assert metadata["metrics"] == json.loads((run_dir / "report.json").read_text())["metrics"]
     assert metadata["limits"] == {"max_docs_per_list": 1000, "max_lists": 64, "max_body_bytes": 8 * 1024 * 1024}
     assert metadata["model"]["backend"] in ("pytorch", "onnxruntime")
