@@ -23,7 +23,6 @@ Validation reports every bad field at once (:class:`~ltrkit.training.config.Conf
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Union
 
@@ -39,7 +38,7 @@ from ltrkit.training.config import (
     _Strict,
     apply_overrides,
     device_problem,
-    read_config_file,
+    raw_config,
 )
 
 __all__ = ["EmbedConfig", "load_embed_config", "DEFAULT_RETRIEVAL_METRICS"]
@@ -176,16 +175,7 @@ def load_embed_config(
     Raises:
         ConfigError: every problem at once, each with its dotted path.
     """
-    label = "config"
-    if source is None:
-        raw: Dict[str, Any] = {}
-    elif isinstance(source, EmbedConfig):
-        raw = source.to_dict()
-    elif isinstance(source, Mapping):
-        raw = copy.deepcopy(dict(source))
-    else:
-        label = str(source)
-        raw = read_config_file(source)
+    raw, label = raw_config(source, EmbedConfig)
     raw = apply_overrides(raw, overrides)
     errors: List[str] = []
     config: Optional[EmbedConfig] = None

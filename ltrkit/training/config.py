@@ -356,6 +356,18 @@ def read_config_file(path: Union[str, Path]) -> Dict[str, Any]:
     return raw
 
 
+def raw_config(source: Union[None, str, Path, Mapping[str, Any], BaseModel], config_type: type) -> tuple[Dict[str, Any], str]:
+    """The raw dict of a config ``source`` (``None`` = defaults, a file, a dict or a ``config_type``
+    instance) and the label its errors are reported under (the file name, else ``"config"``)."""
+    if source is None:
+        return {}, "config"
+    if isinstance(source, config_type):
+        return source.to_dict(), "config"
+    if isinstance(source, Mapping):
+        return copy.deepcopy(dict(source)), "config"
+    return read_config_file(source), str(source)
+
+
 def parse_override(text: str) -> tuple[List[str], Any]:
     """Split ``"a.b.c=value"`` into ``(["a", "b", "c"], value)``.
 
@@ -440,16 +452,7 @@ def load_config(
         ltrkit.training.config.ConfigError: config has 1 error(s):
           - training.epochs: Input should be greater than or equal to 1 (got 0)
     """
-    label = "config"
-    if source is None:
-        raw: Dict[str, Any] = {}
-    elif isinstance(source, TrainConfig):
-        raw = source.to_dict()
-    elif isinstance(source, Mapping):
-        raw = copy.deepcopy(dict(source))
-    else:
-        label = str(source)
-        raw = read_config_file(source)
+    raw, label = raw_config(source, TrainConfig)
     raw = _default_components(apply_overrides(raw, overrides))
     errors: List[str] = []
     config: Optional[TrainConfig] = None
