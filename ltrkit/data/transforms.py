@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-from statistics import NormalDist
 from pathlib import Path
 from typing import Optional, Union
 

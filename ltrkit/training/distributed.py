@@ -227,7 +227,7 @@ def collective_errors(context: DistributedContext, what: str) -> Iterator[None]:
     except RuntimeError as error:
         if not (context.enabled and _backend_failure(error)) or isinstance(error, DistributedError):
             raise
-        _collective(context, what, lambda: _reraise(error))
+        _collective(context, what, lambda failure=error: _reraise(failure))
 
 
 def _reraise(error: BaseException) -> None:
