@@ -95,6 +95,26 @@ class RankingDataset:
         )
 
 
+def unlabelled_dataset(features: np.ndarray, query_offsets: np.ndarray, *, source: str = "<features>") -> RankingDataset:
+    """A dataset of raw ``features [n_docs, F]`` grouped by ``query_offsets [Q + 1]`` to be scored:
+    float32 features, zero labels, qids ``"0"``, ``"1"``, ...
+
+    Raises:
+        ValueError: ``features`` is not 2-D, or the offsets do not fit it (see :class:`RankingDataset`).
+    """
+    features = np.asarray(features)
+    if features.ndim != 2:
+        raise ValueError(f"features must be a 2-D [n_docs, n_features] array, got shape {features.shape}")
+    offsets = np.asarray(query_offsets, dtype=np.int64)
+    return RankingDataset(
+        features=np.ascontiguousarray(features, dtype=np.float32),
+        labels=np.zeros(features.shape[0], dtype=np.float32),
+        query_offsets=offsets,
+        qids=np.arange(max(offsets.shape[0] - 1, 0)).astype(str),
+        source=source,
+    )
+
+
 def pad_ragged(
     values: np.ndarray,
     query_offsets: np.ndarray,

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 import numpy as np
 
-from ltrkit.data.dataset import RankingDataset
+from ltrkit.data.dataset import RankingDataset, unlabelled_dataset
 
 __all__ = ["BACKENDS", "ExportedRanker", "load_exported"]
 
@@ -164,18 +164,7 @@ class ExportedRanker:
         Raises:
             ValueError: bad shapes or offsets, a feature count different from the model's, NaN/inf.
         """
-        features = np.asarray(features)
-        if features.ndim != 2:
-            raise ValueError(f"features must be a 2-D [n_docs, n_features] array, got shape {features.shape}")
-        offsets = np.asarray(query_offsets, dtype=np.int64)
-        dataset = RankingDataset(
-            features=np.ascontiguousarray(features, dtype=np.float32),
-            labels=np.zeros(features.shape[0], dtype=np.float32),
-            query_offsets=offsets,
-            qids=np.arange(max(offsets.shape[0] - 1, 0)).astype(str),
-            source="<features>",
-        )
-        return self.predict(dataset)
+        return self.predict(unlabelled_dataset(features, query_offsets))
 
 
 def _check_finite(features: np.ndarray, source: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import torch
 
-from ltrkit.data.dataset import RankingDataset
+from ltrkit.data.dataset import RankingDataset, unlabelled_dataset
 from ltrkit.training.checkpoint import load_checkpoint, state_error_summary
 from ltrkit.training.config import ConfigError, TrainConfig
 from ltrkit.training.run_folder import check_run_folder
@@ -166,17 +166,7 @@ class Ranker:
         Raises:
             ValueError: bad shapes, offsets, or a feature count different from the model's.
         """
-        features = np.asarray(features)
-        if features.ndim != 2:
-            raise ValueError(f"features must be a 2-D [n_docs, n_features] array, got shape {features.shape}")
-        if features.shape[1] != self.n_features:
-            raise ValueError(f"features has {features.shape[1]} columns but the model was trained on {self.n_features}")
-        offsets = np.asarray(query_offsets, dtype=np.int64)
-        dataset = RankingDataset(
-            features=np.ascontiguousarray(features, dtype=np.float32),
-            labels=np.zeros(features.shape[0], dtype=np.float32),
-            query_offsets=offsets,
-            qids=np.arange(max(offsets.shape[0] - 1, 0)).astype(str),
-            source="<features>",
-        )
+        dataset = unlabelled_dataset(features, query_offsets)
+        if dataset.n_features != self.n_features:
+            raise ValueError(f"features has {dataset.n_features} columns but the model was trained on {self.n_features}")
         return self.predict(dataset)

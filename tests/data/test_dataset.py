@@ -102,3 +102,18 @@ def test_filter_queries_matches_loop(min_docs, drop):
 def test_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call(make_dataset([2, 3]))
+
+
+def test_unlabelled_dataset_groups_raw_features_for_scoring():
+    from ltrkit.data.dataset import unlabelled_dataset
+
+    features = np.arange(12, dtype=np.float64).reshape(4, 3)
+    dataset = unlabelled_dataset(features, [0, 1, 4])
+    assert dataset.features.dtype == np.float32 and dataset.features.flags.c_contiguous
+    np.testing.assert_array_equal(dataset.features, features.astype(np.float32))
+    assert dataset.labels.tolist() == [0, 0, 0, 0] and dataset.qids.tolist() == ["0", "1"]
+    assert dataset.list_lengths.tolist() == [1, 3] and dataset.source == "<features>"
+    with pytest.raises(ValueError, match=r"features must be a 2-D \[n_docs, n_features\] array, got shape \(4,\)"):
+        unlabelled_dataset(np.zeros(4), [0, 4])
+    with pytest.raises(ValueError):
+        unlabelled_dataset(features, [0, 5])
