@@ -8,7 +8,6 @@ line and column; 130 interrupted (continue with ``ltrkit embed --resume RUN_DIR`
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, List, Optional
@@ -18,7 +17,7 @@ from typer.core import TyperGroup
 
 from ltrkit.cli._errors import fail
 from ltrkit.cli._options import choice
-from ltrkit.cli.train_cmd import _DEVICE_HELP, _SET_HELP, _config_error_line, _device
+from ltrkit.cli.train_cmd import _DEVICE_HELP, _SET_HELP, _config_error_line, _device, run_job
 
 __all__ = ["register", "embed_app"]
 
@@ -53,31 +52,11 @@ def train_command(
 ) -> None:
     """Train an encoder; with no CONFIG, scikit-learn's digits with an MLP and semi-hard triplet mining (seconds)."""
     from ltrkit.embeddings.job import resume_embeddings, train_embeddings
-    from ltrkit.training.config import ConfigError, run_name_problem
-    from ltrkit.training.run_folder import OutputError, RunExistsError
-    from ltrkit.training.trainer import RegressionGateError
 
-    if name is not None and run_name_problem(name):
-        fail(f"--name: {run_name_problem(name)}")
-    overrides = list(set_) + [f"{key}={json.dumps(value)}" for key, value in (("output.name", name), ("device", device)) if value is not None]
-    try:
-        if resume is not None:
-            if config is not None:
-                fail("give either a CONFIG or --resume RUN_DIR (the run folder holds its config), not both")
-            if overwrite:
-                fail("--overwrite cannot be combined with --resume")
-            result = resume_embeddings(resume, set=overrides, quiet=quiet)
-        else:
-            result = train_embeddings(config, set=overrides, overwrite=overwrite, quiet=quiet)
-    except (RegressionGateError, FloatingPointError) as error:
-        fail(str(error), code=1)
-    except RunExistsError as error:
-        fail(error.advice(overwrite="--overwrite", resume=f"--resume {str(error.path)!r}"))
-    except (ConfigError, OutputError) as error:
-        fail(_config_error_line(error))
-    except KeyboardInterrupt:
-        typer.echo("interrupted: the run folder keeps the last finished epoch; continue with ltrkit embed --resume RUN_DIR", err=True)
-        raise typer.Exit(130)
+    result = run_job(
+        "ltrkit embed", train_embeddings, resume_embeddings,
+        config=config, set_=set_, resume=resume, name=name, overwrite=overwrite, device=device, quiet=quiet,
+    )
     if quiet:
         split = "test" if "test" in result.metrics else "vali"
         stop = result.report["early_stopping_metric"].split("_", 1)[1]

@@ -12,7 +12,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
@@ -30,6 +30,51 @@ def _config_error_line(error: Exception) -> str:
     if isinstance(error, ConfigError):
         return f"{error.source}: " + "; ".join(error.errors)
     return str(error)
+
+
+def run_job(
+    command: str,
+    start: Callable[..., Any],
+    resume_from: Callable[..., Any],
+    *,
+    config: Optional[Path],
+    set_: List[str],
+    resume: Optional[Path],
+    name: Optional[str],
+    overwrite: bool,
+    device: Optional[str],
+    quiet: bool,
+) -> Any:
+    """Start a run of ``command`` (``start(config, set=..., overwrite=..., quiet=...)``) or resume
+    one (``resume_from(run_dir, set=..., quiet=...)``) with the shared flags; every failure ends
+    as one line on stderr with the command's exit codes (see the module docstring)."""
+    from ltrkit.training.config import ConfigError, run_name_problem
+    from ltrkit.training.distributed import DistributedError
+    from ltrkit.training.run_folder import OutputError, RunExistsError
+    from ltrkit.training.trainer import RegressionGateError
+
+    if name is not None and run_name_problem(name):
+        fail(f"--name: {run_name_problem(name)}")
+    overrides = list(set_) + [
+        f"{key}={json.dumps(value)}" for key, value in (("output.name", name), ("device", device)) if value is not None
+    ]
+    try:
+        if resume is not None:
+            if config is not None:
+                fail("give either a CONFIG or --resume RUN_DIR (the run folder holds its config), not both")
+            if overwrite:
+                fail("--overwrite cannot be combined with --resume")
+            return resume_from(resume, set=overrides, quiet=quiet)
+        return start(config, set=overrides, overwrite=overwrite, quiet=quiet)
+    except (RegressionGateError, FloatingPointError, DistributedError) as error:
+        fail(str(error), code=1)
+    except RunExistsError as error:
+        fail(error.advice(overwrite="--overwrite", resume=f"--resume {str(error.path)!r}"))
+    except (ConfigError, OutputError) as error:
+        fail(_config_error_line(error))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: the run folder keeps the last finished epoch; continue with {command} --resume RUN_DIR", err=True)
+        raise typer.Exit(130)
 
 
 def _device(value: Optional[str]) -> Optional[str]:
@@ -55,34 +100,12 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or tables; one summary line at the end"),
 ) -> None:
     """Train a ranker; with no CONFIG, an MLP on the built-in synthetic data (about 2 minutes on 2 cores)."""
-    from ltrkit.training.config import ConfigError, run_name_problem
-    from ltrkit.training.distributed import DistributedError
-    from ltrkit.training.run_folder import OutputError, RunExistsError
-    from ltrkit.training.trainer import RegressionGateError, resume as resume_run, train
+    from ltrkit.training.trainer import resume as resume_run, train
 
-    if name is not None and run_name_problem(name):
-        fail(f"--name: {run_name_problem(name)}")
-    overrides = list(set_) + [
-        f"{key}={json.dumps(value)}" for key, value in (("output.name", name), ("device", device)) if value is not None
-    ]
-    try:
-        if resume is not None:
-            if config is not None:
-                fail("give either a CONFIG or --resume RUN_DIR (the run folder holds its config), not both")
-            if overwrite:
-                fail("--overwrite cannot be combined with --resume")
-            result = resume_run(resume, set=overrides, quiet=quiet)
-        else:
-            result = train(config, set=overrides, overwrite=overwrite, quiet=quiet)
-    except (RegressionGateError, FloatingPointError, DistributedError) as error:
-        fail(str(error), code=1)
-    except RunExistsError as error:
-        fail(error.advice(overwrite="--overwrite", resume=f"--resume {str(error.path)!r}"))
-    except (ConfigError, OutputError) as error:
-        fail(_config_error_line(error))
-    except KeyboardInterrupt:
-        typer.echo("interrupted: the run folder keeps the last finished epoch; continue with ltrkit train --resume RUN_DIR", err=True)
-        raise typer.Exit(130)
+    result = run_job(
+        "ltrkit train", train, resume_run,
+        config=config, set_=set_, resume=resume, name=name, overwrite=overwrite, device=device, quiet=quiet,
+    )
     if quiet:
         test = result.metrics.get("test") or result.metrics.get("vali") or {}
         split = "test" if "test" in result.metrics else "vali"
