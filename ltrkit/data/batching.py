@@ -236,6 +236,11 @@ class BatchLoader:
     Kept documents stay in their dataset order. ``max_docs_per_batch`` caps ``B * L`` so long
     lists get smaller batches (a single list longer than the cap forms its own batch).
 
+    ``sublist_fraction`` is a training augmentation (Qin et al. 2021): each epoch every list of
+    ``n`` documents is replaced by a uniform random subset of ``max(2, ceil(fraction * n))`` of
+    them (all of them when ``n <= 2``), drawn afresh per epoch; ``max_slate_length`` then cuts the
+    sub-list by ``truncation``. Leave it ``None`` for scoring and evaluation.
+
     With ``num_replicas > 1`` the loader yields only process ``rank``'s share of each epoch's
     batches (see the module docstring): the same number of batches on every rank, dealt by
     document count, every query in exactly one rank's batches.
@@ -248,6 +253,7 @@ class BatchLoader:
         bucket_by_length: group queries of similar length.
         max_slate_length: longest list in a batch, or ``None`` for no truncation.
         truncation: ``"random"`` or ``"top_label"``.
+        sublist_fraction: keep this fraction of each list per epoch, in ``(0, 1]``, or ``None``.
         max_docs_per_batch: cap on ``B * L`` cells, or ``None``.
         drop_empty: skip queries with no documents; otherwise they appear with an all-False
             mask row.
@@ -258,6 +264,7 @@ class BatchLoader:
 
     Raises:
         ValueError: on a non-positive size, a negative seed, an unknown ``truncation``, a
+            ``sublist_fraction`` outside ``(0, 1]``, a
             non-dataset input, a bad ``num_replicas``/``rank``, or fewer (kept) queries than
             ``num_replicas``.
 
@@ -278,6 +285,7 @@ class BatchLoader:
         bucket_by_length: bool = True,
         max_slate_length: Optional[int] = None,
         truncation: str = "random",
+        sublist_fraction: Optional[float] = None,
         max_docs_per_batch: Optional[int] = None,
         drop_empty: bool = True,
         num_replicas: int = 1,
@@ -300,6 +308,11 @@ class BatchLoader:
         self.bucket_by_length = bool(bucket_by_length)
         self.max_slate_length = _check_optional_positive(max_slate_length, "max_slate_length")
         self.truncation = truncation
+        if sublist_fraction is not None and (
+            isinstance(sublist_fraction, bool) or not isinstance(sublist_fraction, (int, float)) or not 0.0 < sublist_fraction <= 1.0
+        ):
+            raise ValueError(f"sublist_fraction must be a number in (0, 1] or None, got {sublist_fraction!r}")
+        self.sublist_fraction = None if sublist_fraction is None else float(sublist_fraction)
         self.max_docs_per_batch = _check_optional_positive(max_docs_per_batch, "max_docs_per_batch")
         self.drop_empty = bool(drop_empty)
         self.num_replicas, self.rank = _check_replicas(num_replicas, rank)
@@ -314,7 +327,7 @@ class BatchLoader:
                 raise ValueError(f"queries must be a 1-D int array of positions in [0, {dataset.n_queries}), got {chosen!r}")
             chosen = chosen.astype(np.int64)
         self._queries = chosen[self._all_lengths[chosen] > 0] if self.drop_empty else chosen
-        lengths = self._all_lengths[self._queries]
+        lengths = self._sublist_lengths(self._all_lengths[self._queries])
         cap = self.max_slate_length
         self._kept_lengths = lengths if cap is None else np.minimum(lengths, cap)
         if self.num_replicas > 1 and self._queries.shape[0] < self.num_replicas:
@@ -381,7 +394,7 @@ class BatchLoader:
         queries, bounds, _ = self._plan()
         if queries.shape[0] == 0:
             return 0.0
-        kept = self._all_lengths[queries]
+        kept = self._sublist_lengths(self._all_lengths[queries])
         if self.max_slate_length is not None:
             kept = np.minimum(kept, self.max_slate_length)
         widths = np.maximum(np.maximum.reduceat(kept, bounds[:-1]), 1)
@@ -397,8 +410,8 @@ class BatchLoader:
     def batch(self, query_indices: np.ndarray, *, rng: Optional[np.random.Generator] = None) -> Batch:
         """Build the padded batch of the given queries (dataset positions), in that order.
 
-        ``rng`` drives slate truncation; it is needed only when some list is longer than
-        ``max_slate_length``.
+        ``rng`` drives sub-list sampling and slate truncation; it is needed only with
+        ``sublist_fraction`` or when some list is longer than ``max_slate_length``.
         """
         dataset = self.dataset
         query_indices = np.asarray(query_indices, dtype=np.int64)
@@ -406,6 +419,13 @@ class BatchLoader:
         rows = np.repeat(dataset.query_offsets[query_indices] - _starts_of(lengths), lengths) + np.arange(
             int(lengths.sum()), dtype=np.int64
         )
+        sublist_lengths = self._sublist_lengths(lengths)
+        if self.sublist_fraction is not None and rows.size:
+            if rng is None:
+                raise ValueError("rng is required to sample sub-lists (sublist_fraction)")
+            keep = _random_ranks(lengths, rng) < np.repeat(sublist_lengths, lengths)
+            rows = rows[keep]
+            lengths = sublist_lengths
         cap = self.max_slate_length
         if cap is not None and lengths.max(initial=0) > cap:
             if rng is None:
@@ -438,18 +458,18 @@ class BatchLoader:
             doc_index=torch.from_numpy(doc_index),
         )
 
+    def _sublist_lengths(self, lengths: np.ndarray) -> np.ndarray:
+        """Documents each list keeps after sub-list sampling (``lengths`` itself without it)."""
+        if self.sublist_fraction is None:
+            return lengths
+        # the tolerance keeps e.g. 0.3 * 10 (3.0000000000000004 in binary) at 3
+        wanted = np.maximum(np.ceil(self.sublist_fraction * lengths - 1e-9).astype(np.int64), 2)
+        return np.minimum(lengths, wanted)
+
     def _truncation_mask(self, rows: np.ndarray, lengths: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
         """Boolean mask over ``rows`` keeping at most ``cap`` documents of each query."""
-        segment = np.repeat(np.arange(lengths.shape[0]), lengths)
-        tie_break = rng.random(rows.shape[0])
-        if self.truncation == "top_label":
-            # lexsort: last key is primary -> by query, then label descending, then random
-            order = np.lexsort((tie_break, -self.dataset.labels[rows].astype(np.float64), segment))
-        else:
-            order = np.lexsort((tie_break, segment))
-        rank_in_query = np.empty(rows.shape[0], dtype=np.int64)
-        rank_in_query[order] = _ragged_arange(lengths)
-        return rank_in_query < cap
+        labels = self.dataset.labels[rows] if self.truncation == "top_label" else None
+        return _random_ranks(lengths, rng, labels) < cap
 
 
 # rows normalised at a time when a view is read by row range (64 Ki rows x 136 features:
@@ -598,6 +618,18 @@ def _starts_of(lengths: np.ndarray) -> np.ndarray:
     starts = np.zeros(lengths.shape[0], dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
     return starts
+
+
+def _random_ranks(lengths: np.ndarray, rng: np.random.Generator, labels: Optional[np.ndarray] = None) -> np.ndarray:
+    """Each row's position within its own list (rows grouped by ``lengths``) in a uniform random
+    order, or by ``labels`` descending with random tie-breaks when given."""
+    segment = np.repeat(np.arange(lengths.shape[0]), lengths)
+    tie_break = rng.random(segment.shape[0])
+    # lexsort: the last key is primary -> by list, then label descending, then at random
+    keys = (tie_break, segment) if labels is None else (tie_break, -labels.astype(np.float64), segment)
+    ranks = np.empty(segment.shape[0], dtype=np.int64)
+    ranks[np.lexsort(keys)] = _ragged_arange(lengths)
+    return ranks
 
 
 def _ragged_arange(lengths: np.ndarray) -> np.ndarray:

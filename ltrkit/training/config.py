@@ -212,6 +212,9 @@ class TrainingConfig(_Strict):
     eval_batch_size: int = Field(256, ge=1, description="queries per scoring batch (evaluation, prediction)")
     max_slate_length: Optional[int] = Field(None, ge=1, description="cut longer training lists to this many documents")
     truncation: Literal["random", "top_label"] = Field("random", description="how long lists are cut: random or top_label")
+    sublist_fraction: Optional[float] = Field(
+        None, gt=0, le=1, description="augmentation: each epoch, train on a uniform random sub-list of about this fraction of each list"
+    )
     bucket_by_length: bool = Field(True, description="batch queries of similar length together (less padding)")
     max_docs_per_batch: Optional[int] = Field(None, ge=1, description="cap on batch_size x list length (long lists get smaller batches)")
     grad_clip: Optional[float] = Field(None, gt=0, description="clip the gradient norm to this value")

@@ -736,6 +736,7 @@ class RankingTask(Task):
             bucket_by_length=training.bucket_by_length,
             max_slate_length=training.max_slate_length,
             truncation=training.truncation,
+            sublist_fraction=training.sublist_fraction,
             max_docs_per_batch=training.max_docs_per_batch,
             num_replicas=current_context().world_size,
             rank=current_context().rank,

@@ -144,6 +144,49 @@ def test_truncation_top_label_keeps_highest_labels():
         np.testing.assert_array_equal(kept, all_labels[:6])
 
 
+@pytest.mark.parametrize("fraction, expected", [(0.3, [9, 2, 4, 12, 2, 1]), (1.0, [30, 5, 12, 40, 2, 1])])
+def test_sublists_keep_the_fraction_and_are_uniform_per_epoch(fraction, expected):
+    dataset = make_dataset([30, 5, 12, 40, 2, 1], label_values=3)
+    loader = BatchLoader(dataset, batch_size=8, shuffle=True, sublist_fraction=fraction, bucket_by_length=False)
+    seen = np.zeros(dataset.n_docs)
+    epochs = 400 if fraction < 1 else 2
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        (batch,) = list(loader)
+        check_batch_content(batch, dataset)
+        by_query = dict(zip(batch.query_index.tolist(), batch.mask.sum(dim=1).tolist()))
+        assert [by_query[q] for q in range(6)] == expected
+        seen[batch.doc_index.numpy()[batch.mask.numpy()]] += 1
+    if fraction == 1.0:
+        assert np.all(seen == epochs)
+        return
+    # each document of a list of n is kept with probability k / n, drawn afresh per epoch
+    lengths = dataset.list_lengths
+    probability = np.repeat(np.asarray(expected) / lengths, lengths)
+    tolerance = 4 * np.sqrt(probability * (1 - probability) / epochs) + 1e-12
+    assert np.all(np.abs(seen / epochs - probability) <= tolerance)
+
+
+def test_sublists_then_truncation_and_the_plan_agree():
+    dataset = make_dataset([30, 5, 12, 40], label_values=5, seed=3)
+    loader = BatchLoader(dataset, batch_size=2, shuffle=True, sublist_fraction=0.5, max_slate_length=8, truncation="top_label")
+    kept = loader.padding_fraction()
+    batches = list(loader)
+    widths = [batch.mask.shape[1] for batch in batches]
+    lengths = {q: int(n) for batch in batches for q, n in zip(batch.query_index.tolist(), batch.mask.sum(dim=1).tolist())}
+    assert lengths == {0: 8, 1: 3, 2: 6, 3: 8}
+    cells = sum(len(batch) * width for batch, width in zip(batches, widths))
+    assert kept == pytest.approx(1 - sum(lengths.values()) / cells)
+    for batch in batches:
+        check_batch_content(batch, dataset)
+
+
+def test_sublists_need_an_rng():
+    loader = BatchLoader(make_dataset([6]), sublist_fraction=0.5)
+    with pytest.raises(ValueError, match="rng is required to sample sub-lists"):
+        loader.batch(np.array([0]))
+
+
 def test_bucketing_reduces_padding_on_heavy_tailed_lengths():
     dataset = make_dataset(heavy_tailed_lengths(600), n_features=1)
     bucketed = BatchLoader(dataset, batch_size=32, shuffle=True, bucket_by_length=True)
@@ -210,6 +253,9 @@ def test_batch_to_device():
         (dict(max_docs_per_batch=2.5), "max_docs_per_batch must be a positive int or None, got 2.5"),
         (dict(seed=-1), "seed must be an int >= 0, got -1"),
         (dict(truncation="top"), r"truncation must be one of \['random', 'top_label'\], got 'top'"),
+        (dict(sublist_fraction=0.0), r"sublist_fraction must be a number in \(0, 1\] or None, got 0.0"),
+        (dict(sublist_fraction=1.5), r"sublist_fraction must be a number in \(0, 1\] or None, got 1.5"),
+        (dict(sublist_fraction=True), r"sublist_fraction must be a number in \(0, 1\] or None, got True"),
     ],
 )
 def test_bad_arguments(kwargs, message):
