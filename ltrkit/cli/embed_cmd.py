@@ -1,4 +1,5 @@
-"""``ltrkit embed [CONFIG]`` (train an encoder; no CONFIG = the digits example) and
+"""``ltrkit embed [CONFIG]`` (train an encoder; no CONFIG = the digits example), ``ltrkit embed
+--example news`` (the near-duplicate news example) and
 ``ltrkit embed search --run RUN --index ITEMS --query QUERIES --k 10``.
 
 Exit codes as ``ltrkit train``: 0 success; 1 the regression gate failed or the loss diverged; 2
@@ -43,6 +44,10 @@ embed_app = typer.Typer(
 @embed_app.command("train")
 def train_command(
     config: Optional[Path] = typer.Argument(None, help="config file (.json/.yaml); none = the digits example"),
+    example: Optional[str] = typer.Option(
+        None, "--example", metavar="digits|news", callback=choice("digits", "news"),
+        help="a built-in example instead of CONFIG: digits, or news (near-duplicate articles, DAE pre-training, against TF-IDF; ~1 min)",
+    ),
     set_: List[str] = typer.Option([], "--set", help=_SET_HELP),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder from its last checkpoint"),
     name: Optional[str] = typer.Option(None, "--name", help="run folder name (same as --set output.name=NAME)"),
@@ -51,11 +56,14 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or tables; one summary line at the end"),
 ) -> None:
     """Train an encoder; with no CONFIG, scikit-learn's digits with an MLP and semi-hard triplet mining (seconds)."""
+    from ltrkit.embeddings.config import example_config
     from ltrkit.embeddings.job import resume_embeddings, train_embeddings
 
+    if example is not None and (config is not None or resume is not None):
+        fail("--example is a config of its own; give it without CONFIG or --resume")
     result = run_job(
         "ltrkit embed", train_embeddings, resume_embeddings,
-        config=config, set_=set_, resume=resume, name=name, overwrite=overwrite, device=device, quiet=quiet,
+        config=example_config(example) if example is not None else config, set_=set_, resume=resume, name=name, overwrite=overwrite, device=device, quiet=quiet,
     )
     if quiet:
         split = "test" if "test" in result.metrics else "vali"
@@ -84,7 +92,6 @@ def search_command(
     With ``--backend faiss`` the exact search runs too and its recall@k against exact is printed on stderr.
     """
     from ltrkit._optional import MissingExtraError
-    from ltrkit.embeddings.data import load_items
     from ltrkit.embeddings.job import Embedder
     from ltrkit.embeddings.search import neighbour_recall, search
     from ltrkit.training import _io
@@ -96,11 +103,10 @@ def search_command(
         fail(f"--k must be >= 1, got {k}")
     try:
         embedder = Embedder.load(run, checkpoint, device=resolve_device(device or "cpu"))
-        label = embedder.config.data.label_column
         items = {}
         for option, path in (("--index", index), ("--query", query)):
             try:
-                items[option] = load_items(path, id_column=embedder.config.data.id_column, label_column=label)
+                items[option] = embedder.read_items(path)
                 vectors = embedder.encode(items[option])
             except ValueError as error:
                 fail(f"{option}: {error}")

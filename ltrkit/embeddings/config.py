@@ -7,7 +7,19 @@
      "loss": {"name": "triplet", "args": {"mining": "semi_hard", "margin": 0.2}},
      "sampler": {"p": 10, "k": 8}, "training": {"epochs": 20}}
 
-``{}`` is the built-in example (digits, MLP encoder, triplet loss with semi-hard mining).
+``{}`` is the built-in example (digits, MLP encoder, triplet loss with semi-hard mining);
+:func:`example_config` ``("news")`` the near-duplicate news example (:mod:`ltrkit.embeddings.news`:
+text items, a bag-of-words encoder pre-trained as a denoising autoencoder, then fine-tuned with
+the triplet loss, duplicate detection against TF-IDF).
+
+Text items (``data.text_column`` and/or ``data.tokens_column``) feed the ``bag_of_words``
+encoder through a vocabulary built on the training items (``data.vocabulary``), saved in the run
+folder (``vocabulary.json``, and in every checkpoint) so search and export tokenise alike.
+
+``pretrain`` (text items only): the first ``pretrain.epochs`` of the ``training.epochs`` epochs
+train the encoder as a denoising autoencoder (:class:`PretrainConfig`); the remaining epochs
+train the objective's loss. Both phases run in the one loop with one optimiser and schedule, so
+checkpoints and exact resume work across the switch.
 The ``objective`` says what a training batch is:
 
 * ``classes``: P x K class-balanced batches of labelled items, a mining loss
@@ -41,7 +53,7 @@ from ltrkit.training.config import (
     raw_config,
 )
 
-__all__ = ["EmbedConfig", "load_embed_config", "DEFAULT_RETRIEVAL_METRICS"]
+__all__ = ["EmbedConfig", "load_embed_config", "example_config", "DEFAULT_RETRIEVAL_METRICS", "EXAMPLES"]
 
 DEFAULT_RETRIEVAL_METRICS = ["recall@1", "recall@5", "p@5", "map", "mrr", "ndcg@10"]
 
@@ -54,22 +66,66 @@ _OBJECTIVE_LOSSES = {
 }
 
 
-class EmbedDataConfig(_Strict):
-    """Items (CSV/Parquet), optional pair/triplet files; no ``train``: the built-in digits."""
+class VocabularyConfig(_Strict):
+    """The vocabulary of text items, built on the training items only (id 0 padding, 1 unknown)."""
 
-    train: Optional[str] = Field(None, description="training items (.csv/.parquet: id, label, feature columns); None: sklearn's digits")
+    min_count: int = Field(1, ge=1, description="keep tokens seen at least this often in the training items")
+    max_size: Optional[int] = Field(None, ge=3, description="at most this many ids, padding and unknown included (the most frequent tokens)")
+    max_length: Optional[int] = Field(None, ge=1, description="tokens read per item (the first ones; None: all)")
+
+
+class NewsConfig(_Strict):
+    """Size of the generated corpus of the news example (:func:`ltrkit.embeddings.news.news_items`)."""
+
+    train_stories: int = Field(600, ge=2, description="stories of the training split (2-4 items each)")
+    vali_stories: int = Field(150, ge=2, description="stories of the validation split")
+    test_stories: int = Field(150, ge=2, description="stories of the test split")
+    seed: int = Field(0, description="seed of the corpus")
+
+
+class EmbedDataConfig(_Strict):
+    """Items (CSV/Parquet), optional pair/triplet files; no ``train``: a built-in example."""
+
+    train: Optional[str] = Field(None, description="training items (.csv/.parquet: id, label, feature or text columns); None: data.example")
+    example: Literal["digits", "news"] = Field("digits", description="built-in items when data.train is not set: sklearn's digits, or the generated news corpus")
+    news: NewsConfig = Field(default_factory=NewsConfig, description="corpus size of the news example")
     vali: Optional[str] = Field(None, description="validation items (retrieval metrics per epoch, early stopping)")
     test: Optional[str] = Field(None, description="test items (final retrieval metrics)")
     pairs: Optional[str] = Field(None, description="siamese pairs of training ids: columns a, b, target (1 similar, 0/-1 not); objective pairs")
     triplets: Optional[str] = Field(None, description="triplets of training ids: columns anchor, positive, negative; objective triplets")
     id_column: str = Field("id", description="item id column")
     label_column: str = Field("label", description="class column")
+    text_column: Optional[str] = Field(None, description="text items: the column of their text (tokenised into lower-cased words)")
+    tokens_column: Optional[str] = Field(None, description="text items: the column of their token-id lists (Parquet list<int>, or space-separated in CSV)")
+    vocabulary: VocabularyConfig = Field(default_factory=VocabularyConfig, description="vocabulary of text items")
 
     @model_validator(mode="after")
     def _sources(self) -> "EmbedDataConfig":
         if self.train is None and any(path is not None for path in (self.vali, self.test, self.pairs, self.triplets)):
             raise ValueError("data.vali/test/pairs/triplets are set but data.train is not; set data.train too")
+        if self.train is None and (self.text_column is not None or self.tokens_column is not None):
+            raise ValueError("data.text_column/tokens_column name columns of data.train, which is not set")
         return self
+
+    @property
+    def is_text(self) -> bool:
+        """Whether the items are text (token lists) rather than feature rows."""
+        return self.text_column is not None or self.tokens_column is not None or (self.train is None and self.example == "news")
+
+
+class PretrainConfig(_Strict):
+    """Denoising-autoencoder pre-training of a text encoder (``epochs: 0``: none).
+
+    Each item's bag of tokens is corrupted (every token dropped with ``word_dropout``, else
+    replaced by a uniformly drawn vocabulary token with ``word_replace``); the encoder's
+    un-normalised output goes through a linear decoder to logits over the vocabulary, and the
+    loss is the cross-entropy of their softmax against the clean bag's token frequencies,
+    ``-sum_w p_w log softmax(z)_w``. The decoder is dropped after pre-training.
+    """
+
+    epochs: int = Field(0, ge=0, description="epochs of pre-training, counted within training.epochs (the first ones)")
+    word_dropout: float = Field(0.3, ge=0, lt=1, description="chance that a token of the corrupted bag is dropped")
+    word_replace: float = Field(0.1, ge=0, lt=1, description="chance that a kept token is replaced by a random vocabulary token")
 
 
 class SamplerConfig(_Strict):
@@ -105,7 +161,8 @@ class RetrievalConfig(_Strict):
     metrics: List[str] = Field(default_factory=lambda: list(DEFAULT_RETRIEVAL_METRICS), min_length=1, description="recall@k, p@k, map, mrr, ndcg[@k]")
     similarity: Literal["cosine", "dot", "euclidean"] = Field("cosine", description="similarity ranking the items")
     empty: Literal["zero", "one", "skip"] = Field("zero", description="metric of a query whose class has no other item")
-    baselines: bool = Field(True, description="also report the raw inputs and the untrained encoder")
+    baselines: bool = Field(True, description="also report the raw inputs (TF-IDF cosine for text items) and the untrained encoder")
+    duplicates: bool = Field(False, description="report duplicate detection (pairs of one class) at the similarity threshold of the best validation F1")
 
 
 class EmbedConfig(_Strict):
@@ -123,6 +180,7 @@ class EmbedConfig(_Strict):
         description="embedding loss from ltrkit.losses (triplet, contrastive, cosine_embedding, margin_ranking)",
     )
     sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="P x K batches")
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig, description="denoising-autoencoder pre-training (text items)")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="optimiser")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="learning-rate schedule")
     training: EmbedTrainingConfig = Field(default_factory=EmbedTrainingConfig, description="training loop")
@@ -157,11 +215,52 @@ class EmbedConfig(_Strict):
         for objective, field in (("pairs", "pairs"), ("triplets", "triplets")):
             if (self.objective == objective) != (getattr(self.data, field) is not None):
                 raise ValueError(f"data.{field}: objective {objective!r} and data.{field} go together (objective is {self.objective!r})")
+        if (self.encoder.name == "bag_of_words") != self.data.is_text:
+            raise ValueError(
+                "encoder.name: the bag_of_words encoder reads text items (set data.text_column or data.tokens_column) and the other encoders "
+                f"read features; got encoder {self.encoder.name!r} with {'text' if self.data.is_text else 'feature'} items"
+            )
+        if self.pretrain.epochs and not self.data.is_text:
+            raise ValueError("pretrain.epochs: pre-training reconstructs bags of tokens; it needs text items")
+        if self.pretrain.epochs >= self.training.epochs:
+            raise ValueError(f"pretrain.epochs: {self.pretrain.epochs} of training.epochs {self.training.epochs} leaves no epoch for the {self.loss.name} loss")
+        if self.evaluation.duplicates and self.objective == "starspace":
+            raise ValueError("evaluation.duplicates: StarSpace ranks class entities, not items; duplicate detection needs item-to-item similarity")
         return self
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain JSON-able dict of every field (defaults included)."""
         return self.model_dump(mode="json")
+
+
+#: The built-in examples: ``ltrkit embed --example NAME`` (``digits`` is also ``ltrkit embed``).
+EXAMPLES: Dict[str, Dict[str, Any]] = {
+    "digits": {},
+    "news": {
+        "data": {"example": "news"},
+        "encoder": {"name": "bag_of_words", "args": {"token_dim": 128, "dim": 64}},
+        "pretrain": {"epochs": 10, "word_dropout": 0.3, "word_replace": 0.1},
+        "loss": {"name": "triplet", "args": {"mining": "semi_hard", "margin": 0.3}},
+        "sampler": {"p": 32, "k": 4},
+        "optimizer": {"lr": 0.01},
+        "training": {"epochs": 100},
+        "early_stopping": {"metric": "map", "patience": None},
+        "evaluation": {"metrics": ["p@1", "recall@5", "map", "mrr", "ndcg@10"], "duplicates": True},
+    },
+}
+
+
+def example_config(name: str) -> Dict[str, Any]:
+    """A copy of the config of built-in example ``name`` (see :data:`EXAMPLES`).
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    import copy
+
+    if name not in EXAMPLES:
+        raise ValueError(f"unknown example {name!r}; choose from {sorted(EXAMPLES)}")
+    return copy.deepcopy(EXAMPLES[name])
 
 
 def load_embed_config(

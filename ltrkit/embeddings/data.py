@@ -12,20 +12,29 @@
   ``numpy.random.default_rng([seed, epoch])`` (so a batch is a function of ``(seed, epoch)``:
   exact resume needs no sampler state); a class with fewer than ``K`` items is drawn with
   replacement.
+* **Text items** (``text_column`` and/or ``tokens_column`` of :func:`load_items`): the text is
+  lower-cased and split into words (:func:`tokenize`); a token-id column holds lists of
+  non-negative integers (Parquet ``list<int>``, or space-separated in a CSV cell), read as the
+  tokens ``#<id>``. Only the id, label and text columns are read. A :class:`Vocabulary` built on
+  the training items maps tokens to ids (``0`` padding, ``1`` unknown, then the words by
+  descending count); :meth:`Vocabulary.encode` turns the items' tokens into the padded
+  ``[N, T]`` int64 ids the ``bag_of_words`` encoder reads.
 * :func:`digits_items`: scikit-learn's bundled ``load_digits`` (1,797 8x8 images, 10 classes),
   pixels scaled to ``[0, 1]``, split 60/20/20 by a seeded permutation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["ItemSet", "digits_items", "load_items", "load_pairs", "load_triplets", "pk_batches", "check_triplet_classes"]
+__all__ = ["ItemSet", "Vocabulary", "tokenize", "digits_items", "load_items", "load_pairs", "load_triplets", "pk_batches", "check_triplet_classes"]
 
 
 @dataclass
@@ -34,10 +43,13 @@ class ItemSet:
 
     Attributes:
         ids: ``[N]`` item ids (str).
-        inputs: ``[N, F]`` float32 features.
+        inputs: ``[N, F]`` float32 features, or (text items) ``[N, T]`` int64 token ids padded
+            with 0 (``[N, 0]`` until :meth:`Vocabulary.encode` fills them in).
         classes: ``[N]`` int64 class codes (positions in ``class_names``), or ``None`` (unlabelled).
         class_names: the class of each code.
         source: where the items came from (for messages).
+        tokens: the tokens of each text item (``None``: feature items).
+        texts: the raw text of each item, when it has a text column (for the TF-IDF baseline).
     """
 
     ids: np.ndarray
@@ -45,6 +57,8 @@ class ItemSet:
     classes: Optional[torch.Tensor]
     class_names: List[str]
     source: str
+    tokens: Optional[List[List[str]]] = None
+    texts: Optional[List[str]] = None
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -52,6 +66,11 @@ class ItemSet:
     @property
     def n_inputs(self) -> int:
         return int(self.inputs.shape[1])
+
+    @property
+    def is_text(self) -> bool:
+        """Whether the items are token lists (the inputs are ids of a :class:`Vocabulary`)."""
+        return self.tokens is not None
 
     def position_of(self) -> Dict[str, int]:
         """``{id: row}``."""
@@ -88,18 +107,30 @@ def _where(path: Path, row: int) -> str:
     return f"row {row}" if path.suffix.lower() in (".parquet", ".pq") else f"line {row + 2}"
 
 
-def load_items(path: str | Path, *, id_column: str = "id", label_column: str = "label", class_names: Optional[Sequence[str]] = None) -> ItemSet:
+def load_items(
+    path: str | Path,
+    *,
+    id_column: str = "id",
+    label_column: str = "label",
+    class_names: Optional[Sequence[str]] = None,
+    text_column: Optional[str] = None,
+    tokens_column: Optional[str] = None,
+    vocabulary: Optional["Vocabulary"] = None,
+) -> ItemSet:
     """Read an items table (see the module docstring).
 
     Args:
         path: ``.csv`` or ``.parquet`` file.
         id_column, label_column: names of the id and class columns.
         class_names: the class vocabulary to code labels with (default: the sorted labels of this file).
+        text_column, tokens_column: read text items from these columns (either or both).
+        vocabulary: encode the text items' tokens with it (default: ``inputs`` stays ``[N, 0]``).
 
     Raises:
         ValueError: unreadable file, no feature column, a non-numeric column, a missing or
-            non-finite feature, duplicate ids, a label outside ``class_names`` (each names the
-            file, line or row, and column).
+            non-finite feature, duplicate ids, a label outside ``class_names``, a missing text
+            column, a token id that is not a non-negative integer (each names the file, line or
+            row, and column).
     """
     path = Path(path)
     table = _read_table(path)
@@ -112,8 +143,9 @@ def load_items(path: str | Path, *, id_column: str = "id", label_column: str = "
             duplicate = int(np.argmax(counts > 1))
             rows = np.flatnonzero(ids == unique[duplicate])
             raise ValueError(f"{path}: {_where(path, int(rows[1]))}, column {id_column}: id {str(unique[duplicate])!r} appears twice (first at {_where(path, int(first[duplicate]))})")
-    feature_columns = [name for name in columns if name not in (id_column, label_column)]
-    if not feature_columns:
+    text = text_column is not None or tokens_column is not None
+    feature_columns = [] if text else [name for name in columns if name not in (id_column, label_column)]
+    if not text and not feature_columns:
         raise ValueError(f"{path}: no feature column (every column but {id_column!r} and {label_column!r} is a feature)")
     features = np.empty((n, len(feature_columns)), dtype=np.float32)
     for j, name in enumerate(feature_columns):
@@ -144,7 +176,121 @@ def load_items(path: str | Path, *, id_column: str = "id", label_column: str = "
         if unknown is not None:
             raise ValueError(f"{path}: {_where(path, unknown)}, column {label_column}: label {labels[unknown]!r} is not a class of the training items")
         classes = torch.tensor([code[label] for label in labels], dtype=torch.int64)
-    return ItemSet(ids=ids, inputs=torch.from_numpy(features), classes=classes, class_names=names, source=str(path))
+    items = ItemSet(ids=ids, inputs=torch.from_numpy(features), classes=classes, class_names=names, source=str(path))
+    if not text:
+        return items
+    texts = _text_cells(path, table, text_column) if text_column is not None else None
+    tokens = [tokenize(cell) for cell in texts] if texts is not None else [[] for _ in range(n)]
+    if tokens_column is not None:
+        for row, ids_of_row in enumerate(_token_id_cells(path, table, tokens_column)):
+            tokens[row] += [f"#{token}" for token in ids_of_row]
+    items = replace(items, inputs=torch.zeros(n, 0, dtype=torch.int64), tokens=tokens, texts=texts)
+    return items if vocabulary is None else vocabulary.encode(items)
+
+
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+
+
+def tokenize(text: str) -> List[str]:
+    """Lower-cased words of ``text``: runs of letters and digits, inner apostrophes kept.
+
+    Example:
+        >>> tokenize("The mayor's plan: 3 new bridges!")
+        ['the', "mayor's", 'plan', '3', 'new', 'bridges']
+    """
+    return _WORD.findall(text.lower())
+
+
+def _missing_column(path: Path, table: Any, column: str, what: str) -> ValueError:
+    return ValueError(f"{path}: no column {column!r} ({what}); the columns are {table.column_names}")
+
+
+def _text_cells(path: Path, table: Any, column: str) -> List[str]:
+    if column not in table.column_names:
+        raise _missing_column(path, table, column, "data.text_column")
+    import pyarrow.types as types
+
+    values = table.column(column)
+    if not (types.is_string(values.type) or types.is_large_string(values.type) or types.is_null(values.type)):
+        raise ValueError(f"{path}: column {column}: the text column must hold strings, got {values.type}")
+    # an empty cell is an item without words (CSV reads it as null)
+    return ["" if value is None else value for value in values.to_pylist()]
+
+
+def _token_id_cells(path: Path, table: Any, column: str) -> List[List[int]]:
+    """The token-id lists of ``column``: Parquet lists of integers, or space-separated integers."""
+    if column not in table.column_names:
+        raise _missing_column(path, table, column, "data.tokens_column")
+    out: List[List[int]] = []
+    for row, cell in enumerate(table.column(column).to_pylist()):
+        parts = [] if cell is None else cell.split() if isinstance(cell, str) else cell if isinstance(cell, list) else [cell]
+        ids_of_row = []
+        for part in parts:
+            value = part.strip() if isinstance(part, str) else part
+            if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())) or int(value) < 0:
+                raise ValueError(f"{path}: {_where(path, row)}, column {column}: token ids must be non-negative integers, got {part!r}")
+            ids_of_row.append(int(value))
+        out.append(ids_of_row)
+    return out
+
+
+PADDING, UNKNOWN = "<pad>", "<unk>"
+
+
+@dataclass
+class Vocabulary:
+    """Tokens to ids: ``0`` padding, ``1`` unknown, then the kept tokens by descending count
+    (ties alphabetically), built on the training items only (:meth:`build`).
+
+    Attributes:
+        words: the token of each id (``words[0]`` is ``<pad>``, ``words[1]`` is ``<unk>``).
+        max_length: tokens kept per item (the first ones; ``None``: all).
+    """
+
+    words: List[str]
+    max_length: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        self._ids = {word: index for index, word in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @classmethod
+    def build(cls, items: ItemSet, *, min_count: int = 1, max_size: Optional[int] = None, max_length: Optional[int] = None) -> "Vocabulary":
+        """The tokens of ``items`` seen at least ``min_count`` times, the ``max_size - 2`` most frequent.
+
+        Raises:
+            ValueError: no token is kept (empty items, or ``min_count`` above every count).
+        """
+        counts = Counter(token for tokens in items.tokens for token in tokens[:max_length])
+        kept = sorted((word for word, count in counts.items() if count >= min_count), key=lambda word: (-counts[word], word))
+        if max_size is not None:
+            kept = kept[: max(max_size - 2, 0)]
+        if not kept:
+            most = max(counts.values()) if counts else 0
+            raise ValueError(f"{items.source}: empty vocabulary: no token occurs at least {min_count} times (the most frequent occurs {most} times)")
+        return cls([PADDING, UNKNOWN, *kept], max_length=max_length)
+
+    def ids(self, tokens: Sequence[str]) -> List[int]:
+        """The ids of ``tokens`` (unknown ones are ``1``), cut to :attr:`max_length`."""
+        return [self._ids.get(token, 1) for token in tokens[: self.max_length]]
+
+    def encode(self, items: ItemSet) -> ItemSet:
+        """``items`` with ``inputs`` the ``[N, T]`` int64 ids, padded with 0 (``T`` the longest item, at least 1)."""
+        rows = [self.ids(tokens) for tokens in items.tokens]
+        ids = torch.zeros(len(rows), max([len(row) for row in rows] + [1]), dtype=torch.int64)
+        for index, row in enumerate(rows):
+            ids[index, : len(row)] = torch.tensor(row, dtype=torch.int64)
+        return replace(items, inputs=ids)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-able ``{"words", "max_length"}`` (:meth:`from_dict` reads it back)."""
+        return {"words": list(self.words), "max_length": self.max_length}
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> "Vocabulary":
+        return cls(list(state["words"]), max_length=state.get("max_length"))
 
 
 def _id_columns(path: str | Path, items: ItemSet, columns: Sequence[str]) -> Dict[str, torch.Tensor]:

@@ -73,6 +73,8 @@ class CNNEncoder(nn.Module):
         if len(channels) != 2:
             raise ValueError(f"channels must list the 2 convolution widths, got {list(channels)}")
         self.image_shape = shape
+        # plain ints, not a list, so that TorchScript compiles the reshape of forward
+        self.channels_in, self.height, self.width = shape
         first, second = int(channels[0]), int(channels[1])
         self.features = nn.Sequential(
             nn.Conv2d(shape[0], first, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
@@ -81,7 +83,7 @@ class CNNEncoder(nn.Module):
         self.out = nn.Linear(second, int(dim))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        images = inputs.reshape(inputs.shape[0], *self.image_shape)
+        images = inputs.reshape(inputs.shape[0], self.channels_in, self.height, self.width)
         return self.out(self.features(images).mean(dim=(2, 3)))
 
 

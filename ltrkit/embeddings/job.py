@@ -8,23 +8,32 @@ regression gate (:func:`ltrkit.training.trainer.run_task`). The task adds ``proj
 (PCA of the test embeddings, coloured by class) and, as baselines, the retrieval metrics of the
 raw inputs and of the untrained encoder (same seed, so the same initial weights).
 
+Text items add ``vocabulary.json`` to the run folder; their raw-input baseline is TF-IDF cosine
+(scikit-learn's ``TfidfVectorizer`` fitted on the training texts; token-id items: none). With
+``evaluation.duplicates`` the report adds duplicate-detection precision, recall and F1 on the
+test items at the threshold of the best validation F1 (:mod:`ltrkit.embeddings.news`), for the
+model and the baselines alike, and the threshold itself (``dup_threshold``).
+
 A checkpoint holds, besides the loop's entries, ``loss`` (the loss module's state),
-``n_inputs`` and ``class_names`` (the training classes; StarSpace's entity table is indexed by
-them).
+``n_inputs`` (features, or the vocabulary size) and ``class_names`` (the training classes;
+StarSpace's entity table is indexed by them), ``vocabulary`` (text items, else ``None``) and
+``decoder`` (the pre-training decoder's state, else ``None``).
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from ltrkit.embeddings.config import EmbedConfig, load_embed_config
-from ltrkit.embeddings.data import ItemSet, check_triplet_classes, digits_items, load_items, load_pairs, load_triplets, pk_batches
+from ltrkit.embeddings.data import ItemSet, Vocabulary, check_triplet_classes, digits_items, load_items, load_pairs, load_triplets, pk_batches
 from ltrkit.embeddings.encoders import EmbeddingModel, build_encoder, encoder_hyperparameters
 from ltrkit.embeddings.retrieval import canonical_retrieval_metric, retrieval_metrics
 from ltrkit.training.config import ConfigError
@@ -34,6 +43,15 @@ from ltrkit.training.trainer import EpochCallback, TrainResult, merge_overrides,
 __all__ = ["Embedder", "EmbeddingTask", "encode", "resume_embeddings", "train_embeddings"]
 
 SPLITS = ("train", "vali", "test")
+VOCABULARY_FILE = "vocabulary.json"
+
+
+@dataclass
+class _Corrupted:
+    """A pre-training batch: training item ``rows`` and their corrupted token ids ``[B, T]``."""
+
+    rows: torch.Tensor
+    corrupted: torch.Tensor
 
 
 def train_embeddings(
@@ -104,7 +122,11 @@ class EmbeddingTask(Task):
     # ------------------------------------------------------------------ data
     def prepare(self, state: Optional[Mapping[str, Any]]) -> None:
         config, data = self.config, self.config.data
-        if data.train is None:
+        if data.train is None and data.example == "news":
+            from ltrkit.embeddings.news import news_items
+
+            self.splits = dict(news_items(**data.news.model_dump()))
+        elif data.train is None:
             self.splits = dict(digits_items(seed=0))
         else:
             self.splits = {"train": self._read("train", None)}
@@ -113,17 +135,21 @@ class EmbeddingTask(Task):
             known = self.splits["train"].class_names if config.objective == "starspace" else None
             for split in ("vali", "test"):
                 self.splits[split] = None if getattr(data, split) is None else self._read(split, known)
+        self.vocabulary = self._vocabulary() if data.is_text else None
         train = self.splits["train"]
+        self.n_inputs = train.n_inputs if self.vocabulary is None else len(self.vocabulary)
         errors = []
         for split in SPLITS:
             items = self.splits.get(split)
-            if items is not None and items.n_inputs != train.n_inputs:
+            if items is not None and not items.is_text and items.n_inputs != train.n_inputs:
                 errors.append(f"data.{split}: {items.source} has {items.n_inputs} features but the training items have {train.n_inputs}")
             if items is not None and items.classes is None and (split != "train" or config.objective in ("classes", "starspace")):
                 errors.append(f"data.{split}: {items.source} has no {data.label_column!r} column; the classes are needed here")
         if config.early_stopping.split == "vali" and self.splits.get("vali") is None:
             errors.append("early_stopping.split: 'vali' needs validation items; set data.vali, or early_stopping.split=train")
         errors += [f"expected.{split}: the regression gate needs {split} items, but none are configured" for split in config.expected if self.splits.get(split) is None]
+        if config.evaluation.duplicates and (self.splits.get("vali") is None or self.splits.get("test") is None):
+            errors.append("evaluation.duplicates: the threshold is chosen on data.vali and applied to data.test; set both")
         if errors:
             raise ConfigError(errors, source="data")
         try:
@@ -135,15 +161,41 @@ class EmbeddingTask(Task):
                 self.table = load_triplets(data.triplets, train)
         except ValueError as error:
             raise ConfigError([str(error)], source="data") from error
-        if state is not None and (state["n_inputs"] != train.n_inputs or list(state["class_names"]) != train.class_names):
-            raise ConfigError([f"data: the run was trained on {state['n_inputs']} features and classes {list(state['class_names'])[:5]}..., the data differs"], source="run")
+        saved_vocabulary = None if state is None else state.get("vocabulary")
+        if state is not None and (
+            state["n_inputs"] != self.n_inputs
+            or list(state["class_names"]) != train.class_names
+            or saved_vocabulary != (None if self.vocabulary is None else self.vocabulary.to_dict())
+        ):
+            raise ConfigError([f"data: the run was trained on {state['n_inputs']} inputs and classes {list(state['class_names'])[:5]}..., the data differs"], source="run")
 
     def _read(self, split: str, class_names: Optional[List[str]]) -> ItemSet:
         data = self.config.data
         try:
-            return load_items(getattr(data, split), id_column=data.id_column, label_column=data.label_column, class_names=class_names)
+            return load_items(
+                getattr(data, split), id_column=data.id_column, label_column=data.label_column, class_names=class_names,
+                text_column=data.text_column, tokens_column=data.tokens_column,
+            )
         except ValueError as error:
             raise ConfigError([f"data.{split}: {error}"], source="data") from error
+
+    def _vocabulary(self) -> Vocabulary:
+        """The vocabulary of the training items; every split's inputs become its token ids."""
+        options = self.config.data.vocabulary
+        try:
+            vocabulary = Vocabulary.build(self.splits["train"], min_count=options.min_count, max_size=options.max_size, max_length=options.max_length)
+        except ValueError as error:
+            raise ConfigError([f"data.vocabulary: {error}"], source="data") from error
+        self.splits = {split: None if items is None else vocabulary.encode(items) for split, items in self.splits.items()}
+        return vocabulary
+
+    def write_setup(self, folder: Any) -> None:
+        if self.vocabulary is not None:
+            from ltrkit.training import _io
+            from ltrkit.training.run_folder import output_errors
+
+            with output_errors(folder.path / VOCABULARY_FILE):
+                _io.write_json(folder.path / VOCABULARY_FILE, self.vocabulary.to_dict())
 
     # ------------------------------------------------------------------ model
     def build(self, device: torch.device) -> None:
@@ -151,8 +203,15 @@ class EmbeddingTask(Task):
 
         config, train = self.config, self.splits["train"]
         self.device = device
-        self.model = _build_model(config, train.n_inputs, len(train.class_names)).to(device)
+        self.model = _build_model(config, self.n_inputs, len(train.class_names)).to(device)
         self.loss_fn = ltrkit.losses.get(config.loss.name, **config.loss.args).to(device)
+        dim = int({**encoder_hyperparameters(config.encoder.name), **config.encoder.args}["dim"])
+        self.decoder = torch.nn.Linear(dim, self.n_inputs).to(device) if config.pretrain.epochs else None
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        """The model's parameters, and the pre-training decoder's (after pre-training it gets no gradient)."""
+        decoder = () if self.decoder is None else self.decoder.parameters()
+        return itertools.chain(self.model.parameters(), decoder)
 
     def _rows(self) -> int:
         objective = self.config.objective
@@ -166,6 +225,8 @@ class EmbeddingTask(Task):
     def train_batches(self, epoch: int) -> List[Any]:
         config = self.config
         self.model.train()
+        if epoch <= config.pretrain.epochs:
+            return self._pretrain_batches(epoch)
         if config.objective == "classes":
             return pk_batches(self.splits["train"].classes, config.sampler.p, config.sampler.k, seed=config.seed, epoch=epoch)
         rng = np.random.default_rng([config.seed, epoch])
@@ -183,10 +244,42 @@ class EmbeddingTask(Task):
             out.append((rows, draw + (draw >= own).long()))
         return out
 
+    def _pretrain_batches(self, epoch: int) -> List["_Corrupted"]:
+        """An epoch of pre-training: every training item once, in as many batches as the
+        objective's epoch has (so the schedule's step count holds), bags corrupted by ``(seed, epoch)``."""
+        options, train = self.config.pretrain, self.splits["train"]
+        rng = np.random.default_rng([self.config.seed, epoch, 1])
+        order = torch.from_numpy(rng.permutation(len(train)))
+        batches = []
+        for rows in torch.tensor_split(order, min(self.steps_per_epoch(), len(train))):
+            clean = train.inputs[rows]
+            draw = torch.from_numpy(rng.random((2, *clean.shape)))
+            dropped = draw[0] < options.word_dropout
+            replaced = (draw[1] < options.word_replace) & ~dropped & (clean > 0)
+            # replacements are real words: ids 2.. (0 is padding, 1 unknown)
+            words = torch.from_numpy(rng.integers(2, self.n_inputs, size=clean.shape))
+            corrupted = torch.where(dropped, torch.zeros_like(clean), torch.where(replaced, words, clean))
+            batches.append(_Corrupted(rows, corrupted))
+        return batches
+
+    def _reconstruction_step(self, batch: "_Corrupted", device: torch.device) -> StepOutput:
+        """Softmax cross-entropy of the decoded corrupted bag against the clean bag's token frequencies."""
+        clean = self.splits["train"].inputs[batch.rows].to(device)
+        counts = torch.zeros(clean.shape[0], self.n_inputs, device=device).scatter_add_(1, clean, torch.ones_like(clean, dtype=torch.float32))
+        counts[:, 0] = 0.0  # padding is no token
+        lengths = counts.sum(1)
+        kept = lengths > 0
+        logits = self.decoder(self.model(batch.corrupted.to(device)).float())
+        losses = torch.nn.functional.cross_entropy(logits[kept], counts[kept] / lengths[kept, None], reduction="none")
+        weight = int(kept.sum())
+        return StepOutput(loss=losses.sum() / max(weight, 1), weight=weight, items=int(clean.shape[0]))
+
     def training_step(self, batch: Any, device: torch.device, amp_dtype: Optional[torch.dtype]) -> StepOutput:
         config, train = self.config, self.splits["train"]
         x = train.inputs
         objective, loss_fn = config.objective, self.loss_fn
+        if isinstance(batch, _Corrupted):
+            return self._reconstruction_step(batch, device)
         if objective == "classes":
             embeddings = self.model(x[batch].to(device))
             loss = loss_fn(embeddings.float(), train.classes[batch].to(device))
@@ -215,55 +308,90 @@ class EmbeddingTask(Task):
         return StepOutput(loss=loss, weight=len(batch), items=3 * len(batch))
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate_with(self, model: torch.nn.Module, items: ItemSet, *, raw: bool = False) -> Evaluation:
-        config = self.config
-        options = {"similarity_kind": config.evaluation.similarity, "empty": config.evaluation.empty}
-        embeddings = items.inputs if raw else encode(model, items.inputs, batch_size=config.training.eval_batch_size, device=self.device)
-        if config.objective == "starspace" and not raw:
-            entities = model.entity_vectors().detach().float().cpu()
-            return retrieval_metrics(embeddings, items.classes, self.metric_names, index=entities, index_classes=torch.arange(entities.shape[0]), **options)
-        return retrieval_metrics(embeddings, items.classes, self.metric_names, **options)
+    def _retrieval(self, vectors: torch.Tensor, items: ItemSet, entities: Optional[torch.nn.Module]) -> Evaluation:
+        """Retrieval metrics of ``items`` as ``vectors`` among themselves or, given an entity model
+        (StarSpace), each item ranking every class's entity vector."""
+        options = {"similarity_kind": self.config.evaluation.similarity, "empty": self.config.evaluation.empty}
+        if entities is not None:
+            index = entities.entity_vectors().detach().float().cpu()
+            return retrieval_metrics(vectors, items.classes, self.metric_names, index=index, index_classes=torch.arange(index.shape[0]), **options)
+        return retrieval_metrics(vectors, items.classes, self.metric_names, **options)
+
+    def _entities(self, model: torch.nn.Module) -> Optional[torch.nn.Module]:
+        return model if self.config.objective == "starspace" else None
 
     def evaluate(self, split: str, device: torch.device, amp_dtype: Optional[torch.dtype]) -> Optional[Evaluation]:
         items = self.splits.get(split)
-        return None if items is None else self._evaluate_with(self.model, items)
+        return None if items is None else self._retrieval(self._encoder_of(self.model)(items), items, self._entities(self.model))
 
     def final_metrics(self, folder: Any, device: torch.device, amp_dtype: Optional[torch.dtype]) -> Dict[str, Dict[str, float]]:
         test = self.splits.get("test")
         if test is None:
             return {}
+        embed = self._encoder_of(self.model)
         if self.config.output.plots:
-            _write_projection(folder, encode(self.model, test.inputs, batch_size=self.config.training.eval_batch_size, device=device), test)
-        return {"test": self._evaluate_with(self.model, test).means}
+            _write_projection(folder, embed(test), test)
+        return {"test": self._test_metrics(embed, self._entities(self.model))}
+
+    def _encoder_of(self, model: torch.nn.Module) -> Callable[[ItemSet], torch.Tensor]:
+        return lambda items: encode(model, items.inputs, batch_size=self.config.training.eval_batch_size, device=self.device)
+
+    def _test_metrics(self, embed: Callable[[ItemSet], torch.Tensor], entities: Optional[torch.nn.Module] = None) -> Dict[str, float]:
+        """Retrieval metrics of the test items embedded by ``embed`` and, with ``evaluation.duplicates``,
+        duplicate detection at the threshold of the best validation F1."""
+        test, options = self.splits["test"], self.config.evaluation
+        vectors = embed(test)
+        metrics = self._retrieval(vectors, test, entities).means
+        if options.duplicates:
+            from ltrkit.embeddings.news import best_threshold, duplicate_scores
+
+            threshold = best_threshold(embed(self.splits["vali"]), self.splits["vali"].classes, similarity_kind=options.similarity)
+            metrics.update(duplicate_scores(vectors, test.classes, threshold, similarity_kind=options.similarity), dup_threshold=threshold)
+        return metrics
 
     def baselines(self) -> Dict[str, Any]:
-        """Raw inputs (``starspace``: none) and the untrained encoder, on the test items."""
+        """Raw inputs (text: TF-IDF cosine; ``starspace`` and token-id items: none) and the untrained
+        encoder, on the test items."""
         test = self.splits.get("test")
         if not self.config.evaluation.baselines or test is None:
             return {}
         baselines: Dict[str, Any] = {}
-        if self.config.objective != "starspace":
-            baselines["raw_inputs"] = {"label": "raw inputs", "metrics": {"test": self._evaluate_with(self.model, test, raw=True).means}}
+        if self.config.objective != "starspace" and not test.is_text:
+            baselines["raw_inputs"] = {"label": "raw inputs", "metrics": {"test": self._test_metrics(_raw_inputs)}}
+        elif self.config.objective != "starspace" and test.texts is not None:
+            from ltrkit.embeddings.news import tfidf_vectors
+
+            train_texts = self.splits["train"].texts
+            baselines["tfidf"] = {"label": "TF-IDF cosine", "metrics": {"test": self._test_metrics(lambda items: tfidf_vectors(train_texts, items.texts))}}
         # the loop seeds then builds: the same seed gives the initial weights again
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
-            untrained = _build_model(self.config, test.n_inputs, len(self.splits["train"].class_names)).to(self.device)
-        baselines["untrained"] = {"label": "untrained", "metrics": {"test": self._evaluate_with(untrained, test).means}}
+            untrained = _build_model(self.config, self.n_inputs, len(self.splits["train"].class_names)).to(self.device)
+        baselines["untrained"] = {"label": "untrained", "metrics": {"test": self._test_metrics(self._encoder_of(untrained), self._entities(untrained))}}
         return baselines
 
     # ------------------------------------------------------------------ checkpoint and report
     def state_dict(self) -> Dict[str, Any]:
-        train = self.splits["train"]
-        return {"loss": self.loss_fn.state_dict(), "n_inputs": train.n_inputs, "class_names": list(train.class_names)}
+        return {
+            "loss": self.loss_fn.state_dict(),
+            "n_inputs": self.n_inputs,
+            "class_names": list(self.splits["train"].class_names),
+            "vocabulary": None if self.vocabulary is None else self.vocabulary.to_dict(),
+            "decoder": None if self.decoder is None else self.decoder.state_dict(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.loss_fn.load_state_dict(state["loss"])
+        if self.decoder is not None:
+            self.decoder.load_state_dict(state["decoder"])
 
     def start_message(self, device: torch.device, folder: Any) -> str:
         train = self.splits["train"]
+        inputs = f"{train.n_inputs} features" if self.vocabulary is None else f"a vocabulary of {len(self.vocabulary)}"
+        pretrain = f", {self.config.pretrain.epochs} epoch(s) of denoising pre-training first" if self.config.pretrain.epochs else ""
         return (
-            f"training a {self.config.encoder.name} encoder with {self.config.loss.name} ({self.config.objective}) on {len(train)} items "
-            f"({train.n_inputs} features, {len(train.class_names)} classes) on {device}; run folder {folder.path}"
+            f"training a {self.config.encoder.name} encoder with {self.config.loss.name} ({self.config.objective}{pretrain}) on {len(train)} items "
+            f"({inputs}, {len(train.class_names)} classes) on {device}; run folder {folder.path}"
         )
 
     def report_identity(self) -> Dict[str, Any]:
@@ -271,11 +399,18 @@ class EmbeddingTask(Task):
 
     def report_context(self) -> Dict[str, Any]:
         data = {
-            split: {"source": items.source, "items": len(items), "features": items.n_inputs, "classes": len(items.class_names)}
+            split: {"source": items.source, "items": len(items), "features": self.n_inputs, "classes": len(items.class_names)}
             for split, items in self.splits.items()
             if items is not None
         }
+        if self.vocabulary is not None:
+            data["vocabulary"] = {"size": len(self.vocabulary), "file": VOCABULARY_FILE}
         return {"data": data, "conventions": {"similarity": self.config.evaluation.similarity, "empty": self.config.evaluation.empty, "ties": "input_order"}}
+
+
+def _raw_inputs(items: ItemSet) -> torch.Tensor:
+    """The baseline "embedding" of feature items: the features themselves."""
+    return items.inputs
 
 
 def _build_model(config: EmbedConfig, n_inputs: int, n_classes: int) -> EmbeddingModel:
@@ -326,11 +461,12 @@ class Embedder:
     Attributes:
         model: the :class:`EmbeddingModel` in eval mode.
         config: the run's :class:`EmbedConfig`.
-        n_inputs: the feature count it was trained on.
+        n_inputs: the feature count it was trained on (text items: the vocabulary size).
+        vocabulary: the run's :class:`~ltrkit.embeddings.data.Vocabulary` (text items), else ``None``.
     """
 
-    def __init__(self, model: EmbeddingModel, config: EmbedConfig, device: torch.device, n_inputs: int) -> None:
-        self.model, self.config, self.device, self.n_inputs = model, config, device, n_inputs
+    def __init__(self, model: EmbeddingModel, config: EmbedConfig, device: torch.device, n_inputs: int, vocabulary: Optional[Vocabulary] = None) -> None:
+        self.model, self.config, self.device, self.n_inputs, self.vocabulary = model, config, device, n_inputs, vocabulary
 
     @classmethod
     def load(cls, run_dir: Union[str, Path], checkpoint: str = "best", *, device: Union[str, torch.device] = "cpu") -> "Embedder":
@@ -349,6 +485,7 @@ class Embedder:
             config = EmbedConfig.model_validate(state["config"])
             model = _build_model(config, int(state["n_inputs"]), len(state["class_names"]))
             model.load_state_dict(state["model"])
+            vocabulary = None if state.get("vocabulary") is None else Vocabulary.from_dict(state["vocabulary"])
         except FileNotFoundError as error:
             raise ConfigError([f"{error} (did any epoch finish?)"], source="--run") from error
         except ValueError as error:
@@ -356,14 +493,32 @@ class Embedder:
         except (RuntimeError, KeyError, TypeError) as error:
             raise ConfigError([f"{str(path)!r} does not match its config: {state_error_summary(error)}"], source="--run") from error
         device = torch.device(device)
-        return cls(model.to(device).eval(), config, device, int(state["n_inputs"]))
+        return cls(model.to(device).eval(), config, device, int(state["n_inputs"]), vocabulary)
 
-    def encode(self, items: ItemSet) -> torch.Tensor:
-        """``[N, dim]`` embeddings of ``items`` (the run's feature count is checked).
+    def read_items(self, path: Union[str, Path]) -> ItemSet:
+        """Items of ``path`` read as the run's training items were (columns, the run's vocabulary);
+        a label column is optional.
 
         Raises:
-            ValueError: a feature count other than the run's.
+            ValueError: a bad items file (see :func:`~ltrkit.embeddings.data.load_items`).
         """
-        if items.n_inputs != self.n_inputs:
+        data = self.config.data
+        return load_items(
+            path, id_column=data.id_column, label_column=data.label_column,
+            text_column=data.text_column, tokens_column=data.tokens_column, vocabulary=self.vocabulary,
+        )
+
+    def encode(self, items: ItemSet) -> torch.Tensor:
+        """``[N, dim]`` embeddings of ``items`` (feature items: the run's feature count is checked;
+        text items are encoded with the run's vocabulary).
+
+        Raises:
+            ValueError: a feature count other than the run's, or feature items for a text run.
+        """
+        if self.vocabulary is not None:
+            if not items.is_text:
+                raise ValueError(f"{items.source} holds feature rows but the run was trained on text items")
+            items = self.vocabulary.encode(items)
+        elif items.n_inputs != self.n_inputs:
             raise ValueError(f"{items.source} has {items.n_inputs} features but the run was trained on {self.n_inputs}")
         return encode(self.model, items.inputs, batch_size=self.config.training.eval_batch_size, device=self.device)

@@ -17,6 +17,7 @@ _EXPORTS = {
     "BACKENDS": "ltrkit.export.loaded",
     "ExportedRanker": "ltrkit.export.loaded",
     "load_exported": "ltrkit.export.loaded",
+    "export_encoder_run": "ltrkit.export.encoder",
 }
 
 __all__ = list(_EXPORTS)
