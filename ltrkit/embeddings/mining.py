@@ -16,6 +16,11 @@ Distances are those of the loss (p-norm, optionally squared). A triplet ``(a, p,
 With these triplets, ``sum(max(0, margin + d(a, p) - d(a, n)))`` is ``batch_triplet_loss(...,
 reduction="sum")`` (up to how ties share the gradient).
 
+Memory: ``O(N^2)`` plus the triplets returned; ``"batch_all"`` lists them in blocks of about
+``2^23`` candidates, never as an ``[N, N, N]`` mask (at N = 4096 with classes of 8 there are
+117 million valid triplets, 2.8 GB of indices: prefer ``positive_loss_only`` or the loss itself,
+which never lists them).
+
 Example:
     >>> emb = torch.tensor([[0.0], [1.0], [3.0], [0.5]])
     >>> a, p, n = mine_triplets(emb, torch.tensor([0, 0, 1, 1]), mining="batch_hard")
@@ -25,15 +30,18 @@ Example:
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
 from ltrkit._checks import check_choice, check_non_negative, check_positive
+from ltrkit.losses.embedding import padded_columns, semi_hard_choice
 
 __all__ = ["mine_triplets"]
 
 MININGS = ("batch_all", "batch_hard", "semi_hard")
+# candidate triplets per block of the batch-all listing (bools + indices: about 100 MB)
+_BLOCK_ELEMENTS = 1 << 23
 
 
 def mine_triplets(
@@ -79,21 +87,53 @@ def mine_triplets(
         negative = ~same
         inf = torch.tensor(float("inf"), device=d.device)
         if mining == "batch_all":
-            valid = positive[:, :, None] & negative[:, None, :]
-            a, pos, neg = torch.nonzero(valid, as_tuple=True)
-        elif mining == "batch_hard":
+            return _all_triplets(d, positive, negative, margin if positive_loss_only else None)
+        if mining == "batch_hard":
             a = torch.nonzero(positive.any(1) & negative.any(1)).flatten()
             # argmax/argmin return the first extreme: ties go to the lowest index
             pos = torch.where(positive, d, -inf)[a].argmax(dim=1)
             neg = torch.where(negative, d, inf)[a].argmin(dim=1)
         else:
-            a, pos = torch.nonzero(positive & negative.any(1, keepdim=True), as_tuple=True)
-            d_ap = d[a, pos]
-            farther = negative[a] & (d[a] > d_ap[:, None])
-            semi = torch.where(farther, d[a], inf).argmin(dim=1)
-            farthest = torch.where(negative[a], d[a], -inf).argmax(dim=1)
-            neg = torch.where(farther.any(1), semi, farthest)
+            a, pos, neg = _semi_hard_triplets(d, positive, negative)
         if positive_loss_only:
             keep = margin + d[a, pos] - d[a, neg] > 0
             a, pos, neg = a[keep], pos[keep], neg[keep]
     return a, pos, neg
+
+
+def _all_triplets(d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: Optional[float]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every valid triplet (with ``margin``: those with a positive loss), ``_BLOCK_ELEMENTS``
+    candidates at a time: positive pairs in ``(a, p)`` order against their anchor's negatives."""
+    anchors, positives = torch.nonzero(positive, as_tuple=True)
+    negatives, real = padded_columns(negative)
+    pairs_per_block = max(1, _BLOCK_ELEMENTS // negatives.shape[1])
+    found = []
+    for start in range(0, anchors.numel(), pairs_per_block):
+        a, pos = anchors[start : start + pairs_per_block], positives[start : start + pairs_per_block]
+        candidates, keep = negatives[a], real[a]
+        if margin is not None:
+            keep = keep & (margin + d[a, pos][:, None] - d[a[:, None], candidates] > 0)
+        rows, slots = torch.nonzero(keep, as_tuple=True)
+        found.append((a[rows], pos[rows], candidates[rows, slots]))
+    if not found:
+        empty = torch.zeros(0, dtype=torch.long, device=d.device)
+        return empty, empty, empty
+    return tuple(torch.cat(column) for column in zip(*found))
+
+
+def _semi_hard_triplets(d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The semi-hard triplets of :func:`ltrkit.losses.embedding.semi_hard_choice` in ``(a, p)``
+    order, each chosen distance's tie going to its lowest-index negative."""
+    n = d.shape[0]
+    choice = semi_hard_choice(d, positive, negative)
+    width = choice.chosen.shape[1]
+    columns = torch.arange(n, device=d.device).expand(n, n)
+    lowest = torch.full((n, width + 1), n, dtype=torch.long, device=d.device)
+    lowest = lowest.scatter_reduce(1, choice.group, torch.where(choice.tied, columns, n), "amin")
+    counted = choice.real & negative.any(dim=1, keepdim=True)
+    # back from slots by distance to slots by positive column, so the triplets come in (a, p) order
+    by_column = torch.sort(torch.where(counted, choice.positives, n), dim=1)
+    a = torch.arange(n, device=d.device)[:, None].expand(n, width)
+    keep = by_column.values < n
+    neg = torch.gather(torch.gather(lowest, 1, choice.first), 1, by_column.indices)
+    return a[keep], by_column.values[keep], neg[keep]

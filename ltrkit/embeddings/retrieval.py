@@ -1,8 +1,10 @@
 """Retrieval evaluation of embeddings: every query ranks the index by similarity.
 
-A query's relevant items are the index items of its class (``classes`` equal); with
-``exclude_self`` (the query set *is* the index, the usual "every item as a query" protocol) the
-query's own row is left out of its list. The metrics are ltrkit's list metrics
+A query's relevant items are the index items of its class (``classes [N]`` equal), or, for
+multi-label items (``labels [N, L]`` multi-hot, :func:`multi_hot` builds it from label lists),
+the index items sharing at least one of its labels. With ``exclude_self`` (the query set *is*
+the index, the usual "every item as a query" protocol) the query's own row is left out of its
+list. The metrics are ltrkit's list metrics
 (:mod:`ltrkit.metrics.functional`) on binary labels, with the library's conventions:
 
 * ranks are 1-based, higher similarity first; ties keep index order (``ties="input_order"``);
@@ -30,14 +32,22 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+from typing import Hashable, List, Optional, Sequence, Tuple
 
 import torch
 
 from ltrkit._checks import check_choice
 from ltrkit.training.task import Evaluation
 
-__all__ = ["RETRIEVAL_FAMILIES", "SIMILARITIES", "canonical_retrieval_metric", "retrieval_metrics", "retrieval_values", "similarity"]
+__all__ = [
+    "RETRIEVAL_FAMILIES",
+    "SIMILARITIES",
+    "canonical_retrieval_metric",
+    "multi_hot",
+    "retrieval_metrics",
+    "retrieval_values",
+    "similarity",
+]
 
 #: Metric families of :func:`retrieval_values` (canonical names as :func:`ltrkit.metrics.parse_metric` spells them).
 RETRIEVAL_FAMILIES = ("recall", "p", "map", "mrr", "ndcg")
@@ -72,6 +82,47 @@ def similarity(queries: torch.Tensor, index: torch.Tensor, kind: str = "cosine")
     return -torch.cdist(queries, index)
 
 
+def multi_hot(label_lists: Sequence[Sequence[Hashable]], vocabulary: Optional[Sequence[Hashable]] = None) -> Tuple[torch.Tensor, List[Hashable]]:
+    """Multi-hot labels ``[N, L]`` (bool) of items given as label lists, and the ``L`` label names.
+
+    Args:
+        label_lists: each item's labels (any hashables; repeats count once; an empty list is an
+            item relevant to nothing).
+        vocabulary: the label names, in column order (default: the sorted labels seen).
+
+    Raises:
+        ValueError: a label not in ``vocabulary`` (naming the item and the label).
+
+    Example:
+        >>> labels, names = multi_hot([["news", "sport"], ["sport"], []])
+        >>> labels.int().tolist(), names
+        ([[1, 1], [0, 1], [0, 0]], ['news', 'sport'])
+    """
+    names = sorted({label for labels in label_lists for label in labels}) if vocabulary is None else list(vocabulary)
+    column = {name: j for j, name in enumerate(names)}
+    rows, columns = [], []
+    for item, labels in enumerate(label_lists):
+        for label in labels:
+            if label not in column:
+                raise ValueError(f"item {item}: label {label!r} is not in the vocabulary")
+            rows.append(item)
+            columns.append(column[label])
+    out = torch.zeros(len(label_lists), len(names), dtype=torch.bool)
+    out[torch.tensor(rows, dtype=torch.long), torch.tensor(columns, dtype=torch.long)] = True
+    return out, names
+
+
+def _relevance(query_labels: torch.Tensor, index_labels: torch.Tensor) -> torch.Tensor:
+    """``[Q, N]`` bool: same class (``[Q]`` and ``[N]``), or at least one shared label (``[Q, L]``
+    multi-hot and ``index_labels`` as a sparse ``[N, L]`` float tensor)."""
+    if query_labels.dim() == 1:
+        return query_labels[:, None] == index_labels[None, :]
+    # shared-label counts: a sparse product costs O(labels of the index * Q), not O(N * L * Q);
+    # the counts are small integers, exact in float32
+    shared = torch.sparse.mm(index_labels, query_labels.T.to(torch.float32).contiguous())
+    return (shared > 0).T.contiguous()
+
+
 def retrieval_values(
     queries: torch.Tensor,
     query_classes: torch.Tensor,
@@ -87,18 +138,22 @@ def retrieval_values(
 
     Args:
         queries: ``[Q, D]`` query embeddings.
-        query_classes: ``[Q]`` integer classes.
+        query_classes: ``[Q]`` integer classes, or ``[Q, L]`` multi-hot labels (bool or 0/1;
+            relevant = at least one label in common).
         metrics: names (``recall@k``, ``p@k``, ``map``, ``map@k``, ``mrr``, ``mrr@k``, ``ndcg``,
             ``ndcg@k``; :func:`ltrkit.metrics.parse_metric` spellings).
         index: ``[N, D]`` embeddings searched; ``None`` = the queries themselves, each query's
             own row excluded from its list.
-        index_classes: ``[N]`` classes of ``index`` (with ``index`` only).
+        index_classes: ``[N]`` classes or ``[N, L]`` labels of ``index``, the kind of
+            ``query_classes`` (with ``index`` only).
         similarity_kind: ``"cosine"``, ``"dot"`` or ``"euclidean"`` (see :func:`similarity`).
         empty: value of a query with no relevant item: ``"zero"``, ``"one"`` or ``"skip"`` (NaN).
         chunk: queries per block (default: about ``2^24 / N``).
 
     Raises:
-        ValueError: bad shapes, non-finite embeddings, an unknown metric, similarity or rule.
+        ValueError: bad shapes, non-finite embeddings, labels neither ``[N]`` integer nor
+            ``[N, L]`` 0/1, query and index labels of different kinds, an unknown metric,
+            similarity or rule.
     """
     names = [canonical_retrieval_metric(name) for name in metrics]
     check_choice("empty", empty, EMPTY_RULES)
@@ -109,10 +164,14 @@ def retrieval_values(
         index, index_classes = queries, query_classes
     elif index_classes is None:
         raise ValueError("index is given without index_classes")
-    _check_embeddings("queries", queries, query_classes)
-    _check_embeddings("index", index, index_classes)
+    query_classes = _check_embeddings("queries", queries, query_classes)
+    index_classes = _check_embeddings("index", index, index_classes)
     if queries.shape[1] != index.shape[1]:
         raise ValueError(f"queries have {queries.shape[1]} dimensions but the index has {index.shape[1]}")
+    if query_classes.shape[1:] != index_classes.shape[1:]:
+        raise ValueError(
+            f"query labels {tuple(query_classes.shape)} and index labels {tuple(index_classes.shape)} must be both classes [N] or both multi-hot [N, L] with the same L"
+        )
     n_index = index.shape[0]
     length = n_index - 1 if exclude_self else n_index
     if chunk is None:
@@ -124,10 +183,12 @@ def retrieval_values(
     # ideal DCG@k of R relevant items = sum of the first min(R, k) discounts
     ideal_prefix = torch.cat([torch.zeros(1, dtype=torch.float64, device=queries.device), torch.cumsum(discounts, 0)])
     out = torch.empty(queries.shape[0], len(specs), dtype=torch.float64, device=queries.device)
+    if index_classes.dim() == 2:
+        index_classes = index_classes.to(torch.float32).to_sparse()
     for start in range(0, queries.shape[0], chunk):
         stop = min(start + chunk, queries.shape[0])
         scores = similarity(queries[start:stop], index, similarity_kind)
-        relevant = query_classes[start:stop, None] == index_classes[None, :]
+        relevant = _relevance(query_classes[start:stop], index_classes)
         if exclude_self:
             rows = torch.arange(stop - start, device=queries.device)
             own = rows + start
@@ -240,13 +301,22 @@ def retrieval_metrics(
     )
 
 
-def _check_embeddings(name: str, embeddings: torch.Tensor, classes: torch.Tensor) -> None:
+def _check_embeddings(name: str, embeddings: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Validate one side; return its labels as ``[N]`` classes or ``[N, L]`` bool multi-hot."""
     if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2 or not embeddings.is_floating_point():
         got = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
         raise ValueError(f"{name} must be a float tensor [N, D], got {got}")
-    if not isinstance(classes, torch.Tensor) or classes.shape != embeddings.shape[:1] or classes.is_floating_point():
+    kinds = f"an integer tensor [{embeddings.shape[0]}] or multi-hot labels [{embeddings.shape[0]}, L]"
+    if not isinstance(classes, torch.Tensor) or classes.dim() not in (1, 2) or classes.shape[0] != embeddings.shape[0] or classes.is_floating_point():
         got = tuple(classes.shape) if isinstance(classes, torch.Tensor) else type(classes).__name__
-        raise ValueError(f"the classes of {name} must be an integer tensor [{embeddings.shape[0]}], got {got}")
+        raise ValueError(f"the classes of {name} must be {kinds}, got {got}")
+    if classes.dim() == 2 and classes.dtype != torch.bool:
+        bad = ~((classes == 0) | (classes == 1))
+        if bool(bad.any()):
+            row = int(torch.nonzero(bad.any(dim=1))[0])
+            raise ValueError(f"the multi-hot labels of {name} row {row} hold a value other than 0 and 1")
+        classes = classes != 0
     if not bool(torch.isfinite(embeddings).all()):
         row = int(torch.nonzero(~torch.isfinite(embeddings).all(dim=1))[0])
         raise ValueError(f"{name} row {row} holds a NaN or infinite value")
+    return classes

@@ -11,7 +11,7 @@ underflows to 0 in float16.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
@@ -207,6 +207,113 @@ def _distance_matrix(embeddings: torch.Tensor, p: float, squared: bool) -> torch
     return diff_norm * diff_norm if squared else diff_norm
 
 
+def padded_columns(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Each row's True columns of a ``[N, N]`` bool mask as a padded list.
+
+    Returns ``(columns [N, W] int64, real [N, W] bool)``: row ``i``'s True columns in ascending
+    order, then padding (column 0, ``real`` False); ``W`` = the largest row count, at least 1
+    (so an empty batch still has a slot to gather from). Memory is
+    ``O(N * W)``, the triplet paths' way to stay ``O(N^2)``.
+    """
+    rows, columns = torch.nonzero(mask, as_tuple=True)
+    counts = mask.sum(dim=1)
+    width = max(int(counts.max()) if counts.numel() else 0, 1)
+    slots = torch.arange(rows.numel(), device=mask.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    padded = torch.zeros(mask.shape[0], width, dtype=torch.long, device=mask.device)
+    padded[rows, slots] = columns
+    return padded, torch.arange(width, device=mask.device)[None, :] < counts[:, None]
+
+
+class SemiHardChoice(NamedTuple):
+    """The FaceNet semi-hard negatives of every positive pair, from :func:`semi_hard_choice`.
+
+    Each anchor's positives are in slots ``[N, P]`` by ascending ``d(a, p)`` (``real`` marks
+    the filled slots). The chosen negatives of one anchor have non-decreasing distances along
+    the slots, so the negatives at one chosen distance (its ties) form one group, named by its
+    first slot.
+    """
+
+    positives: torch.Tensor  # [N, P] int64 column of each slot's positive
+    real: torch.Tensor  # [N, P] bool
+    chosen: torch.Tensor  # [N, P] distance of the chosen negative (no gradient)
+    group: torch.Tensor  # [N, N] int64 first slot whose chosen distance is d(a, n) (valid where `tied`; else up to P)
+    tied: torch.Tensor  # [N, N] bool: n is a negative of a at some slot's chosen distance
+    first: torch.Tensor  # [N, P] int64 first slot with the same chosen distance
+
+
+def semi_hard_choice(d: torch.Tensor, positive_pair: torch.Tensor, negative_pair: torch.Tensor) -> SemiHardChoice:
+    """Semi-hard negatives for distances ``d [N, N]`` in ``O(N^2)`` memory, ``O(N^2 log P)`` time.
+
+    Per anchor, the negatives are bucketed by how many positives are strictly closer
+    (``searchsorted`` among the sorted ``d(a, p)``); the closest negative farther than the
+    ``r``-th closest positive is the minimum over buckets ``> r`` (a reversed running minimum),
+    else the anchor's farthest negative. No ``[N, N, N]`` tensor is built.
+    """
+    n = d.shape[0]
+    with torch.no_grad():
+        inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
+        columns, real = padded_columns(positive_pair)
+        ascending, order = torch.sort(torch.where(real, torch.gather(d, 1, columns), inf), dim=1)
+        negative_d = torch.where(negative_pair, d, inf).contiguous()
+        buckets = torch.searchsorted(ascending, negative_d)  # positives strictly closer than each negative
+        bucket_min = torch.full((n, columns.shape[1] + 1), float("inf"), dtype=d.dtype, device=d.device)
+        bucket_min = bucket_min.scatter_reduce(1, buckets, negative_d, "amin")
+        closest_farther = torch.flip(torch.cummin(torch.flip(bucket_min, dims=[1]), dim=1).values, dims=[1])[:, 1:]
+        farthest = torch.where(negative_pair, d, -inf).amax(dim=1, keepdim=True)
+        chosen = torch.where(torch.isfinite(closest_farther), closest_farther, farthest).contiguous()
+        group = torch.searchsorted(chosen, negative_d)
+        tied = negative_pair & (torch.searchsorted(chosen, negative_d, right=True) > group)
+        first = torch.searchsorted(chosen, chosen)
+    return SemiHardChoice(torch.gather(columns, 1, order), real, chosen, group, tied, first)
+
+
+def _batch_all(d: torch.Tensor, positive_pair: torch.Tensor, negative_pair: torch.Tensor, margin: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-anchor sums over all valid triplets ``[N]`` and the count of triplets with a positive loss.
+
+    With ``t_p = margin + d(a, p)``, anchor ``a``'s loss is ``sum_n sum_p max(0, t_p - d(a, n))
+    = sum_n (S_j - j d(a, n))``, ``j`` the number of ``t_p >= d(a, n)`` and ``S_j`` the sum of
+    the ``j`` largest ``t_p``: a sort of the ``P`` thresholds per anchor, one ``searchsorted`` of
+    the ``[N, N]`` distances and a prefix sum. Autograd through it gives ``[N, N, N]``'s
+    gradients (``-j`` for ``d(a, n)``, the count of active negatives for ``d(a, p)``) in
+    ``O(N^2)`` memory.
+    """
+    columns, real = padded_columns(positive_pair)
+    width = columns.shape[1]
+    inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
+    thresholds = torch.where(real, margin + torch.gather(d, 1, columns), -inf)
+    ascending = torch.sort(thresholds, dim=1).values
+    keys = ascending.detach().contiguous()
+    negative_d = torch.where(negative_pair, d.detach(), inf).contiguous()
+    active = width - torch.searchsorted(keys, negative_d)  # t_p >= d(a, n): the triplets with a gradient
+    violated = width - torch.searchsorted(keys, negative_d, right=True)  # t_p > d(a, n): a positive loss
+    # a per-anchor offset keeps S_j - j d(a, n) from cancelling to float32 noise with many positives
+    centre = (torch.where(real, thresholds, torch.zeros_like(thresholds)).sum(dim=1, keepdim=True) / real.sum(dim=1, keepdim=True).clamp(min=1)).detach()
+    descending = torch.flip(ascending, dims=[1]) - centre
+    prefix = torch.cumsum(torch.where(torch.isfinite(descending), descending, torch.zeros_like(descending)), dim=1)
+    prefix = torch.cat([prefix.new_zeros(prefix.shape[0], 1), prefix], dim=1)
+    per_negative = torch.gather(prefix, 1, active) - active * (d - centre)
+    return per_negative.sum(dim=1), violated.sum()
+
+
+def _semi_hard(d: torch.Tensor, positive_pair: torch.Tensor, negative_pair: torch.Tensor, margin: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-anchor sums over positive pairs ``[N]`` and the count of counted pairs.
+
+    A chosen negative's distance takes its gradient evenly from all negatives at that distance
+    (as ``amin``/``amax`` share it): each group adds ``sum (d - d.detach()) / size``, which is 0
+    in value.
+    """
+    choice = semi_hard_choice(d, positive_pair, negative_pair)
+    n, width = choice.chosen.shape
+    tie_part = torch.where(choice.tied, d - d.detach(), torch.zeros_like(d))
+    # one spare column takes the untied negatives (group index up to P)
+    share = torch.zeros(n, width + 1, dtype=d.dtype, device=d.device).scatter_add(1, choice.group, tie_part)
+    size = torch.zeros(n, width + 1, dtype=d.dtype, device=d.device).scatter_add(1, choice.group, choice.tied.to(d.dtype))
+    chosen = choice.chosen + torch.gather(share / size.clamp(min=1), 1, choice.first)
+    counted = choice.real & negative_pair.any(dim=1, keepdim=True)
+    cost = torch.clamp(margin + torch.gather(d, 1, choice.positives) - chosen, min=0.0)
+    return torch.where(counted, cost, torch.zeros_like(cost)).sum(dim=1), counted.sum()
+
+
 def batch_triplet_loss(
     embeddings: torch.Tensor,
     classes: torch.Tensor,
@@ -236,8 +343,12 @@ def batch_triplet_loss(
       a negative; ``"none"`` gives each anchor's sum over its positives ``[N]``.
 
     ``"sum"`` always equals ``"none"`` summed. Ties in a max/min share its gradient evenly.
-    Memory: ``"batch_all"`` and ``"semi_hard"`` build ``[N, N, N]`` tensors (N = 256: 64 MiB
-    each in float32); ``"batch_hard"`` stays ``[N, N]``.
+    Memory and time: no ``[N, N, N]`` tensor is built; every mining keeps a few ``[N, N]``
+    tensors (forward and backward, about 1.4 GB at N = 4096 in float32, measured in
+    ``benchmarks/bench_embeddings.py``) and takes ``O(N^2 (D + log P))`` time, ``P`` the
+    largest class. ``"batch_all"`` sums each anchor's ``P x (N - P)`` triplets in closed form
+    from its sorted positive distances; ``"semi_hard"`` finds each pair's negative among
+    buckets of the negatives (see :func:`semi_hard_choice`).
 
     Args:
         embeddings: ``[N, D]`` embeddings.
@@ -288,12 +399,9 @@ def batch_triplet_loss(
     negative_pair = ~same_class
 
     if mining == "batch_all":
-        # [a, p, n] = margin + d(a, p) - d(a, n) over valid triplets
-        triplet = positive_pair.unsqueeze(2) & negative_pair.unsqueeze(1)
-        loss = torch.clamp(margin + d.unsqueeze(2) - d.unsqueeze(1), min=0.0) * triplet
+        per_anchor, violated = _batch_all(d, positive_pair, negative_pair, margin)
         if reduction == "mean":
-            return loss.sum() / (loss > 0).sum().clamp(min=1).to(loss.dtype)
-        per_anchor = loss.sum(dim=(1, 2))
+            return per_anchor.sum() / violated.clamp(min=1).to(per_anchor.dtype)
     elif mining == "batch_hard":
         has_both = positive_pair.any(dim=1) & negative_pair.any(dim=1)
         hardest_positive = torch.where(positive_pair, d, torch.zeros_like(d)).amax(dim=1)
@@ -305,18 +413,9 @@ def batch_triplet_loss(
         if reduction == "mean":
             return per_anchor.sum() / has_both.sum().clamp(min=1).to(per_anchor.dtype)
     else:
-        # [a, p, n]: negatives farther than the positive; pick the closest of them
-        farther = negative_pair.unsqueeze(1) & (d.unsqueeze(1) > d.unsqueeze(2))
-        inf = torch.full((), float("inf"), dtype=d.dtype, device=d.device)
-        semi_hard = torch.where(farther, d.unsqueeze(1), inf).amin(dim=2)
-        farthest = torch.where(negative_pair, d, -inf).amax(dim=1, keepdim=True).expand(n, n)
-        chosen = torch.where(farther.any(dim=2), semi_hard, farthest)
-        counted = positive_pair & negative_pair.any(dim=1, keepdim=True)
-        chosen = torch.where(counted, chosen, torch.zeros_like(chosen))
-        loss = torch.where(counted, torch.clamp(margin + d - chosen, min=0.0), torch.zeros_like(d))
+        per_anchor, counted = _semi_hard(d, positive_pair, negative_pair, margin)
         if reduction == "mean":
-            return loss.sum() / counted.sum().clamp(min=1).to(loss.dtype)
-        per_anchor = loss.sum(dim=1)
+            return per_anchor.sum() / counted.clamp(min=1).to(per_anchor.dtype)
     return per_anchor if reduction == "none" else per_anchor.sum()
 
 
