@@ -5,7 +5,9 @@ a data-dependent shape that ``torch.export`` cannot trace and that TorchScript c
 graph here runs the same layers on the whole padded batch instead: every pointwise layer maps a
 row to a row (eval-mode batch norm included), so real rows get the same values, and padded rows
 are zeroed wherever the training model would hold zeros (after the input projection and at the
-output). Padded keys are masked out of self-attention exactly as in training.
+output). Padded keys are masked out of self-attention exactly as in training. An ensemble is
+the graphs of its members and their combination; ``rank_mean`` ranks each member's scores within
+each list over its real documents, as in training.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import copy
 import warnings
 from typing import Tuple
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,10 +30,11 @@ from ltrkit.data.transforms import (
     Normalizer,
 )
 from ltrkit.models._layers import RankingModel, RowBatchNorm, sinusoidal_positions
+from ltrkit.models.ensemble import list_ranks
 
 __all__ = ["EXPORTABLE_MODELS", "FOLDABLE_METHODS", "InferenceGraph"]
 
-EXPORTABLE_MODELS = ("linear", "mlp", "attention")
+EXPORTABLE_MODELS = ("linear", "mlp", "attention", "dasalc", "ensemble")
 FOLDABLE_METHODS = ("zscore", "minmax", "log1p", "quantile", "rank_gauss", "query_zscore", "query_minmax", "none")
 
 
@@ -88,6 +92,118 @@ def _plain_batch_norms(module: nn.Module) -> None:
             _plain_batch_norms(child)
 
 
+def _padding_keys(mask: torch.Tensor) -> torch.Tensor:
+    """The encoder's key padding mask; a list with no real document attends over its padding
+    (no all -inf softmax row), and its outputs are discarded."""
+    return ~mask & mask.any(dim=1, keepdim=True)
+
+
+class _ListScorer(nn.Module):
+    """The ``linear``, ``mlp`` and ``attention`` models on a whole padded batch.
+
+    ``rows -> [positions] -> encoder -> head``: the pointwise models have the identity as encoder
+    and head, the attention ranker its input projection as ``rows``.
+    """
+
+    __constants__ = ["positional"]
+
+    def __init__(self, model: RankingModel) -> None:
+        super().__init__()
+        self.n_features = model.n_features
+        self.input_norm = model.input_norm_layer if model.input_norm_layer is not None else nn.Identity()
+        self.encoder: nn.Module = _NoEncoder()
+        self.head: nn.Module = nn.Identity()
+        self.positional = False
+        if model.name == "linear":
+            self.rows: nn.Module = model.linear
+        elif model.name == "mlp":
+            self.rows = nn.Sequential(model.body, model.head)
+        else:
+            self.rows = model.input_projection
+            self.head = model.head
+            self.positional = model.positional_encoding == "sinusoidal"
+            if model.encoder is not None:
+                self.encoder = model.encoder
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        batch, length = mask.shape[0], mask.shape[1]
+        rows = features.reshape(batch * length, self.n_features)
+        hidden = self.rows(self.input_norm(rows)).reshape(batch, length, -1)
+        # the training model scatters projected rows into zeros: padded rows hold 0 there too
+        hidden = torch.where(mask.unsqueeze(-1), hidden, torch.zeros_like(hidden))
+        if self.positional:
+            hidden = hidden + sinusoidal_positions(length, hidden.shape[2], device=hidden.device, dtype=hidden.dtype)
+        hidden = self.encoder(hidden, src_key_padding_mask=_padding_keys(mask))
+        scores = self.head(hidden.reshape(batch * length, -1)).reshape(batch, length)
+        return torch.where(mask, scores, torch.zeros_like(scores))
+
+
+class _DASALCScorer(nn.Module):
+    """The ``dasalc`` model on a whole padded batch: tower, context branch, latent cross, head.
+
+    Its input noise is a training-time augmentation and has no place here.
+    """
+
+    __constants__ = ["contextual"]
+
+    def __init__(self, model: RankingModel) -> None:
+        super().__init__()
+        self.n_features = model.n_features
+        self.input_norm = model.input_norm_layer if model.input_norm_layer is not None else nn.Identity()
+        self.tower = model.tower
+        self.head = model.head
+        self.contextual = model.encoder is not None
+        self.encoder: nn.Module = model.encoder if model.encoder is not None else _NoEncoder()
+        self.context_in: nn.Module = model.context_in if model.context_in is not None else nn.Identity()
+        self.context_out: nn.Module = model.context_out if model.context_out is not None else nn.Identity()
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        batch, length = mask.shape[0], mask.shape[1]
+        rows = self.input_norm(features.reshape(batch * length, self.n_features))
+        latent = self.tower(rows)
+        if self.contextual:
+            context = self.context_in(rows).reshape(batch, length, -1)
+            # as in training, the encoder sees zeros at padded positions
+            context = torch.where(mask.unsqueeze(-1), context, torch.zeros_like(context))
+            context = self.encoder(context, src_key_padding_mask=_padding_keys(mask))
+            latent = (1.0 + self.context_out(context.reshape(batch * length, -1))) * latent
+        scores = self.head(latent).reshape(batch, length)
+        return torch.where(mask, scores, torch.zeros_like(scores))
+
+
+class _EnsembleScorer(nn.Module):
+    """An :class:`~ltrkit.models.ensemble.EnsembleRanker`: every member's graph, then the same
+    combination (``rank_mean``: :func:`~ltrkit.models.ensemble.list_ranks` over the real
+    documents of each list)."""
+
+    __constants__ = ["rank_mean"]
+
+    def __init__(self, model: RankingModel) -> None:
+        super().__init__()
+        self.members = nn.ModuleList([_scorer(member) for member in model.members])
+        self.rank_mean = model.combine == "rank_mean"
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = []
+        for member in self.members:
+            member_scores = member(features, mask)
+            if self.rank_mean:
+                member_scores = -list_ranks(member_scores, mask).to(member_scores.dtype)
+            scores.append(member_scores)
+        return torch.stack(scores).mean(0)
+
+
+def _scorer(model: RankingModel) -> nn.Module:
+    """The padded-batch graph of a trained model (a CPU float32 eval copy with plain batch norms)."""
+    if model.name not in EXPORTABLE_MODELS:
+        raise ValueError(f"model {model.name!r} cannot be exported; exportable models: {list(EXPORTABLE_MODELS)}")
+    if model.name == "ensemble":
+        return _EnsembleScorer(model)
+    if model.name == "dasalc":
+        return _DASALCScorer(model)
+    return _ListScorer(model)
+
+
 class InferenceGraph(nn.Module):
     r"""Scores raw features: ``normalise -> scorer``, one module for ``torch.onnx`` and TorchScript.
 
@@ -98,8 +214,8 @@ class InferenceGraph(nn.Module):
     statistics over its real documents, so a list must hold its whole query.
 
     Args:
-        model: a trained ``linear``, ``mlp`` or ``attention`` model, on any device (copied to
-            the CPU; the original is not changed).
+        model: a trained model of :data:`EXPORTABLE_MODELS` (an ensemble's members too), on
+            any device (copied to the CPU; the original is not changed).
         normalizer: the fitted normaliser of the run.
 
     Shapes:
@@ -121,32 +237,17 @@ class InferenceGraph(nn.Module):
     """
 
     # compile-time constants for TorchScript: the untaken branches are never compiled
-    __constants__ = ["method", "positional", "search_steps"]
+    __constants__ = ["method", "search_steps"]
 
     def __init__(self, model: RankingModel, normalizer: Normalizer) -> None:
         super().__init__()
-        if model.name not in EXPORTABLE_MODELS:
-            raise ValueError(f"model {model.name!r} cannot be exported; exportable models: {list(EXPORTABLE_MODELS)}")
         if not normalizer.is_fitted or normalizer.n_features != model.n_features:
             raise ValueError(f"the normalizer ({normalizer!r}) does not fit the model's {model.n_features} features")
         # a CPU float32 copy: the graph is exported from the CPU, and the caller's model stays as it was
         model = copy.deepcopy(model).cpu().float().eval()
         _plain_batch_norms(model)
         self.n_features = model.n_features
-        self.input_norm = model.input_norm_layer if model.input_norm_layer is not None else nn.Identity()
-        self.encoder: nn.Module = _NoEncoder()
-        self.head: nn.Module = nn.Identity()
-        self.positional = False
-        if model.name == "linear":
-            self.rows: nn.Module = model.linear
-        elif model.name == "mlp":
-            self.rows = nn.Sequential(model.body, model.head)
-        else:
-            self.rows = model.input_projection
-            self.head = model.head
-            self.positional = model.positional_encoding == "sinusoidal"
-            if model.encoder is not None:
-                self.encoder = model.encoder
+        self.scorer = _scorer(model)
         if normalizer.method not in FOLDABLE_METHODS:
             raise ValueError(f"normaliser {normalizer.method!r} cannot be folded into an export; foldable: {list(FOLDABLE_METHODS)}")
         self.method = normalizer.method
@@ -227,18 +328,7 @@ class InferenceGraph(nn.Module):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Scores ``[B, L]`` of raw ``features [B, L, F]`` under ``mask [B, L]``."""
-        batch, length = mask.shape[0], mask.shape[1]
-        rows = self.normalise(features, mask).to(torch.float32).reshape(batch * length, self.n_features)
-        hidden = self.rows(self.input_norm(rows)).reshape(batch, length, -1)
-        # the training model scatters projected rows into zeros: padded rows hold 0 there too
-        hidden = torch.where(mask.unsqueeze(-1), hidden, torch.zeros_like(hidden))
-        if self.positional:
-            hidden = hidden + sinusoidal_positions(length, hidden.shape[2], device=hidden.device, dtype=hidden.dtype)
-        # a list with no real document attends over its padding (no all -inf softmax row)
-        key_padding = ~mask & mask.any(dim=1, keepdim=True)
-        hidden = self.encoder(hidden, src_key_padding_mask=key_padding)
-        scores = self.head(hidden.reshape(batch * length, -1)).reshape(batch, length)
-        return torch.where(mask, scores, torch.zeros_like(scores))
+        return self.scorer(self.normalise(features, mask).to(torch.float32), mask)
 
     def scripted(self) -> torch.jit.ScriptModule:
         """This graph compiled with ``torch.jit.script`` (shapes stay dynamic, unlike tracing)."""

@@ -3,7 +3,9 @@
 The exported model takes ``features [B, L, F]`` float32 (raw, as read from the data file) and
 ``mask [B, L]`` bool (True = a real document, padding at the end of each row) and returns
 ``scores [B, L]`` float32 (0 at padded positions). ``B`` and ``L`` are dynamic, for the
-self-attention ranker too: a list is scored as a whole, like in training.
+context-aware models too (self-attention, DASALC, a ``rank_mean`` ensemble): a list is scored
+as a whole, like in training. Every model of :data:`ltrkit.export._graph.EXPORTABLE_MODELS`
+exports, ensembles of them included.
 
 * ONNX: ``torch.onnx.export(dynamo=True)`` (``torch.export`` with symbolic batch and list
   dimensions, then onnxscript), opset :data:`OPSET`; metadata in ``metadata_props[METADATA_KEY]``.
@@ -14,7 +16,8 @@ self-attention ranker too: a list is scored as a whole, like in training.
 
 Metadata (a JSON object): ``format``, ``opset``, ``ltrkit_version``, ``n_features``,
 ``index_base`` (feature indices of the run's files), ``normalizer`` (its state), ``model``
-(``name``, ``config``), ``config_sha256`` (of the resolved training config), ``run_name``,
+(``name``, ``config``, ``context_aware``; an ensemble's ``config`` holds its ``combine`` and its
+``members``, each ``name`` and ``config``), ``config_sha256`` (of the resolved training config), ``run_name``,
 ``checkpoint``, ``metrics`` (of the run's report, when it has one) and ``inputs``/``outputs``.
 
     >>> export_run("runs/my-run", "model.onnx")                        # doctest: +SKIP

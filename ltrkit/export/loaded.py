@@ -57,7 +57,7 @@ class ExportedRanker:
 
     @property
     def model_name(self) -> str:
-        """The registry name of the model (``linear``, ``mlp``, ``attention``)."""
+        """The registry name of the model (``linear``, ``mlp``, ``attention``, ``dasalc``, ``ensemble``)."""
         return str(self.metadata["model"]["name"])
 
     @property

@@ -155,9 +155,9 @@ def test_onnx_folds_logarithmic_quantile_and_per_query_normalisers(tmp_path, met
 
 def test_unknown_model_kind_is_refused():
     class Other(torch.nn.Module):
-        name, n_features = "dasalc", 3
+        name, n_features = "other", 3
 
-    with pytest.raises(ValueError, match="model 'dasalc' cannot be exported; exportable models: \\['linear', 'mlp', 'attention'\\]"):
+    with pytest.raises(ValueError, match="model 'other' cannot be exported; exportable models: \\['linear', 'mlp', 'attention', 'dasalc', 'ensemble'\\]"):
         InferenceGraph(Other(), Normalizer("none").fit_features(np.zeros((1, 3))))
 
 
