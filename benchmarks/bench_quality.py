@@ -40,7 +40,9 @@ runs (folds x seeds), and the paired per-query difference ltrkit - LightGBM (eac
 averaged over the seeds, queries pooled over the folds, whose test sets are disjoint) with two
 p-values: a paired t-test (scipy) and a paired randomisation test (random sign flips of the
 per-query differences, ``--permutations`` draws, two-sided). The validation NDCG@10 (empty
-queries = 0) is printed too: recipes are chosen on it, never on test.
+queries = 0) is printed too: recipes are chosen on it, never on test. A closing summary gives,
+per dataset, ltrkit's and LightGBM's mean test NDCG@10 (empty queries = 0), their difference and
+whether ltrkit reaches LightGBM or by how much it is short (the issue's requirement).
 """
 
 from __future__ import annotations
@@ -231,8 +233,10 @@ def _mean_std(values: Sequence[float]) -> str:
     return f"{values.mean():.4f} ± {spread:.4f}"
 
 
-def report(name: str, folds: List[Tuple[int, Dict[str, RankingDataset]]], contenders: List[Contender], opts: argparse.Namespace) -> None:
+def report(name: str, folds: List[Tuple[int, Dict[str, RankingDataset]]], contenders: List[Contender], opts: argparse.Namespace) -> Dict[str, float]:
+    """Print the dataset's tables; returns each contender's mean test NDCG@10 (empty queries = 0)."""
     tests = {fold: splits["test"] for fold, splits in folds}
+    headline: Dict[str, float] = {}
     valis = {fold: splits["vali"] for fold, splits in folds}
     for contender in contenders:
         vali = [
@@ -255,6 +259,8 @@ def report(name: str, folds: List[Tuple[int, Dict[str, RankingDataset]]], conten
                 by_fold.setdefault(fold, []).append(per_query(tests[fold], run.test_scores, empty))
             values[contender.name] = {fold: np.stack(arrays) for fold, arrays in by_fold.items()}
             means = np.array([np.nanmean(array, axis=0) for arrays in by_fold.values() for array in arrays])
+            if empty == "zero":
+                headline[contender.name] = float(means[:, METRICS.index("ndcg@10")].mean())
             print(f"   {contender.name:9} " + " ".join(f"{_mean_std(means[:, m]):>17}" for m in range(len(METRICS))))
         if len(contenders) == 2:
             ours, theirs = (values[c.name] for c in contenders)
@@ -267,9 +273,18 @@ def report(name: str, folds: List[Tuple[int, Dict[str, RankingDataset]]], conten
             print(f"   paired ltrkit - LightGBM over {int((~np.isnan(diffs[:, 0])).sum())} queries:")
             for metric, cell in zip(METRICS, cells):
                 print(f"     {metric:8} {cell}")
+    return headline
 
 
-def bench_dataset(name: str, opts: argparse.Namespace) -> None:
+def describe_recipe(config: Dict[str, Any]) -> str:
+    """The settings of a recipe that make it what it is, on one line."""
+    model, loss = config.get("model", {}), config.get("loss", {})
+    optimizer, training = config.get("optimizer", {}), config.get("training", {})
+    return (f"normalization={config.get('normalization', 'default')} model={model.get('name')} {model.get('args', {})} "
+            f"loss={loss.get('name')} {loss.get('args', {})} optimizer={optimizer} training={training}")
+
+
+def bench_dataset(name: str, opts: argparse.Namespace) -> Dict[str, float]:
     folds = dataset_folds(name, opts)
     recipe = Path(opts.recipes.get(name, DEFAULT_RECIPES[name]))
     first = folds[0][1]
@@ -278,6 +293,8 @@ def bench_dataset(name: str, opts: argparse.Namespace) -> None:
           f"{first['vali'].n_queries} vali, {first['test'].n_queries} test, {first['train'].n_features} features")
     print(f"   ltrkit recipe {recipe.relative_to(REPO) if recipe.is_relative_to(REPO) else recipe}"
           + (f" with {' '.join(opts.set)}" if opts.set else "") + (f", epochs={opts.epochs}" if opts.epochs else ""))
+    stated = recipe_config(recipe, seed=0, run_dir=Path("."), run_name="-", opts=opts)
+    print(f"     {describe_recipe(stated)}")
     if not opts.skip_lightgbm:
         print(f"   LightGBM lambdarank: up to {opts.trees} trees, lr {opts.gbdt_lr}, {opts.gbdt_leaves} leaves, "
               f"min_data_in_leaf {opts.gbdt_min_child}, bagging 0.8, feature_fraction 0.8, "
@@ -292,7 +309,19 @@ def bench_dataset(name: str, opts: argparse.Namespace) -> None:
                     ours.runs[(fold, seed)] = run_ltrkit(splits, config)
                 if not opts.skip_lightgbm:
                     theirs.runs[(fold, seed)] = run_lightgbm(splits, seed, opts)
-    report(name, folds, contenders, opts)
+    return report(name, folds, contenders, opts)
+
+
+def verdict(headlines: Dict[str, Dict[str, float]]) -> None:
+    """The issue's requirement per dataset: ltrkit's mean test NDCG@10 at least LightGBM's."""
+    rows = {name: values for name, values in headlines.items() if {"ltrkit", "LightGBM"} <= set(values)}
+    if not rows:
+        return
+    print("\n== summary: mean test NDCG@10 (empty queries = 0)")
+    for name, values in rows.items():
+        gap = values["ltrkit"] - values["LightGBM"]
+        outcome = "ltrkit >= LightGBM" if gap >= 0 else f"ltrkit short by {-gap:.4f}"
+        print(f"   {name:10} ltrkit {values['ltrkit']:.4f}  LightGBM {values['LightGBM']:.4f}  {gap:+.4f}  {outcome}")
 
 
 def _recipe(text: str) -> Tuple[str, str]:
@@ -338,8 +367,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     torch.set_num_threads(opts.threads)
     print(f"bench_quality: ltrkit {ltrkit.__version__}, torch {torch.__version__}, python {sys.version.split()[0]}, "
           f"{opts.threads} torch thread(s); NDCG with exp2 gain, ties {TIES}")
-    for name in opts.datasets.split(","):
-        bench_dataset(name, opts)
+    verdict({name: bench_dataset(name, opts) for name in opts.datasets.split(",")})
 
 
 if __name__ == "__main__":
