@@ -99,11 +99,12 @@ def train_command(
     device: Optional[str] = typer.Option(None, "--device", callback=_device, help=f"{_DEVICE_HELP}; overrides the config's device"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or tables; one summary line at the end"),
 ) -> None:
-    """Train a ranker; with no CONFIG, an MLP on the built-in synthetic data (about 2 minutes on 2 cores)."""
-    from ltrkit.training.trainer import resume as resume_run, train
+    """Train a ranker; with no CONFIG, an MLP on the built-in synthetic data (about 2 minutes on 2 cores).
 
+    A config with data.train_clicks trains on that click log instead of data.train's labels.
+    """
     result = run_job(
-        "ltrkit train", train, resume_run,
+        "ltrkit train", _start_training, _resume_training,
         config=config, set_=set_, resume=resume, name=name, overwrite=overwrite, device=device, quiet=quiet,
     )
     if quiet:
@@ -111,6 +112,46 @@ def train_command(
         split = "test" if "test" in result.metrics else "vali"
         shown = ", ".join(f"{split} {key}={value:.4f}" for key, value in test.items() if key.startswith("ndcg@10"))
         typer.echo(f"{result.run_dir}: best epoch {result.best_epoch}/{len(result.history)}" + (f", {shown}" if shown else ""))
+
+
+def _trains_on_clicks(raw: Any) -> bool:
+    data = raw.get("data") if isinstance(raw, dict) else None
+    return isinstance(data, dict) and data.get("train_clicks") is not None
+
+
+def _start_training(config: Optional[Path], *, set: List[str], overwrite: bool, quiet: bool) -> Any:
+    """Train on labels (:func:`ltrkit.training.train`) or, with ``data.train_clicks``, on clicks
+    (:func:`ltrkit.clicks.task.train_on_clicks`); a config that cannot be read goes to the former,
+    which reports it."""
+    from ltrkit.training.config import ConfigError, TrainConfig, apply_overrides, raw_config
+    from ltrkit.training.trainer import train
+
+    try:
+        clicks = _trains_on_clicks(apply_overrides(raw_config(config, TrainConfig)[0], set))
+    except ConfigError:
+        clicks = False
+    if clicks:
+        from ltrkit.clicks.task import train_on_clicks
+
+        return train_on_clicks(config, set=set, overwrite=overwrite, quiet=quiet)
+    return train(config, set=set, overwrite=overwrite, quiet=quiet)
+
+
+def _resume_training(run_dir: Path, *, set: List[str], quiet: bool) -> Any:
+    """Resume a run with the task it was started with (a click run's config sets ``data.train_clicks``)."""
+    from ltrkit.training.config import ConfigError, read_config_file
+    from ltrkit.training.run_folder import RunFolder
+    from ltrkit.training.trainer import resume
+
+    try:
+        clicks = _trains_on_clicks(read_config_file(RunFolder(run_dir).config_path))
+    except ConfigError:
+        clicks = False
+    if clicks:
+        from ltrkit.clicks.task import resume_on_clicks
+
+        return resume_on_clicks(run_dir, set=set, quiet=quiet)
+    return resume(run_dir, set=set, quiet=quiet)
 
 
 def predict_command(

@@ -1,7 +1,8 @@
 """Click models, click-log simulation, propensity estimation and unbiased learning to rank.
 
 A layer beside :mod:`ltrkit.training`: it uses :mod:`ltrkit.data`, :mod:`ltrkit.metrics` and
-:mod:`ltrkit.losses`. Names are imported on first use, so ``import ltrkit.clicks`` stays cheap.
+:mod:`ltrkit.losses`, and trains rankers on click logs through the training loop
+(:func:`train_on_clicks`, :mod:`ltrkit.clicks.task`). Names are imported on first use, so ``import ltrkit.clicks`` stays cheap.
 """
 
 from ltrkit._lazy import lazy_exports
@@ -38,6 +39,10 @@ _EXPORTS = {
     "click_preference_pairs": "ltrkit.clicks.unbiased",
     "ips_dcg": "ltrkit.clicks.unbiased",
     "ips_clicks_at_k": "ltrkit.clicks.unbiased",
+    "ClickTask": "ltrkit.clicks.task",
+    "load_click_config": "ltrkit.clicks.task",
+    "train_on_clicks": "ltrkit.clicks.task",
+    "resume_on_clicks": "ltrkit.clicks.task",
 }
 
 __all__ = list(_EXPORTS)

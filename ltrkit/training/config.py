@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
+    "ClickTrainingConfig",
     "ConfigError",
     "TrainConfig",
     "DEFAULT_METRICS",
@@ -122,6 +123,43 @@ class SplitFiles(_Strict):
     test: Optional[str] = Field(None, description="for the test split")
 
 
+class ClickTrainingConfig(_Strict):
+    """Clicks as training data (``data.train_clicks``): a click log whose rows index ``data.train``.
+
+    ``data.train`` then holds the documents (features) the log's ``doc`` column refers to, read
+    with the same options as when the log was simulated; their labels are not used for training
+    and its filters (``drop_train_queries_without_relevant``, ``min_docs_per_query``) do not
+    apply. ``loss`` names the list loss whose inverse-propensity-scored form is trained
+    (softmax/listnet, ranknet, lambdarank); validation and test use their true labels.
+    """
+
+    log: Optional[str] = Field(None, description="click log (.parquet or .csv) as written by `ltrkit clicks simulate`")
+    propensities: Literal["none", "logged", "randomization", "regression_em", "dla"] = Field(
+        "logged",
+        description=(
+            "examination propensities: none (naive, clicks as labels), logged (the log's propensity column), "
+            "randomization (estimated from interventions), regression_em (estimated without), dla (learned with the ranker)"
+        ),
+    )
+    propensity_log: Optional[str] = Field(
+        None, description="randomization: a log with interventions to estimate from (None: the training log itself)"
+    )
+    clip: Optional[float] = Field(
+        None, gt=0, le=1, description="floor of the propensities (caps the inverse weights at 1/clip); clipped impressions are reported"
+    )
+    em_max_iterations: int = Field(100, ge=1, description="regression_em: EM iterations at most")
+    dla_max_weight: Optional[float] = Field(10.0, gt=0, description="dla: cap on the inverse propensity and relevance weights (None: none)")
+    dla_lr_multiplier: float = Field(
+        50.0, gt=0, description="dla: the propensity logits learn this many times faster than the ranker (under adam/adamw)"
+    )
+
+    @model_validator(mode="after")
+    def _propensity_log(self) -> "ClickTrainingConfig":
+        if self.propensity_log is not None and self.propensities != "randomization":
+            raise ValueError(f"propensity_log applies to propensities=randomization only, got propensities={self.propensities!r}")
+        return self
+
+
 class DataConfig(_Strict):
     """Where the data comes from and how it is read and filtered."""
 
@@ -147,6 +185,9 @@ class DataConfig(_Strict):
     )
     min_docs_per_query: int = Field(1, ge=1, description="drop training queries with fewer documents")
     relevance_threshold: float = Field(1.0, description="label at or above which a document counts as relevant (filtering)")
+    train_clicks: Optional[ClickTrainingConfig] = Field(
+        None, description="train on this click log (its rows index data.train's documents) instead of data.train's labels"
+    )
 
     @model_validator(mode="after")
     def _sources(self) -> "DataConfig":
@@ -156,6 +197,11 @@ class DataConfig(_Strict):
             raise ValueError("data.vali/data.test are set but data.train is not; set data.train too")
         if self.vali is not None and self.vali_fraction is not None:
             raise ValueError("give either data.vali or data.vali_fraction, not both")
+        if self.train_clicks is not None:
+            if self.train_clicks.log is None:
+                raise ValueError("train_clicks.log is required: the click log to train on")
+            if self.vali_fraction is not None:
+                raise ValueError("data.vali_fraction cannot hold out queries of data.train when it holds the documents of data.train_clicks; give data.vali")
         return self
 
 

@@ -1,0 +1,511 @@
+r"""Training on clicks: the list-ranking task of the shared loop fed a click log instead of labels.
+
+A config with ``data.train_clicks`` (:class:`~ltrkit.training.config.ClickTrainingConfig`)
+trains on the click log ``data.train_clicks.log`` whose ``doc`` column indexes the rows of
+``data.train`` (the documents and their features, read with the options the log was simulated
+with). :class:`ClickTask` is a :class:`~ltrkit.training.trainer.RankingTask` with other batches
+and another loss; everything else is the ranking run's: the loop, the run folder, checkpoints
+and exact resume, validation and test on their true labels, the report, and a checkpoint that
+``ltrkit predict``, :class:`~ltrkit.training.predict.Ranker` and ``ltrkit export`` load like any
+ranking run's.
+
+Batches: the log's sessions, aggregated. Sessions that showed the same documents at the same
+positions (with the same propensities) form one list whose clicks are the sessions' mean clicks
+and whose weight is their count; lists without a click are left out (their loss and gradient are
+0). Every loss here is linear in the clicks, so the loss of a batch,
+
+.. math::
+    \ell = \frac{\sum_g n_g\, \ell_{\mathrm{IPS}}(s_g, \bar c_g, p_g)}{\sum_g n_g}
+
+over its lists ``g`` of ``n_g`` sessions, is exactly the mean per-session loss of the sessions
+they stand for. ``training.batch_size`` counts lists.
+
+The loss is the inverse-propensity-scored form of ``loss`` (:data:`IPS_FORMS`: softmax and
+listnet -> :func:`~ltrkit.clicks.unbiased.ips_softmax_loss`, ranknet -> ``ips_ranknet_loss``,
+lambdarank -> ``ips_lambda_loss``); a loss without one is a config error. The propensities
+(``data.train_clicks.propensities``):
+
+* ``none``: 1 everywhere (the naive ranker: clicks as labels);
+* ``logged``: the log's ``propensity`` column (the simulator's true examination probability);
+* ``randomization``: :func:`~ltrkit.clicks.propensity.estimate_by_randomization` on the log or on
+  ``propensity_log`` (a log with interventions), one per rank;
+* ``regression_em``: :func:`~ltrkit.clicks.propensity.estimate_by_regression_em` on the log and
+  ``data.train``'s features (normalised), one per rank;
+* ``dla``: learned with the ranker by the dual learning algorithm
+  (:func:`~ltrkit.clicks.unbiased.dla_loss`, loss softmax or listnet): one logit per rank in the
+  loss module, trained by the run's optimiser and kept in the checkpoint's ``loss`` entry.
+
+Estimated propensities are relative (``p_k / p_1``) and divided by their largest value, so they
+lie in ``(0, 1]`` (IPS is unchanged by a common factor). ``clip`` floors every propensity; how
+many impressions it raised is logged when the run starts and written to the report's warnings.
+The report's ``clicks`` entry gives the log's size, the lists, the method, the propensities per
+rank (estimated, or DLA's of the best epoch) and the clipping.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from ltrkit.clicks.sessions import ClickSessions
+from ltrkit.clicks.unbiased import dla_loss, dla_propensities, ips_lambda_loss, ips_ranknet_loss, ips_softmax_loss
+from ltrkit.data.dataset import RankingDataset
+from ltrkit.training.config import ConfigError, TrainConfig, apply_overrides, load_config, raw_config
+from ltrkit.training.distributed import current_context
+from ltrkit.training.run_folder import RunFolder
+from ltrkit.training.scoring import autocast_context
+from ltrkit.training.task import StepOutput
+from ltrkit.training.trainer import (
+    EpochCallback,
+    RankingTask,
+    TrainResult,
+    build_ranking_model,
+    merge_overrides,
+    resume_task,
+    resumed_config,
+    run_task,
+)
+
+__all__ = [
+    "IPS_FORMS",
+    "ClickLists",
+    "ClickLoss",
+    "ClickTask",
+    "aggregate_sessions",
+    "click_config_problems",
+    "load_click_config",
+    "resume_on_clicks",
+    "train_on_clicks",
+]
+
+ConfigSource = Union[None, str, Path, Mapping[str, Any], TrainConfig]
+
+#: list loss -> (its IPS form, the hyperparameters that carry over to it)
+IPS_FORMS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "softmax": ("ips_softmax", ("temperature",)),
+    "listnet": ("ips_softmax", ("temperature",)),
+    "ranknet": ("ips_ranknet", ("sigma",)),
+    "lambdarank": ("ips_lambda", ("sigma", "k")),
+}
+
+_IPS_FUNCTIONS: Dict[str, Callable[..., torch.Tensor]] = {
+    "ips_softmax": ips_softmax_loss,
+    "ips_ranknet": ips_ranknet_loss,
+    "ips_lambda": ips_lambda_loss,
+}
+
+
+def click_config_problems(raw: Mapping[str, Any]) -> List[str]:
+    """What keeps a (raw, possibly invalid) config with ``data.train_clicks`` from training on
+    clicks: a loss without an IPS form, hyperparameters the IPS form lacks, DLA with a loss other
+    than softmax/listnet. One ``"dotted.path: problem"`` per issue; best effort on bad input."""
+    data = raw.get("data")
+    clicks = data.get("train_clicks") if isinstance(data, Mapping) else None
+    if not isinstance(clicks, Mapping):
+        return []
+    loss = raw.get("loss") if isinstance(raw.get("loss"), Mapping) else {}
+    name = loss.get("name", TrainConfig().loss.name)
+    args = loss.get("args", {}) if "name" in loss else {}
+    if not isinstance(name, str):
+        return []
+    if name not in IPS_FORMS:
+        return [f"loss.name: {name!r} has no inverse-propensity-scored form to train on clicks; choose from {sorted(IPS_FORMS)}"]
+    form, allowed = IPS_FORMS[name]
+    problems = []
+    extra = sorted(set(args) - set(allowed)) if isinstance(args, Mapping) else []
+    if extra:
+        problems.append(f"loss.args: {extra} of {name!r} have no counterpart in its IPS form {form}, which takes {list(allowed)}")
+    if clicks.get("propensities") == "dla" and form != "ips_softmax":
+        problems.append(f"data.train_clicks.propensities: dla trains the ranker with the IPS softmax loss; set loss.name to softmax or listnet, not {name!r}")
+    return problems
+
+
+def load_click_config(source: ConfigSource = None, overrides: Union[Sequence[str], Mapping[str, Any]] = ()) -> TrainConfig:
+    """:func:`~ltrkit.training.config.load_config` plus :func:`click_config_problems`, every
+    problem reported at once under the source's name.
+
+    Raises:
+        ConfigError: a bad config, or one that cannot train on clicks.
+    """
+    raw, label = raw_config(source, TrainConfig)
+    raw = apply_overrides(raw, overrides)
+    errors: List[str] = []
+    config: Optional[TrainConfig] = None
+    try:
+        config = load_config(raw)
+    except ConfigError as error:
+        errors.extend(error.errors)
+    errors.extend(click_config_problems(raw))
+    if config is not None and config.data.train_clicks is None:
+        errors.append("data.train_clicks: not set; a click run needs the click log to train on (ltrkit.train trains on labels)")
+    if errors:
+        raise ConfigError(errors, source=label)
+    assert config is not None  # no errors means validation succeeded
+    return config
+
+
+@dataclass
+class ClickLists:
+    """A click log aggregated into weighted lists (see the module docstring), all ``[G, K]`` / ``[G]``.
+
+    Attributes:
+        docs: data rows in shown order, ``-1`` at padding.
+        clicks: mean clicks of the list's sessions (float64), 0 at padding.
+        propensities: the propensity of each shown position (float64), 1 at padding.
+        counts: sessions per list (float64).
+    """
+
+    docs: np.ndarray
+    clicks: np.ndarray
+    propensities: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def n_lists(self) -> int:
+        return int(self.docs.shape[0])
+
+
+def aggregate_sessions(sessions: ClickSessions, propensities: np.ndarray) -> ClickLists:
+    """Sessions with the same shown documents and propensities as one list of mean clicks, weighted
+    by their count; lists without a click are dropped.
+
+    Args:
+        sessions: the log.
+        propensities: ``[S, K]`` propensities of the shown positions (any value at padding).
+    """
+    mask = sessions.mask
+    n, k = mask.shape
+    p = np.where(mask, np.asarray(propensities, dtype=np.float64), 1.0)
+    keys = np.concatenate([np.where(mask, sessions.docs, -1), p.view(np.int64)], axis=1)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    groups = unique.shape[0]
+    counts = np.bincount(inverse, minlength=groups).astype(np.float64)
+    cells = (inverse[:, None] * k + np.arange(k)[None, :]).reshape(-1)
+    click_sums = np.bincount(cells, sessions.clicks.reshape(-1).astype(np.float64), minlength=groups * k).reshape(groups, k)
+    keep = click_sums.sum(axis=1) > 0
+    return ClickLists(
+        docs=unique[keep, :k],
+        clicks=click_sums[keep] / counts[keep, None],
+        propensities=unique[keep, k:].copy().view(np.float64),
+        counts=counts[keep],
+    )
+
+
+class ClickLoss(torch.nn.Module):
+    """The loss of a click batch: the session-weighted mean of an IPS loss (or of DLA's) per list.
+
+    ``forward(scores, clicks, mask, propensities, counts)`` with ``[B, K]`` scores in shown
+    order, mean clicks, mask and propensities, and ``[B]`` session counts, returns
+    ``sum_g counts_g * loss_g / sum_g counts_g`` (float32 scalar), ``loss_g`` the per-list value of
+    the IPS function (``reduction="none"``). For DLA the propensities are ignored: the module learns
+    one logit per rank, ``logits = lr_multiplier * raw_logits`` with the parameter
+    ``raw_logits [K]`` (zeros at the start: equal propensities), so that under Adam/AdamW, whose
+    steps are about ``lr`` per parameter whatever the gradient's scale, the logits move
+    ``lr_multiplier`` times faster than the ranker's weights (K logits need larger steps than a
+    network's many weights); :meth:`propensities` reads the relative propensities out.
+
+    Args:
+        form: ``"ips_softmax"``, ``"ips_ranknet"``, ``"ips_lambda"`` or ``"dla"``.
+        args: hyperparameters of the IPS function (``temperature``, ``sigma``, ``k``).
+        top_k: positions of a list (DLA's number of logits).
+        max_weight: DLA's cap on its inverse weights.
+        lr_multiplier: DLA's logit scale (see above).
+    """
+
+    def __init__(
+        self, form: str, args: Mapping[str, Any], *, top_k: int, max_weight: Optional[float] = None, lr_multiplier: float = 1.0
+    ) -> None:
+        super().__init__()
+        if form != "dla" and form not in _IPS_FUNCTIONS:
+            raise ValueError(f"form must be 'dla' or one of {sorted(_IPS_FUNCTIONS)}, got {form!r}")
+        self.form = form
+        self.args = dict(args)
+        self.max_weight = max_weight
+        self.lr_multiplier = lr_multiplier
+        if form == "dla":
+            self.raw_logits = torch.nn.Parameter(torch.zeros(top_k))
+
+    def forward(self, scores: torch.Tensor, clicks: torch.Tensor, mask: torch.Tensor, propensities: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        if self.form == "dla":
+            logits = self.lr_multiplier * self.raw_logits
+            per_list = dla_loss(scores, clicks, mask, propensity_logits=logits, max_weight=self.max_weight, reduction="none")
+        else:
+            per_list = _IPS_FUNCTIONS[self.form](scores, clicks, mask, propensities=propensities, reduction="none", **self.args)
+        return (per_list * counts).sum() / counts.sum()
+
+    def propensities(self) -> np.ndarray:
+        """DLA's relative propensities ``[K]`` (rank 1 = 1)."""
+        return dla_propensities(self.lr_multiplier * self.raw_logits.detach().cpu()).numpy().astype(np.float64)
+
+
+class ClickTask(RankingTask):
+    """List ranking trained on a click log (``data.train_clicks``); see the module docstring.
+
+    Besides a ranking run's entries a checkpoint holds ``clicks``: the size of the aggregated log
+    (sessions, impressions, clicks, lists), checked on resume so that a log changed since the run
+    started is refused.
+
+    Args:
+        config: a validated config with ``data.train_clicks`` (:func:`load_click_config`).
+        datasets: in-memory ``{"train", "vali"?, "test"?}`` splits used instead of the config's
+            files; the log's rows index ``datasets["train"]``.
+
+    Raises:
+        ConfigError: the config cannot train on clicks (:func:`click_config_problems`).
+    """
+
+    checkpoint_keys = RankingTask.checkpoint_keys + ("clicks",)
+
+    def __init__(self, config: TrainConfig, *, datasets: Optional[Mapping[str, RankingDataset]] = None) -> None:
+        problems = click_config_problems(config.to_dict())
+        if config.data.train_clicks is None:
+            problems.append("data.train_clicks: not set; a click run needs the click log to train on")
+        if problems:
+            raise ConfigError(problems)
+        super().__init__(config, datasets=datasets)
+        self.clicks = config.data.train_clicks
+        self.form = "dla" if self.clicks.propensities == "dla" else IPS_FORMS[config.loss.name][0]
+        self.lists: Optional[ClickLists] = None
+        self.top_k = 0
+        self._summary: Dict[str, Any] = {}
+        self._click_warnings: List[str] = []
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, state: Optional[Mapping[str, Any]]) -> None:
+        from ltrkit.training.data_setup import prepare_data
+
+        if current_context().world_size > 1:
+            raise ConfigError(["data.train_clicks: training on clicks runs in one process; start it without torchrun"])
+        # the log indexes data.train's rows as read: no query may be filtered out (its labels are not used)
+        data_section = self.config.data.model_copy(update={"drop_train_queries_without_relevant": False, "min_docs_per_query": 1})
+        unfiltered = self.config.model_copy(update={"data": data_section})
+        self.data = prepare_data(unfiltered, datasets=self.datasets, normalizer_state=None if state is None else state["normalizer"])
+        if state is not None and self.data.train.n_features != state["n_features"]:
+            raise ConfigError(
+                [f"data: the run was trained on {state['n_features']} features, the data now has {self.data.train.n_features}"], source="run"
+            )
+        sessions = self._read_log(self.clicks.log, "log")
+        propensities = self._propensities(sessions)
+        self.lists = aggregate_sessions(sessions, propensities)
+        self.top_k = sessions.top_k
+        if self.lists.n_lists == 0:
+            raise ConfigError([f"data.train_clicks.log: {self.clicks.log} has no click; there is nothing to learn from"], source="data")
+        self._summary.update(
+            log=str(self.clicks.log),
+            sessions=sessions.n_sessions,
+            impressions=int(sessions.mask.sum()),
+            clicks=int(sessions.clicks.sum()),
+            lists=self.lists.n_lists,
+            top_k=self.top_k,
+        )
+        if state is not None:
+            saved = dict(state["clicks"])
+            now = {key: self._summary[key] for key in saved}
+            if saved != now:
+                raise ConfigError([f"data.train_clicks.log: the log changed since the run started (then {saved}, now {now})"], source="--resume")
+        self._resolve_click_sizes()
+
+    def _read_log(self, path: str, field: str) -> ClickSessions:
+        from ltrkit._optional import MissingExtraError, require
+        from ltrkit.clicks.log import read_click_log
+
+        try:
+            require("training on clicks", "clicks", "pyarrow")
+            sessions, _ = read_click_log(path, self.data.train)
+        except FileNotFoundError:
+            raise ConfigError([f"data.train_clicks.{field}: file not found: {path!r} (relative paths are read from {str(Path.cwd())!r})"], source="data") from None
+        except (MissingExtraError, ValueError, OSError) as error:
+            raise ConfigError([f"data.train_clicks.{field}: {error}"], source="data") from None
+        return sessions
+
+    def _propensities(self, sessions: ClickSessions) -> np.ndarray:
+        """``[S, K]`` propensities of the shown positions, clipped (1 for ``none`` and ``dla``)."""
+        from ltrkit.clicks.propensity import estimate_by_randomization, estimate_by_regression_em
+
+        method, clicks, k = self.clicks.propensities, self.clicks, sessions.top_k
+        self._summary["propensities"] = method
+        if method in ("none", "dla"):
+            return np.ones(sessions.docs.shape)
+        if method == "logged":
+            if sessions.propensities is None:
+                raise ConfigError(
+                    [f"data.train_clicks.propensities: 'logged' needs a propensity column: {clicks.log}: row 1, column 'propensity': missing"],
+                    source="data",
+                )
+            return self._clip(sessions.propensities, sessions.mask)
+        if method == "randomization":
+            field = "log" if clicks.propensity_log is None else "propensity_log"
+            source = sessions if clicks.propensity_log is None else self._read_log(clicks.propensity_log, field)
+            try:
+                per_rank = estimate_by_randomization(source)
+            except ValueError as error:
+                raise ConfigError([f"data.train_clicks.{field}: {getattr(clicks, field)}: {error}"], source="data") from None
+            if per_rank.size < k:
+                raise ConfigError(
+                    [f"data.train_clicks.propensity_log: {clicks.propensity_log} shows {per_rank.size} ranks, the training log {k}"], source="data"
+                )
+            per_rank = per_rank[:k]
+        else:
+            features = np.asarray(self.data.train.features[np.arange(self.data.train.n_docs)], dtype=np.float64)
+            per_rank, details = estimate_by_regression_em(sessions, features, max_iterations=clicks.em_max_iterations)
+            self._summary["em_iterations"] = details["iterations"]
+        top = float(per_rank.max())
+        if not top > 0:
+            raise ConfigError([f"data.train_clicks.propensities: the {method} estimate is not positive at any rank ({per_rank.tolist()})"], source="data")
+        per_rank = per_rank / top
+        if clicks.clip is None and (per_rank <= 0).any():
+            rank = int(np.argmax(per_rank <= 0)) + 1
+            raise ConfigError(
+                [f"data.train_clicks.clip: the {method} estimate of the propensity at rank {rank} is {per_rank[rank - 1]:g}; set clip (e.g. 0.01) to floor it"],
+                source="data",
+            )
+        self._summary["estimated_propensities"] = per_rank.tolist()
+        return self._clip(np.broadcast_to(per_rank, sessions.docs.shape), sessions.mask)
+
+    def _clip(self, propensities: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        clip = self.clicks.clip
+        if clip is None:
+            return np.asarray(propensities, dtype=np.float64)
+        clipped = int(((propensities < clip) & mask).sum())
+        self._summary["clipped_impressions"] = clipped
+        if clipped:
+            self._click_warnings.append(
+                f"{clipped} of {int(mask.sum())} impressions had a propensity below data.train_clicks.clip={clip:g} and were raised to it "
+                f"(the IPS estimate is biased towards the shown order there)"
+            )
+        return np.maximum(propensities, clip)
+
+    def _resolve_click_sizes(self) -> None:
+        """``training.batch_size`` (lists), ``epochs`` and ``patience`` left to the data, as in
+        :meth:`RankingTask.prepare`, counted in lists."""
+        from ltrkit.training.autosize import auto_batch_size, auto_epochs, auto_patience
+
+        training, stopping = self.config.training, self.config.early_stopping
+        if training.batch_size is None:
+            training.batch_size = auto_batch_size(self.lists.n_lists)
+        if training.epochs is None:
+            training.epochs = auto_epochs(self.steps_per_epoch(), training.step_budget)
+        if stopping.patience == "auto":
+            stopping.patience = auto_patience(training.epochs)
+
+    # ------------------------------------------------------------------ model and batches
+    def build(self, device: torch.device) -> None:
+        self.model = build_ranking_model(self.config, self.data.train.n_features).to(device)
+        args = {key: value for key, value in self.config.loss.args.items() if key in IPS_FORMS[self.config.loss.name][1]}
+        self.loss_fn = ClickLoss(
+            self.form, args, top_k=self.top_k, max_weight=self.clicks.dla_max_weight, lr_multiplier=self.clicks.dla_lr_multiplier
+        ).to(device)
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.lists.n_lists / self.config.training.batch_size)
+
+    def train_batches(self, epoch: int) -> List[np.ndarray]:
+        """Lists of the epoch in an order drawn from ``(seed, epoch)``, ``training.batch_size`` at a time."""
+        self.model.train()
+        self.loss_fn.train()
+        order = np.random.default_rng([self.config.seed % 2**32, epoch]).permutation(self.lists.n_lists)
+        size = self.config.training.batch_size
+        return [order[start:start + size] for start in range(0, order.size, size)]
+
+    def training_step(self, batch: np.ndarray, device: torch.device, amp_dtype: Optional[torch.dtype]) -> StepOutput:
+        from ltrkit.models.ensemble import EnsembleRanker
+
+        lists = self.lists
+        docs = lists.docs[batch]
+        shown = docs >= 0
+        features = np.asarray(self.data.train.features[np.where(shown, docs, 0)], dtype=np.float32) * shown[..., None]
+        mask = torch.from_numpy(shown).to(device)
+        clicks = torch.from_numpy(lists.clicks[batch]).to(device, torch.float32)
+        propensities = torch.from_numpy(lists.propensities[batch]).to(device, torch.float32)
+        counts = torch.from_numpy(lists.counts[batch]).to(device, torch.float32)
+        members = self.model.members if isinstance(self.model, EnsembleRanker) else [self.model]
+        with autocast_context(device, amp_dtype):
+            scores = [member(torch.from_numpy(features).to(device), mask) for member in members]
+        losses = [self.loss_fn(member_scores.float(), clicks, mask, propensities, counts) for member_scores in scores]
+        loss = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
+        return StepOutput(loss=loss, weight=float(lists.counts[batch].sum()), items=int(shown.sum()))
+
+    # ------------------------------------------------------------------ checkpoint and report
+    def state_dict(self) -> Dict[str, Any]:
+        keys = ("sessions", "impressions", "clicks", "lists")
+        return {**super().state_dict(), "clicks": {key: self._summary[key] for key in keys}}
+
+    def start_message(self, device: torch.device, folder: RunFolder) -> str:
+        train_data = self.data.train
+        summary = self._summary
+        return (
+            f"training {self.config.model.name} with {self.form} ({self.clicks.propensities} propensities) on {summary['clicks']} clicks "
+            f"of {summary['sessions']} sessions ({summary['lists']} lists over {train_data.n_queries} queries, "
+            f"{train_data.n_features} features) on {device}; run folder {folder.path}"
+            + "".join(f"; warning: {warning}" for warning in self._click_warnings)
+        )
+
+    def final_metrics(self, folder: RunFolder, device: torch.device, amp_dtype: Optional[torch.dtype]) -> Dict[str, Dict[str, float]]:
+        if self.form == "dla":
+            from ltrkit.training.checkpoint import load_checkpoint
+
+            best = load_checkpoint(folder.checkpoint_path("best"), map_location="cpu")
+            learned = ClickLoss("dla", {}, top_k=self.top_k, lr_multiplier=self.clicks.dla_lr_multiplier)
+            learned.load_state_dict(best["loss"])
+            self._summary["learned_propensities"] = learned.propensities().tolist()
+        return super().final_metrics(folder, device, amp_dtype)
+
+    def baselines(self) -> Dict[str, Any]:
+        baselines = super().baselines()
+        if "lightgbm" in baselines:
+            baselines["lightgbm"]["label"] += " on data.train's true labels (full information)"
+        return baselines
+
+    def report_identity(self) -> Dict[str, Any]:
+        return {**super().report_identity(), "click_loss": self.form}
+
+    def report_context(self) -> Dict[str, Any]:
+        context = super().report_context()
+        context["warnings"] = self._click_warnings + context["warnings"]
+        context["clicks"] = dict(self._summary)
+        return context
+
+
+def train_on_clicks(
+    config: ConfigSource = None,
+    *,
+    set: Sequence[str] = (),
+    datasets: Optional[Mapping[str, RankingDataset]] = None,
+    overwrite: bool = False,
+    quiet: bool = True,
+    on_epoch_end: Optional[EpochCallback] = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Train a ranker on the click log of ``config``'s ``data.train_clicks`` and write its run folder.
+
+    The arguments, the result and the errors are those of :func:`ltrkit.training.train` (which
+    trains on labels); ``ltrkit train CONFIG`` calls this when the config sets
+    ``data.train_clicks``.
+
+    Example:
+        >>> result = train_on_clicks("configs/clicks.json", training={"epochs": 5})  # doctest: +SKIP
+        >>> result.metrics["test"]["ndcg@10"]  # doctest: +SKIP
+    """
+    resolved = load_click_config(config, merge_overrides(set, overrides))
+    return run_task(ClickTask(resolved, datasets=datasets), overwrite=overwrite, quiet=quiet, on_epoch_end=on_epoch_end)
+
+
+def resume_on_clicks(
+    run_dir: Union[str, Path],
+    *,
+    set: Sequence[str] = (),
+    datasets: Optional[Mapping[str, RankingDataset]] = None,
+    quiet: bool = True,
+    on_epoch_end: Optional[EpochCallback] = None,
+    **overrides: Any,
+) -> TrainResult:
+    """Continue a click run from ``run_dir/checkpoints/last.pt``, as :func:`ltrkit.training.resume`
+    does a ranking run (the same log is read again; a changed log is refused)."""
+    folder, resolved = resumed_config(run_dir, load_click_config, merge_overrides(set, overrides))
+    return resume_task(ClickTask(resolved, datasets=datasets), folder, quiet=quiet, on_epoch_end=on_epoch_end)
