@@ -80,6 +80,8 @@ class NewsConfig(_Strict):
     train_stories: int = Field(600, ge=2, description="stories of the training split (2-4 items each)")
     vali_stories: int = Field(150, ge=2, description="stories of the validation split")
     test_stories: int = Field(150, ge=2, description="stories of the test split")
+    topics: int = Field(12, ge=2, description="topics of the made-up language")
+    concepts: int = Field(30, ge=11, description="concepts per topic (a story mentions 8 of its topic's and 3 of another's)")
     seed: int = Field(0, description="seed of the corpus")
 
 
