@@ -25,12 +25,6 @@ from torch.autograd.function import once_differentiable
 # (64 lists, L = 128..1024) 2^18..2^20 timed best among 2^14..2^22.
 BLOCK_ELEMENTS = 1 << 18
 
-# A term function maps (rows, cols) slices to the two [B, rows, cols] tensors of a block:
-# ``cost`` (each pair's cost times its weight, 0 for non-pairs) and ``grad`` (its derivative
-# with respect to s_i; the derivative with respect to s_j is -grad).
-PairTerms = Callable[[slice, slice], Tuple[torch.Tensor, torch.Tensor]]
-
-
 #: Default ceiling, in GiB, on the pair tensors one call of a quadratic loss may allocate;
 #: the environment variable ``LTRKIT_PAIR_MEMORY_GIB`` overrides it.
 DEFAULT_PAIR_MEMORY_GIB = 4.0
@@ -103,28 +97,140 @@ def rows_per_chunk(batch: int, cols: int, block_elements: int = BLOCK_ELEMENTS) 
     return max(1, block_elements // max(1, batch * cols))
 
 
-def _accumulate(terms: PairTerms, like: torch.Tensor, top: int, block_elements: int) -> Tuple[torch.Tensor, torch.Tensor]:
+# A term function maps (rows, cols, work) to the two [B, rows, cols] tensors of a block: ``cost``
+# (each pair's cost times its weight, 0 for non-pairs) and ``grad`` (its derivative with respect
+# to s_i; the derivative with respect to s_j is -grad). ``work`` holds WORK_BUFFERS scratch
+# tensors of the block's shape that the function may overwrite (and return).
+PairTerms = Callable[[slice, slice, Tuple[torch.Tensor, ...]], Tuple[torch.Tensor, torch.Tensor]]
+WORK_BUFFERS = 4
+
+
+def _accumulate(
+    terms: PairTerms, like: torch.Tensor, valid: torch.Tensor, top: int, block_elements: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Sum a symmetric pair cost over the pairs with at least one index below ``top``.
 
     Rows ``[a, b)`` are paired with columns ``[a, L)`` only, so each unordered pair is visited
-    once (plus the small ``[a, b) x [a, b)`` square, where it is visited twice and weighs half):
-    about half the work of the full ``L x L`` matrix. Row sums of ``grad`` go to the rows, minus
-    column sums of the off-square part to the columns.
+    once (plus the small ``[a, b) x [a, b)`` square, where it is visited twice and weighs half;
+    its padded rows weigh nothing): about half the work of the full ``L x L`` matrix. Each block
+    takes as many rows as fit in ``block_elements`` at its width, so the blocks stay the same
+    size as the columns narrow. Row sums of ``grad`` go to the rows, minus column sums of the
+    off-square part to the columns. The scratch tensors are allocated once per call and reused
+    by every block (fresh multi-MiB tensors per block cost page faults comparable to the math).
     """
     batch, length = like.shape
     value = like.new_zeros(batch)
     lambdas = torch.zeros_like(like)
-    step = rows_per_chunk(batch, length, block_elements)
-    for start in range(0, top, step):
-        stop = min(top, start + step)
+    if top <= 0 or batch == 0:
+        return value, lambdas
+    capacity = min(max(block_elements, batch * length), batch * top * length)
+    scratch = like.new_empty(WORK_BUFFERS, capacity)
+    half_valid = valid.to(like.dtype) * 0.5
+    start = 0
+    while start < top:
+        width_cols = length - start
+        stop = min(top, start + rows_per_chunk(batch, width_cols, block_elements))
         width = stop - start
-        cost, grad = terms(slice(start, stop), slice(start, length))
-        cost[:, :, :width].mul_(0.5)
+        shape = (batch, width, width_cols)
+        size = batch * width * width_cols
+        work = tuple(scratch[index, :size].view(shape) for index in range(WORK_BUFFERS))
+        cost, grad = terms(slice(start, stop), slice(start, length), work)
+        cost[:, :, :width].mul_(half_valid[:, start:stop, None])
         value += cost.sum(dim=(1, 2))
         lambdas[:, start:stop] += grad.sum(dim=2)
         if stop < length:
             lambdas[:, stop:] -= grad[:, :, width:].sum(dim=1)
+        start = stop
     return value, lambdas
+
+
+def _is_padding_last(valid: torch.Tensor) -> bool:
+    """Whether every list holds its real documents first and its padding after them."""
+    return bool((valid[:, 1:] <= valid[:, :-1]).all()) if valid.shape[-1] > 1 else True
+
+
+def lambda_value_and_lambdas(
+    scores: torch.Tensor,
+    gains: torch.Tensor,
+    valid: torch.Tensor,
+    *,
+    sigma: float,
+    top: int,
+    pair_weights: Optional[Callable[[slice, slice], torch.Tensor]] = None,
+    signs_only: bool = False,
+    max_cost: Optional[float] = None,
+    block_elements: int = BLOCK_ELEMENTS,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    r"""Value ``[B]`` and lambdas ``[B, L]`` of a weighted logistic pair cost, in one pass over the pairs.
+
+    .. math::
+        w_{ij} = (g_j - g_i)\, T_{ij},\qquad
+        \mathrm{value} = \sum_{\{i, j\}} |w_{ij}|\ \min\bigl(\mathrm{softplus}(z_{ij}), c\bigr),\quad
+        z_{ij} = \mathrm{sign}(w_{ij})\, \sigma (s_i - s_j)
+
+    over unordered pairs of real documents with at least one index below ``top``: the cost of
+    ranking the document with the larger ``g`` (the more relevant one) below the other is the
+    logistic loss of their score gap, weighted by ``|w|``. ``signs_only`` uses
+    ``sign(g_j - g_i)`` as the weight (RankNet: every pair with different labels weighs 1).
+    ``T`` (``pair_weights(rows, cols)`` gives a block's ``[rows, cols]``: symmetric, depending on
+    positions only, e.g. discount gaps or rank-gap terms) defaults to 1. ``c = max_cost`` (None:
+    infinite) clamps a pair's cost; a clamped pair has gradient 0. ``lambda_i = sigma *
+    sum_j w_ij sigmoid(z_ij) * [softplus(z_ij) < c]`` is the gradient of the value.
+
+    One block of pairs costs about a dozen elementwise passes (score gaps, weights, signs,
+    sigmoid, softplus, products and the three sums) into four reused scratch tensors.
+
+    Args:
+        scores: ``[B, L]`` scores (padding any finite value).
+        gains: ``[B, L]`` the per-document quantity whose order defines the pairs (labels,
+            or ``G / IDCG``), 0 at padding.
+        valid: ``[B, L]`` float mask (1 real, 0 padding).
+        sigma: steepness.
+        top: rows ``[0, top)`` only (pairs with at least one document there).
+        pair_weights: the position weights ``T`` of a block, or None.
+        signs_only: weigh every pair by the sign of its gain gap only.
+        max_cost: the clamp ``c``, or None.
+        block_elements: scratch size per block (values per ``[B, rows, cols]`` tensor).
+    """
+    gains = gains * valid
+    padding_last = _is_padding_last(valid)
+    scaled = scores.masked_fill(valid == 0, 0.0)
+    if sigma != 1.0:
+        scaled.mul_(sigma)
+    # softplus(z) > c  <=>  z > log(e^c - 1): clamp the pairs past that point
+    max_gap = None if max_cost is None else math.log(math.expm1(max_cost))
+    if max_gap is not None and bool(valid.any()):
+        spread = (scaled.masked_fill(valid == 0, -math.inf).amax(dim=-1) - scaled.masked_fill(valid == 0, math.inf).amin(dim=-1))
+        if not bool((spread[valid.any(dim=-1)] > max_gap).any()):
+            max_gap = None  # no pair can reach the clamp: skip its two extra passes
+
+    def terms(rows: slice, cols: slice, work: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, torch.Tensor]:
+        gap, weight, sign, grad = work
+        torch.sub(scaled[:, rows, None], scaled[:, None, cols], out=gap)
+        # g_j - g_i v_j: the gain gap, 0 for padded columns (their own g is 0 already)
+        torch.addcmul(gains[:, None, cols], gains[:, rows, None], valid[:, None, cols], value=-1.0, out=weight)
+        if not padding_last:
+            weight.mul_(valid[:, rows, None])
+        if signs_only:
+            weight.sign_()
+            sign = weight
+        else:
+            if pair_weights is not None:
+                weight.mul_(pair_weights(rows, cols))
+            torch.sign(weight, out=sign)
+        z = gap.mul_(sign)
+        torch.sigmoid(z, out=grad).mul_(weight)
+        if max_gap is not None:
+            over = z > max_gap
+            grad.masked_fill_(over, 0.0)
+            z.masked_fill_(over, max_gap)
+        cost = torch.nn.functional.softplus(z, out=work[2] if signs_only else sign)
+        return cost.mul_(weight.abs_()), grad
+
+    value, lambdas = _accumulate(terms, scores, valid, top, block_elements)
+    if sigma != 1.0:
+        lambdas.mul_(sigma)
+    return value, lambdas.mul_(valid)
 
 
 def ranknet_value_and_lambdas(
@@ -142,36 +248,33 @@ def ranknet_value_and_lambdas(
     ``lambda_i = sum_j sigma * (sigmoid(x_ij) - target_ij)`` over the pairs of ``i``. With
     ``top``, only pairs with at least one index below ``top`` count (rows run over ``[0, top)``:
     memory and time ``O(B L top)``); the caller puts the documents in rank order first.
+    Without ties this is :func:`lambda_value_and_lambdas` with ``signs_only``.
     """
+    length = scores.shape[-1]
+    top = length if top is None else min(top, length)
+    valid = mask.to(scores.dtype)
+    if not include_ties:
+        return lambda_value_and_lambdas(
+            scores, labels, valid, sigma=sigma, top=top, signs_only=True, block_elements=block_elements
+        )
     scores = scores.masked_fill(~mask, 0.0)
-    valid = None if bool(mask.all()) else mask.to(scores.dtype)
 
-    def terms(rows: slice, cols: slice) -> Tuple[torch.Tensor, torch.Tensor]:
+    def terms(rows: slice, cols: slice, work: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, torch.Tensor]:
         x = scores[:, rows, None] - scores[:, None, cols]
         if sigma != 1.0:
             x.mul_(sigma)
-        # sign of l_j - l_i: +1 when the column document is the more relevant one
-        flip = torch.sub(labels[:, None, cols], labels[:, rows, None]).sign_()
-        if valid is not None:
-            flip.mul_(valid[:, rows, None]).mul_(valid[:, None, cols])
-        if include_ties:
-            pair = torch.ones_like(x) if valid is None else valid[:, rows, None] * valid[:, None, cols]
-            width = rows.stop - rows.start
-            diagonal = torch.arange(width, device=x.device)
-            pair[:, diagonal, diagonal] = 0.0
-            target = flip.neg_().add_(1.0).mul_(0.5)  # (1 + sign(l_i - l_j)) / 2
-            # C = softplus(-x) + (1 - target) x ;  dC/dx = sigmoid(x) - target
-            grad = torch.sigmoid(x).sub_(target).mul_(pair)
-            cost = torch.nn.functional.softplus(-x).add_(x.mul_(target.neg_().add_(1.0))).mul_(pair)
-            return cost, grad.mul_(sigma)
-        # pairs with l_i > l_j cost softplus(-x), pairs with l_i < l_j cost softplus(x): softplus(flip x)
-        z = x.mul_(flip)
-        grad = torch.sigmoid(z).mul_(flip).mul_(sigma)
-        cost = torch.nn.functional.softplus(z).mul_(flip.abs_())
-        return cost, grad
+        pair = valid[:, rows, None] * valid[:, None, cols]
+        width = rows.stop - rows.start
+        diagonal = torch.arange(width, device=x.device)
+        pair[:, diagonal, diagonal] = 0.0
+        # (1 + sign(l_i - l_j)) / 2, from the sign of l_j - l_i
+        target = torch.sub(labels[:, None, cols], labels[:, rows, None]).sign_().neg_().add_(1.0).mul_(0.5)
+        # C = softplus(-x) + (1 - target) x ;  dC/dx = sigmoid(x) - target
+        grad = torch.sigmoid(x).sub_(target).mul_(pair)
+        cost = torch.nn.functional.softplus(-x).add_(x.mul_(target.neg_().add_(1.0))).mul_(pair)
+        return cost, grad.mul_(sigma)
 
-    length = scores.shape[-1]
-    return _accumulate(terms, scores, length if top is None else min(top, length), block_elements)
+    return _accumulate(terms, scores, valid, top, block_elements)
 
 
 def lambdarank_value_and_lambdas(
@@ -186,79 +289,39 @@ def lambdarank_value_and_lambdas(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """LambdaRank value ``[B]`` and lambdas ``[B, L]`` for lists already in rank order.
 
-    Inputs are in rank order (position 0 = rank 1, padding last): ``gains`` are
-    ``G_i / IDCG`` (0 for padding and for lists with IDCG 0), ``discounts`` the truncated
-    ``1 / log2(1 + rank)`` (0 beyond ``top`` and for padding), ``valid`` the float mask.
-    A pair weighs ``|dNDCG_ij| = |g_i - g_j| * |d_i - d_j|``; only pairs with at least one document
-    among the first ``top`` positions can weigh anything, so rows run over ``[0, top)`` only.
+    Inputs are in rank order (position 0 = rank 1): ``gains`` are ``G_i / IDCG`` (0 for
+    padding and for lists with IDCG 0), ``discounts`` ``[L]`` the truncated ``1 / log2(1 + rank)``
+    of each position (0 beyond ``top``), ``valid`` the float mask. A pair weighs
+    ``|dNDCG_ij| = |g_i - g_j| * |d_i - d_j|``; only pairs with at least one document among the
+    first ``top`` positions can weigh anything, so rows run over ``[0, top)`` only.
     """
-    masked = not bool((valid != 0).all())
+    def discount_gaps(rows: slice, cols: slice) -> torch.Tensor:
+        return (discounts[rows, None] - discounts[None, cols]).abs_()
 
-    def terms(rows: slice, cols: slice) -> Tuple[torch.Tensor, torch.Tensor]:
-        x = scores[:, rows, None] - scores[:, None, cols]
-        if sigma != 1.0:
-            x.mul_(sigma)
-        # signed weight: (g_j - g_i) |d_i - d_j|, positive when the column document is more relevant
-        weight = torch.sub(discounts[:, rows, None], discounts[:, None, cols]).abs_()
-        weight.mul_(torch.sub(gains[:, None, cols], gains[:, rows, None]))
-        if masked:
-            weight.mul_(valid[:, rows, None]).mul_(valid[:, None, cols])
-        z = x.mul_(torch.sign(weight))
-        grad = torch.sigmoid(z).mul_(weight).mul_(sigma)
-        cost = torch.nn.functional.softplus(z).mul_(weight.abs_())
-        return cost, grad
-
-    return _accumulate(terms, scores, top, block_elements)
+    return lambda_value_and_lambdas(
+        scores, gains, valid, sigma=sigma, top=top, pair_weights=discount_gaps, block_elements=block_elements
+    )
 
 
-class RankNetFunction(torch.autograd.Function):
-    """Factorised RankNet: ``forward(scores [B, L], labels, mask, sigma, include_ties, top) -> [B]``.
+class LambdaFunction(torch.autograd.Function):
+    """``forward(scores [B, L], value_and_lambdas) -> [B]`` with the lambdas as the gradient.
 
-    Forward computes each list's cost and the lambdas in row chunks and saves only the lambdas
-    ``[B, L]``; backward returns ``grad[:, None] * lambdas``. No graph over the pairs is built.
+    ``value_and_lambdas(scores)`` (one of the kernels above, its other inputs bound) computes each
+    list's value and the lambdas ``[B, L]`` in forward; only the lambdas are saved and backward is
+    ``grad[:, None] * lambdas``. No graph over the pairs is built; second derivatives are not
+    supported.
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, sigma: float, include_ties: bool,
-        top: Optional[int],
+        ctx, scores: torch.Tensor, value_and_lambdas: Callable[[torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
     ) -> torch.Tensor:
-        value, lambdas = ranknet_value_and_lambdas(
-            scores.detach(), labels, mask, sigma=sigma, include_ties=include_ties, top=top
-        )
+        value, lambdas = value_and_lambdas(scores.detach())
         ctx.save_for_backward(lambdas)
         return value
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_value: torch.Tensor) -> Tuple[Optional[torch.Tensor], None, None, None, None, None]:  # type: ignore[override]
+    def backward(ctx, grad_value: torch.Tensor) -> Tuple[Optional[torch.Tensor], None]:  # type: ignore[override]
         (lambdas,) = ctx.saved_tensors
-        return grad_value.unsqueeze(-1) * lambdas, None, None, None, None, None
-
-
-class LambdaRankFunction(torch.autograd.Function):
-    """Factorised LambdaRank on lists in rank order: ``forward(scores, gains, discounts, valid,
-    sigma, top) -> [B]``; saves the lambdas ``[B, L]``, backward multiplies them by the output grad.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx,
-        scores: torch.Tensor,
-        gains: torch.Tensor,
-        discounts: torch.Tensor,
-        valid: torch.Tensor,
-        sigma: float,
-        top: int,
-    ) -> torch.Tensor:
-        value, lambdas = lambdarank_value_and_lambdas(
-            scores.detach(), gains, discounts, valid, sigma=sigma, top=top
-        )
-        ctx.save_for_backward(lambdas)
-        return value
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_value: torch.Tensor) -> Tuple[Optional[torch.Tensor], None, None, None, None, None]:  # type: ignore[override]
-        (lambdas,) = ctx.saved_tensors
-        return grad_value.unsqueeze(-1) * lambdas, None, None, None, None, None
+        return grad_value.unsqueeze(-1) * lambdas, None

@@ -33,7 +33,8 @@ Conventions shared by the list losses here (``scores``, ``labels``, ``mask`` of 
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from functools import partial
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -47,9 +48,15 @@ from ltrkit._checks import (
     check_reduction,
 )
 from ltrkit.losses._common import at_least_float32, check_loss_inputs, reduce_lists
-from ltrkit.losses._pairwise_kernels import LambdaRankFunction, RankNetFunction, check_pair_memory
+from ltrkit.losses._pairwise_kernels import (
+    LambdaFunction,
+    check_pair_memory,
+    lambda_value_and_lambdas,
+    lambdarank_value_and_lambdas,
+    ranknet_value_and_lambdas,
+)
 from ltrkit.losses.registry import register
-from ltrkit.metrics.ranking import check_gain, gain_values, ideal_dcg, rank_discounts, sort_order
+from ltrkit.metrics.ranking import check_gain, dcg_of_sorted, gain_values, rank_discounts, sort_order
 
 __all__ = [
     "NORMALIZATIONS",
@@ -122,27 +129,46 @@ def _reduce(
     return reduce_lists(per_list, n_pairs > 0, reduction).reshape(lead if reduction == "none" else ())
 
 
-def _count_pairs(labels: torch.Tensor, mask: torch.Tensor, *, include_ties: bool) -> torch.Tensor:
+def _ideal_order(labels: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Each list's real labels in descending order, padding after them as 0 ``[B, L]``, and the
+    mask of that order (real positions first). The ideal ranking of :func:`~ltrkit.metrics.ranking.ideal_dcg`, from one
+    values-only sort (equal labels are interchangeable, so the sort need not be stable)."""
+    ideal = torch.sort(labels.masked_fill(~mask, -math.inf), dim=-1, descending=True).values
+    ideal_mask = torch.arange(labels.shape[-1], device=labels.device) < mask.sum(dim=-1, keepdim=True)
+    return ideal.masked_fill(~ideal_mask, 0.0), ideal_mask
+
+
+def _count_pairs(
+    labels: torch.Tensor, mask: torch.Tensor, *, include_ties: bool, ideal: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+) -> torch.Tensor:
     """Unordered pairs of real documents per list ``[B]`` (int64): all of them, or those with
     different labels.
 
-    Counts in ``O(L log L)``: with ``n`` real documents and ``c_i`` documents sharing the label of
-    ``i`` (itself included), the pairs with different labels number ``(n^2 - sum_i c_i) / 2``.
+    Counts in ``O(L log L)`` from the labels in sorted order (:func:`_ideal_order`, or
+    ``ideal`` when the caller has it): there a document ties with the documents from the start of
+    its run of equal labels up to itself, so the tied pairs number ``sum_i (i - run_start_i)``
+    over the real positions ``i``.
     """
     n = mask.sum(dim=-1)
-    if include_ties:
-        return n * (n - 1) // 2
-    keyed = labels.masked_fill(~mask, math.inf).contiguous()
-    ordered = torch.sort(keyed, dim=-1).values
-    same = torch.searchsorted(ordered, keyed, right=True) - torch.searchsorted(ordered, keyed)
-    same_pairs = (same * mask).sum(dim=-1)
-    return (n * n - same_pairs) // 2
+    all_pairs = n * (n - 1) // 2
+    if include_ties or labels.shape[-1] == 0:
+        return all_pairs
+    ordered, ordered_mask = _ideal_order(labels, mask) if ideal is None else ideal
+    positions = torch.arange(ordered.shape[-1], device=labels.device)
+    run_starts = torch.ones_like(ordered_mask)
+    run_starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    run_start = torch.cummax(torch.where(run_starts, positions, 0), dim=-1).values
+    tied = ((positions - run_start) * ordered_mask).sum(dim=-1)
+    return all_pairs - tied
 
 
-def _pairs_touching_top(labels: torch.Tensor, mask: torch.Tensor, top: int, *, include_ties: bool) -> torch.Tensor:
+def _pairs_touching_top(
+    labels: torch.Tensor, mask: torch.Tensor, top: int, *, include_ties: bool, ideal: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+) -> torch.Tensor:
     """Pairs per list ``[B]`` (int64) with at least one document among the first ``top``
-    positions of lists in rank order: all pairs minus those lying wholly below ``top``."""
-    n_pairs = _count_pairs(labels, mask, include_ties=include_ties)
+    positions of lists in rank order: all pairs minus those lying wholly below ``top``
+    (``ideal``: :func:`_ideal_order` of the same lists, if the caller has it)."""
+    n_pairs = _count_pairs(labels, mask, include_ties=include_ties, ideal=ideal)
     if top < labels.shape[-1]:
         outside = mask.clone()
         outside[:, :top] = False
@@ -162,12 +188,12 @@ def _rank_ordered(
 
 
 def _normalised_gains(
-    labels: torch.Tensor, mask: torch.Tensor, sorted_labels: torch.Tensor, sorted_mask: torch.Tensor,
+    ideal: Tuple[torch.Tensor, torch.Tensor], sorted_labels: torch.Tensor, sorted_mask: torch.Tensor,
     *, k: Optional[int], gain: str,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """``G_i / IDCG@k`` in rank order ``[B, n]`` (0 for padding and where IDCG@k <= 0), and
-    a ``[B]`` bool telling which lists have IDCG@k > 0."""
-    idcg = ideal_dcg(labels, mask, k=k, gain=gain)
+    a ``[B]`` bool telling which lists have IDCG@k > 0; ``ideal`` is :func:`_ideal_order`."""
+    idcg = dcg_of_sorted(*ideal, k=k, gain=gain)
     has_idcg = idcg > 0
     # 1 / IDCG where it is positive, 0 elsewhere (the inner where keeps the division finite)
     scale = has_idcg.to(idcg.dtype) / torch.where(has_idcg, idcg, torch.ones_like(idcg))
@@ -390,12 +416,14 @@ def ranknet_loss(
     check_k(k)
     s, l, m, lead = _flatten(scores, labels, mask)
     if k is None:
-        per_list = RankNetFunction.apply(s, l, m, sigma, include_ties, None)
+        kernel = partial(ranknet_value_and_lambdas, labels=l, mask=m, sigma=sigma, include_ties=include_ties)
+        per_list = LambdaFunction.apply(s, kernel)
         n_pairs = _count_pairs(l, m, include_ties=include_ties)
     else:
         s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m)
         top = min(k, s_sorted.shape[-1])
-        per_list = RankNetFunction.apply(s_sorted, l_sorted, m_sorted, sigma, include_ties, top)
+        kernel = partial(ranknet_value_and_lambdas, labels=l_sorted, mask=m_sorted, sigma=sigma, include_ties=include_ties, top=top)
+        per_list = LambdaFunction.apply(s_sorted, kernel)
         n_pairs = _pairs_touching_top(l_sorted, m_sorted, top, include_ties=include_ties)
     return _reduce(per_list, n_pairs, lead, reduction=reduction, normalize=normalize)
 
@@ -467,12 +495,16 @@ def lambdarank_loss(
     s, l, m, lead = _flatten(scores, labels, mask)
     s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m)
     length = s_sorted.shape[-1]
-    gains, has_idcg = _normalised_gains(l, m, l_sorted, m_sorted, k=k, gain=gain)
+    ideal = _ideal_order(l, m)
+    gains, has_idcg = _normalised_gains(ideal, l_sorted, m_sorted, k=k, gain=gain)
     valid = m_sorted.to(s.dtype)
-    discounts = _truncated_inverse_discounts(length, k, s) * valid
     top = length if k is None else min(k, length)
-    per_list = LambdaRankFunction.apply(s_sorted, gains, discounts, valid, sigma, top)
-    n_pairs = _pairs_touching_top(l_sorted, m_sorted, top, include_ties=False) * has_idcg
+    kernel = partial(
+        lambdarank_value_and_lambdas, gains=gains, discounts=_truncated_inverse_discounts(length, k, s), valid=valid,
+        sigma=sigma, top=top,
+    )
+    per_list = LambdaFunction.apply(s_sorted, kernel)
+    n_pairs = _pairs_touching_top(l_sorted, m_sorted, top, include_ties=False, ideal=ideal) * has_idcg
     return _reduce(per_list, n_pairs, lead, reduction=reduction, normalize=normalize)
 
 
@@ -566,6 +598,11 @@ def lambdaloss(
     longest = int(m.sum(dim=-1).max()) if m.numel() else 0
     check_pair_memory("lambdaloss", s.shape[0], longest, longest)
     s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m)
+    if weighting in _SYMMETRIC_WEIGHTINGS:
+        return _symmetric_lambdaloss(
+            s_sorted, l, m, l_sorted, m_sorted, lead, weighting=weighting, k=k, sigma=sigma, mu=mu, gain=gain, eps=eps,
+            reduction=reduction, normalize=normalize,
+        )
     with torch.no_grad():
         weights, pairs = _lambdaloss_weights(l, m, l_sorted, m_sorted, weighting=weighting, k=k, mu=mu, gain=gain)
     x = sigma * (s_sorted[:, :, None] - s_sorted[:, None, :])
@@ -575,6 +612,90 @@ def lambdaloss(
     bits = bits / math.log(2.0)
     per_list = (bits * weights * pairs).sum(dim=(1, 2))
     return _reduce(per_list, pairs.sum(dim=(1, 2)), lead, reduction=reduction, normalize=normalize)
+
+
+# weightings whose w_ij is symmetric and whose pairs are those with l_i > l_j: computed by the
+# fused pair kernel (one pass over the pairs, no autograd graph); the others by autograd
+_SYMMETRIC_WEIGHTINGS = ("ndcg_loss2", "ndcg_loss2pp", "lambdarank", "arp_loss2")
+
+
+def _symmetric_lambdaloss(
+    s_sorted: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor,
+    sorted_labels: torch.Tensor,
+    sorted_mask: torch.Tensor,
+    lead: torch.Size,
+    *,
+    weighting: str,
+    k: Optional[int],
+    sigma: float,
+    mu: float,
+    gain: str,
+    eps: float,
+    reduction: str,
+    normalize: str,
+) -> torch.Tensor:
+    """LambdaLoss of a weighting in :data:`_SYMMETRIC_WEIGHTINGS` on lists in rank order.
+
+    ``w_ij = |G_i - G_j| * T_ij`` with ``T`` depending on the two positions only (``|1/D_i -
+    1/D_j|``, the NDCG-Loss2 rank-gap term, their ``mu`` mix), or ``|l_i - l_j|`` for ARP-Loss2,
+    through :func:`~ltrkit.losses._pairwise_kernels.lambda_value_and_lambdas`; the cost in bits
+    is the kernel's natural-log cost over ``ln 2``, ``eps`` its clamp at ``-log(eps)``.
+    """
+    length = s_sorted.shape[-1]
+    top = length if k is None else min(k, length)
+    valid = sorted_mask.to(s_sorted.dtype)
+    ideal = _ideal_order(labels, mask)
+    n_pairs = _pairs_touching_top(sorted_labels, sorted_mask, top, include_ties=False, ideal=ideal)
+    if weighting == "arp_loss2":
+        gains, pair_weights = sorted_labels, None
+    else:
+        gains, has_idcg = _normalised_gains(ideal, sorted_labels, sorted_mask, k=k, gain=gain)
+        pair_weights = _position_weights(length, top, weighting=weighting, k=k, mu=mu, like=s_sorted)
+        n_pairs = n_pairs * has_idcg
+    kernel = partial(
+        _in_bits, lambda_value_and_lambdas, gains=gains, valid=valid, sigma=sigma, top=top, pair_weights=pair_weights,
+        max_cost=-math.log(eps) if eps > 0.0 else None,
+    )
+    per_list = LambdaFunction.apply(s_sorted, kernel)
+    return _reduce(per_list, n_pairs, lead, reduction=reduction, normalize=normalize)
+
+
+def _in_bits(kernel, scores: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A kernel's value and lambdas divided by ``ln 2`` (costs in bits)."""
+    value, lambdas = kernel(scores, **kwargs)
+    return value / math.log(2.0), lambdas / math.log(2.0)
+
+
+def _position_weights(
+    length: int, top: int, *, weighting: str, k: Optional[int], mu: float, like: torch.Tensor
+) -> Callable[[slice, slice], torch.Tensor]:
+    """The position part ``T_ij`` of the NDCG LambdaLoss weights, as a function of a block's
+    ``(rows, cols)`` slices giving ``[rows, cols]`` (no list-sized matrix is ever built).
+
+    ``lambdarank``: ``|1/D_i - 1/D_j|`` (``1/D`` 0 beyond ``k``); ``ndcg_loss2``:
+    ``|1/D_{|i-j|} - 1/D_{|i-j|+1}|``; ``ndcg_loss2pp``: ``mu * ndcg_loss2 + lambdarank``. The
+    diagonal is never a pair (its gain gap is 0), whatever its value.
+    """
+    dtype, device = like.dtype, like.device
+    inverse = _truncated_inverse_discounts(length, k, like)
+    # 1/D_r - 1/D_{r+1} for rank gaps r = 0..length-1 (r = 0 only serves the diagonal)
+    full_inverse = torch.cat([torch.zeros(1, dtype=dtype, device=device), rank_discounts(length, dtype=dtype, device=device)])
+    gap_delta = (full_inverse[:-1] - full_inverse[1:]).abs()
+    if weighting == "ndcg_loss2pp":
+        gap_delta *= mu
+    positions = torch.arange(length, device=device)
+
+    def weights(rows: slice, cols: slice) -> torch.Tensor:
+        if weighting == "lambdarank":
+            return (inverse[rows, None] - inverse[None, cols]).abs_()
+        block = gap_delta[(positions[rows, None] - positions[None, cols]).abs_()]
+        if weighting == "ndcg_loss2pp":
+            block += (inverse[rows, None] - inverse[None, cols]).abs_()
+        return block
+
+    return weights
 
 
 def _lambdaloss_weights(
@@ -604,7 +725,7 @@ def _lambdaloss_weights(
         return sorted_labels[:, :, None].expand(-1, -1, length), pairs
     if weighting == "arp_loss2":
         return (sorted_labels[:, :, None] - sorted_labels[:, None, :]).abs(), pairs
-    gains, has_idcg = _normalised_gains(labels, mask, sorted_labels, sorted_mask, k=k, gain=gain)
+    gains, has_idcg = _normalised_gains(_ideal_order(labels, mask), sorted_labels, sorted_mask, k=k, gain=gain)
     pairs = pairs & has_idcg[:, None, None]
     inverse = _truncated_inverse_discounts(length, k, gains)
     gain_gaps = (gains[:, :, None] - gains[:, None, :]).abs()

@@ -85,7 +85,7 @@ def test_chunked_equals_unchunked_on_a_long_list(top):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
     valid = mask.double()
     gains = torch.rand(2, 3000, generator=gen, dtype=torch.float64) * valid
-    discounts = torch.rand(2, 3000, generator=gen, dtype=torch.float64) * valid
+    discounts = torch.rand(3000, generator=gen, dtype=torch.float64)  # per position
     rank_top = 3000 if top is None else top
     whole = lambdarank_value_and_lambdas(scores, gains, discounts, valid, sigma=1.0, top=rank_top, block_elements=1 << 30)
     chunked = lambdarank_value_and_lambdas(scores, gains, discounts, valid, sigma=1.0, top=rank_top, block_elements=4096)

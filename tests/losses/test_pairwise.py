@@ -217,7 +217,7 @@ def test_lambdarank_gradcheck_and_chunking():
     # with distinct scores the ranks are locally constant, so the lambdas are the value's gradient
     assert torch.autograd.gradcheck(lambda s: lambdarank_loss(s, labels, mask, k=3, reduction="none"), (scores,))
     gains = torch.rand(3, 20, dtype=torch.float64)
-    discounts = torch.rand(3, 20, dtype=torch.float64)
+    discounts = torch.rand(20, dtype=torch.float64)  # per position
     valid = torch.ones(3, 20, dtype=torch.float64)
     s = torch.randn(3, 20, dtype=torch.float64)
     for top in (20, 7):
