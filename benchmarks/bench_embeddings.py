@@ -1,30 +1,50 @@
 """Triplet mining + loss (forward and backward) vs pytorch-metric-learning, and retrieval metrics
 over 100k x 100k similarities in chunks.
 
-Part 1, same inputs for both libraries (random ``[N, 64]`` embeddings, ``N / 8`` classes), where
-the definitions coincide, values checked equal (1e-5 relative) before timing:
+Part 1, same inputs for both libraries (random ``[N, 64]`` float32 embeddings, ``N / 8`` classes,
+margin 0.2) at N = 256, 1024, 4096, where the definitions coincide, the values checked equal
+(1e-5 relative) in the run:
 
-* ``batch_all``: ``batch_triplet_loss(mining="batch_all")`` (mean over positive-loss triplets)
-  vs PML's ``TripletMarginLoss`` without a miner (``AvgNonZeroReducer``). ltrkit's batch-all
-  holds ``[N, N, N]`` tensors (documented), so it runs at N = 256 only (N = 1024 needs ~16 GB).
-* ``batch_hard``: ``batch_triplet_loss(mining="batch_hard", reduction="sum")`` vs PML's
-  ``BatchHardMiner`` + ``TripletMarginLoss(reducer=SumReducer())``.
+=============  =============================================  ============================================
+row            ltrkit                                         pytorch-metric-learning
+=============  =============================================  ============================================
+batch_all      ``batch_triplet_loss(mining="batch_all")``     ``TripletMarginMiner("all")`` +
+               (mean over positive-loss triplets)             ``TripletMarginLoss`` (``AvgNonZeroReducer``)
+batch_hard     ``batch_triplet_loss(mining="batch_hard",      ``BatchHardMiner`` +
+               reduction="sum")``                             ``TripletMarginLoss(reducer=SumReducer())``
+semi_hard      ``batch_triplet_loss(mining="semi_hard")``     none (PML's "semihard" keeps other triplets)
+=============  =============================================  ============================================
+
+Each (library, row, N, threads) runs in a fresh subprocess: one warm-up, then the best of
+``--repeat`` timed runs of ``loss(embeddings, classes).backward()``, and the peak RSS delta of
+those runs (``VmHWM`` after a ``/proc/self/clear_refs`` reset, minus RSS before), which sees
+torch's CPU allocations. PML's batch-all lists every triplet (at N = 4096: 117 million, a few
+GB); a case whose estimated footprint exceeds ``--memory-guard-gib`` is reported as skipped.
 
 Part 2: :func:`ltrkit.embeddings.retrieval.retrieval_metrics` on ``--items`` items (every item a
 query over all the others; 1,000 classes; recall@1, recall@10, map, mrr, ndcg@10) exactly, in
 chunks, vs the generic list-metric path (``ltrkit.metrics.compute_metrics`` on the same
 ``[chunk, N]`` blocks), timed on ``--sample`` queries and scaled up.
 
-Usage: ``python benchmarks/bench_embeddings.py [--items 100000] [--threads 2] [--repeat 3]``
+Usage: ``python benchmarks/bench_embeddings.py [--threads 1 2] [--repeat 3] [--items 100000]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Dict, List
 
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = ("batch_all", "batch_hard", "semi_hard")
+SIZES = (256, 1024, 4096)
+MARGIN = 0.2
 
 
 def best_of(repeat: int, fn: Callable[[], object]) -> tuple[float, object]:
@@ -36,45 +56,106 @@ def best_of(repeat: int, fn: Callable[[], object]) -> tuple[float, object]:
     return best, result
 
 
-def mining_table(repeat: int) -> None:
+def _inputs(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(n)
+    return torch.randn(n, 64, generator=generator), torch.randint(0, n // 8, (n,), generator=generator)
+
+
+def _loss_fn(lib: str, row: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if lib == "ltrkit":
+        from ltrkit.losses.embedding import batch_triplet_loss
+
+        reduction = "sum" if row == "batch_hard" else "mean"
+        return lambda x, classes: batch_triplet_loss(x, classes, mining=row, margin=MARGIN, reduction=reduction)
     from pytorch_metric_learning import losses, miners
     from pytorch_metric_learning.distances import LpDistance
     from pytorch_metric_learning.reducers import SumReducer
 
-    from ltrkit.losses.embedding import batch_triplet_loss
-
     distance = LpDistance(normalize_embeddings=False)
-    print(f"{'mining':<11} {'N':>5} {'ltrkit ms':>10} {'PML ms':>10} {'PML/ltrkit':>11}  value")
-    for mining, sizes in (("batch_all", (256,)), ("batch_hard", (256, 1024, 4096))):
-        for n in sizes:
-            generator = torch.Generator().manual_seed(n)
-            embeddings = torch.randn(n, 64, generator=generator)
-            classes = torch.randint(0, n // 8, (n,), generator=generator)
+    if row == "batch_all":
+        miner = miners.TripletMarginMiner(margin=MARGIN, type_of_triplets="all", distance=distance)
+        loss = losses.TripletMarginLoss(margin=MARGIN, distance=distance)
+    else:
+        miner = miners.BatchHardMiner(distance=distance)
+        loss = losses.TripletMarginLoss(margin=MARGIN, distance=distance, reducer=SumReducer())
+    return lambda x, classes: loss(x, classes, miner(x, classes))
 
-            def ours() -> float:
-                x = embeddings.clone().requires_grad_(True)
-                if mining == "batch_all":
-                    loss = batch_triplet_loss(x, classes, mining="batch_all", margin=0.2)
-                else:
-                    loss = batch_triplet_loss(x, classes, mining="batch_hard", margin=0.2, reduction="sum")
-                loss.backward()
-                return float(loss.detach())
 
-            def theirs() -> float:
-                x = embeddings.clone().requires_grad_(True)
-                if mining == "batch_all":
-                    loss = losses.TripletMarginLoss(margin=0.2, distance=distance)(x, classes)
-                else:
-                    triplets = miners.BatchHardMiner(distance=distance)(x, classes)
-                    loss = losses.TripletMarginLoss(margin=0.2, distance=distance, reducer=SumReducer())(x, classes, triplets)
-                loss.backward()
-                return float(loss.detach())
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
-            ours_s, ours_value = best_of(repeat, ours)
-            theirs_s, theirs_value = best_of(repeat, theirs)
-            if abs(ours_value - theirs_value) > 1e-5 * max(abs(theirs_value), 1.0):
-                raise SystemExit(f"{mining} N={n}: ltrkit {ours_value} != PML {theirs_value}")
-            print(f"{mining:<11} {n:>5} {ours_s * 1e3:>10.1f} {theirs_s * 1e3:>10.1f} {theirs_s / ours_s:>11.2f}  {ours_value:.6g}")
+
+def worker(lib: str, row: str, n: int, threads: int, repeat: int) -> None:
+    """Measure one case and print a JSON line: best time, peak RSS delta, loss value."""
+    torch.set_num_threads(threads)
+    fn = _loss_fn(lib, row)
+    embeddings, classes = _inputs(n)
+    fn(embeddings.clone().requires_grad_(True), classes).backward()  # warm-up
+    before = _rss_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset the peak-RSS counter
+
+    def run() -> float:
+        x = embeddings.clone().requires_grad_(True)
+        loss = fn(x, classes)
+        loss.backward()
+        return float(loss.detach())
+
+    seconds, value = best_of(repeat, run)
+    print(json.dumps({"ms": 1000 * seconds, "peak_mib": (_rss_kib("VmHWM") - before) / 1024, "value": value}))
+
+
+def _estimate_gib(lib: str, row: str, n: int) -> float:
+    """Rough footprint: PML's batch-all holds ~7 int64/float tensors over every triplet (and an
+    [N, N, N] uint8 mask below 2^31 elements); the rest stays a few [N, N] tensors."""
+    if lib == "pml" and row == "batch_all":
+        classes = _inputs(n)[1]
+        sizes = torch.bincount(classes).double()
+        triplets = float((sizes * (sizes - 1) * (n - sizes)).sum())
+        return (56 * triplets + (n**3 if n**3 < 2**31 else 0)) / 2**30
+    return 24 * n * n * 4 / 2**30
+
+
+def measure(lib: str, row: str, n: int, threads: int, args: argparse.Namespace) -> Dict[str, object]:
+    estimate = _estimate_gib(lib, row, n)
+    if estimate > args.memory_guard_gib:
+        return {"note": f"skip:~{estimate:.0f}GiB"}
+    command = [sys.executable, __file__, "--worker", lib, row, str(n), str(threads), str(args.repeat)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"note": "too slow"}
+    if done.returncode != 0:
+        if done.returncode < 0 or "MemoryError" in done.stderr or "can't allocate" in done.stderr:
+            return {"note": "OOM"}
+        return {"note": f"error: {(done.stderr.strip().splitlines() or ['no output'])[-1][:60]}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def mining_table(args: argparse.Namespace) -> None:
+    print(f"{'row':<10} {'N':>5} {'thr':>3} {'ltrkit ms':>10} {'PML ms':>10} {'PML/ltrkit':>10} {'ltrkit MiB':>10} {'PML MiB':>9}  value")
+    for row in ROWS:
+        for n in args.sizes:
+            for threads in args.threads:
+                ours = measure("ltrkit", row, n, threads, args)
+                theirs = measure("pml", row, n, threads, args) if row != "semi_hard" else {"note": "-"}
+                if "value" in ours and "value" in theirs and abs(ours["value"] - theirs["value"]) > 1e-5 * max(abs(theirs["value"]), 1.0):
+                    raise SystemExit(f"{row} N={n}: ltrkit {ours['value']} != PML {theirs['value']}")
+
+                def cell(result: Dict[str, object], key: str, width: int) -> str:
+                    return f"{result[key]:>{width}.1f}" if key in result else f"{result.get('note', '?'):>{width}}"
+
+                ratio = f"{theirs['ms'] / ours['ms']:>10.2f}" if "ms" in ours and "ms" in theirs else f"{'-':>10}"
+                value = f"{ours['value']:.6g}" if "value" in ours else ""
+                print(
+                    f"{row:<10} {n:>5} {threads:>3} {cell(ours, 'ms', 10)} {cell(theirs, 'ms', 10)} {ratio} "
+                    f"{cell(ours, 'peak_mib', 10)} {cell(theirs, 'peak_mib', 9)}  {value}",
+                    flush=True,
+                )
 
 
 def retrieval_table(items: int, sample: int) -> None:
@@ -108,17 +189,27 @@ def retrieval_table(items: int, sample: int) -> None:
     print(f"  generic compute_metrics (scaled from {sample:,} queries): {generic_s:8.1f} s  ratio generic/ours {generic_s / ours_s:.2f}")
 
 
-def main() -> None:
+def main(argv: List[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--sample", type=int, default=2_000, help="queries the generic path is timed on")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts of the mining table")
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s)\n")
-    mining_table(args.repeat)
-    retrieval_table(args.items, args.sample)
+    parser.add_argument("--memory-guard-gib", type=float, default=10.0)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per mining measurement")
+    parser.add_argument("--items", type=int, default=100_000, help="items of the retrieval part (0: skip it)")
+    parser.add_argument("--sample", type=int, default=2_000, help="queries the generic path is timed on")
+    parser.add_argument("--worker", nargs=5, metavar=("LIB", "ROW", "N", "THREADS", "REPEAT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        lib, row, n, threads, repeat = args.worker
+        worker(lib, row, int(n), int(threads), int(repeat))
+        return
+    print(f"torch {torch.__version__}\n")
+    mining_table(args)
+    if args.items:
+        torch.set_num_threads(max(args.threads))
+        print(f"\n{max(args.threads)} thread(s)")
+        retrieval_table(args.items, args.sample)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ def _masks(classes):
 def _brute_force(embeddings, classes, mining, margin, p, squared, reduction):
     """Every (anchor, positive, negative) as one entry of an [N, N, N] tensor; amin/amax share
     the gradient of tied distances evenly."""
-    d = torch.cdist(embeddings, embeddings, p=p, compute_mode="donot_use_mm_for_euclid_dist")
-    d = d * d if squared else d
+    if squared:  # straight from the differences: integer points give exact, exactly tied distances
+        d = ((embeddings[:, None, :] - embeddings[None, :, :]) ** 2).sum(dim=2)
+    else:
+        d = torch.cdist(embeddings, embeddings, p=p, compute_mode="donot_use_mm_for_euclid_dist")
     positive, negative = _masks(classes)
     if mining == "batch_all":
         valid = positive[:, :, None] & negative[:, None, :]
@@ -96,6 +98,25 @@ def test_float32_batch_all_keeps_its_precision_with_large_classes():
     ours = batch_triplet_loss(embeddings, classes, mining="batch_all", margin=0.3, reduction="none")
     exact = batch_triplet_loss(embeddings.double(), classes, mining="batch_all", margin=0.3, reduction="none")
     torch.testing.assert_close(ours.double(), exact, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("close_per_row", [64, 0])  # 0: every row has too many close pairs, the cdist fallback
+def test_float32_distances_of_near_duplicates_stay_exact(monkeypatch, close_per_row):
+    import ltrkit.losses.embedding as embedding
+
+    monkeypatch.setattr(embedding, "_CLOSE_PER_ROW", close_per_row)
+    # tight classes close together far from the origin: |x|^2 + |y|^2 - 2 x.y alone would cancel to noise
+    generator = torch.Generator().manual_seed(6)
+    centres = 10.0 * torch.randn(1, 16, generator=generator) + 1e-2 * torch.randn(6, 16, generator=generator)
+    classes = torch.arange(48) % 6
+    embeddings = centres[classes] + 1e-3 * torch.randn(48, 16, generator=generator)
+    embeddings[1] = embeddings[7]  # an exact duplicate in another class: distance 0, gradient 0
+    for mining in ("batch_hard", "semi_hard"):
+        got, got_grad = _value_and_grad(lambda e: batch_triplet_loss(e, classes, mining=mining, margin=0.05, reduction="none"), embeddings)
+        want, want_grad = _value_and_grad(lambda e: batch_triplet_loss(e, classes, mining=mining, margin=0.05, reduction="none"), embeddings.double())
+        assert float(want.sum()) > 0 and torch.isfinite(got_grad).all()
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(got_grad.double(), want_grad, rtol=1e-3, atol=1e-3)
 
 
 pml = pytest.importorskip("pytorch_metric_learning")
