@@ -100,10 +100,16 @@ _IPS_FUNCTIONS: Dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+# options of the label-trained lists that click lists (the shown top K) do not have
+_LIST_OPTIONS = ("max_slate_length", "max_docs_per_batch", "sublist_fraction")
+
+
 def click_config_problems(raw: Mapping[str, Any]) -> List[str]:
     """What keeps a (raw, possibly invalid) config with ``data.train_clicks`` from training on
     clicks: a loss without an IPS form, hyperparameters the IPS form lacks, DLA with a loss other
-    than softmax/listnet. One ``"dotted.path: problem"`` per issue; best effort on bad input."""
+    than softmax/listnet, model selection on the training split, options of label-trained lists
+    (``training.max_slate_length``, ``max_docs_per_batch``, ``sublist_fraction``). One
+    ``"dotted.path: problem"`` per issue; best effort on bad input."""
     data = raw.get("data")
     clicks = data.get("train_clicks") if isinstance(data, Mapping) else None
     if not isinstance(clicks, Mapping):
@@ -122,6 +128,13 @@ def click_config_problems(raw: Mapping[str, Any]) -> List[str]:
         problems.append(f"loss.args: {extra} of {name!r} have no counterpart in its IPS form {form}, which takes {list(allowed)}")
     if clicks.get("propensities") == "dla" and form != "ips_softmax":
         problems.append(f"data.train_clicks.propensities: dla trains the ranker with the IPS softmax loss; set loss.name to softmax or listnet, not {name!r}")
+    stopping = raw.get("early_stopping") if isinstance(raw.get("early_stopping"), Mapping) else {}
+    if stopping.get("split") == "train":
+        problems.append("early_stopping.split: 'train' would select epochs by data.train's labels, which a click run does not learn from; use vali")
+    training = raw.get("training") if isinstance(raw.get("training"), Mapping) else {}
+    for key in _LIST_OPTIONS:
+        if training.get(key) is not None:
+            problems.append(f"training.{key}: does not apply to training on clicks (a list is what a session showed)")
     return problems
 
 

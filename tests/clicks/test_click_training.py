@@ -13,13 +13,14 @@ from typer.testing import CliRunner
 
 from ltrkit.cli.main import app
 from ltrkit.clicks.log import read_click_log
-from ltrkit.clicks.propensity import estimate_by_randomization
+from ltrkit.clicks.propensity import estimate_by_randomization, estimate_by_regression_em
 from ltrkit.clicks.simulate import write_simulation
 from ltrkit.clicks.spec import load_click_spec
 from ltrkit.clicks.task import ClickLoss, aggregate_sessions, load_click_config, train_on_clicks
 from ltrkit.clicks.unbiased import ips_softmax_loss
 from ltrkit.data.cache import load_dataset
 from ltrkit.data.synthetic import generate_splits, write_splits
+from ltrkit.data.transforms import Normalizer
 from ltrkit.training import Ranker
 from ltrkit.training.checkpoint import load_checkpoint
 from ltrkit.training.config import ConfigError
@@ -186,6 +187,20 @@ def test_estimated_propensities_and_clipping_are_reported(world, tmp_path):
     assert any(f"{below} of {int(log.mask.sum())} impressions" in warning for warning in run.report["warnings"])
 
 
+def test_regression_em_propensities_are_estimated_on_the_normalised_training_features(world, tmp_path):
+    run = train_on_clicks(config_for(world, tmp_path, "em", "regression_em", em_max_iterations=4), training={"epochs": 1})
+    sessions, _ = read_click_log(world["log"])
+    normalizer = Normalizer.from_state_dict(load_checkpoint(run.run_dir / "checkpoints" / "last.pt")["normalizer"])
+    estimate, details = estimate_by_regression_em(sessions, normalizer.transform(world["train"]).features, max_iterations=4)
+    np.testing.assert_allclose(run.report["clicks"]["estimated_propensities"], estimate / estimate.max())
+    assert run.report["clicks"]["em_iterations"] == details["iterations"] == 4 and "clipped_impressions" not in run.report["clicks"]
+
+
+def test_the_shipped_click_recipe_is_a_click_config():
+    config = load_click_config(Path(__file__).resolve().parents[2] / "configs" / "clicks.json")
+    assert config.data.train_clicks.propensities == "regression_em" and config.loss.name == "softmax"
+
+
 def _csv_log(world, path: Path, edit=None, drop: str = "") -> Path:
     """A three-session CSV log of real documents, with ``edit(rows)`` applied and column ``drop`` left out."""
     train = world["train"]
@@ -240,6 +255,8 @@ def test_config_errors_are_reported_at_once_before_any_run_folder(world, tmp_pat
     config = config_for(world, tmp_path / "runs", "bad", "dla")
     config["loss"] = {"name": "ranknet", "args": {"include_ties": True}}
     config["data"]["train_clicks"].update(clip=1.5, unknown=1)
+    config["early_stopping"]["split"] = "train"
+    config["training"]["max_slate_length"] = 5
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     with pytest.raises(ConfigError) as caught:
@@ -247,6 +264,7 @@ def test_config_errors_are_reported_at_once_before_any_run_folder(world, tmp_pat
     assert caught.value.source == str(path)
     assert [error.split(":")[0] for error in caught.value.errors] == [
         "data.train_clicks.clip", "data.train_clicks.unknown", "loss.args", "data.train_clicks.propensities",
+        "early_stopping.split", "training.max_slate_length",
     ]
     assert "['include_ties'] of 'ranknet'" in caught.value.errors[2] and "IPS softmax loss" in caught.value.errors[3]
     one_line_error(CliRunner().invoke(app, ["train", str(path)]), str(path), "data.train_clicks.clip")
