@@ -45,9 +45,9 @@ def test_the_corpus_is_seeded_and_splits_hold_disjoint_stories():
 
 def test_duplicate_scores_equal_scikit_learn_on_every_pair():
     generator = torch.Generator().manual_seed(0)
-    vectors = torch.nn.functional.normalize(torch.randn(30, 5, generator=generator), dim=1)
-    classes = torch.randint(0, 8, (30,), generator=generator)
-    pairs = list(itertools.combinations(range(30), 2))
+    vectors = torch.nn.functional.normalize(torch.randn(16, 5, generator=generator), dim=1)
+    classes = torch.randint(0, 5, (16,), generator=generator)
+    pairs = list(itertools.combinations(range(16), 2))
     same = np.array([bool(classes[i] == classes[j]) for i, j in pairs])
     cosine = np.array([float(vectors[i] @ vectors[j]) for i, j in pairs])
     threshold = float(np.quantile(cosine, 0.8))
@@ -92,14 +92,15 @@ def test_pretraining_corrupts_the_bag_and_reconstructs_its_frequencies(tmp_path)
 
 
 def test_resume_across_the_switch_from_pretraining_is_exact(tmp_path):
-    whole = train_embeddings(_news_config(tmp_path, "whole"))
+    fast = {"evaluation": {"metrics": ["map"], "baselines": False}}
+    whole = train_embeddings(_news_config(tmp_path, "whole", **fast))
 
     def interrupt_at_the_switch(epoch, record):
         if epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_embeddings(_news_config(tmp_path, "part"), on_epoch_end=interrupt_at_the_switch)
+        train_embeddings(_news_config(tmp_path, "part", **fast), on_epoch_end=interrupt_at_the_switch)
     resumed = resume_embeddings(tmp_path / "part")
     for name, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
@@ -111,14 +112,14 @@ def test_resume_across_the_switch_from_pretraining_is_exact(tmp_path):
 def test_the_shrunken_news_example_beats_tfidf(tmp_path):
     config = example_config("news")
     config.update(num_threads=1, output={"dir": str(tmp_path), "name": "news", "tensorboard": False, "plots": False})
-    config["data"]["news"] = {"train_stories": 300, "vali_stories": 60, "test_stories": 60, "topics": 6, "concepts": 20, "seed": 0}
-    config["training"]["epochs"] = 40
-    config["pretrain"]["epochs"] = 5
+    config["data"]["news"] = {"train_stories": 300, "vali_stories": 60, "test_stories": 60, "topics": 6, "concepts": 20, "seed": 1}
+    config.update(seed=1, training={"epochs": 40}, pretrain={"epochs": 5})
     result = train_embeddings(config)
     model, tfidf = result.metrics["test"], result.baselines["tfidf"]["metrics"]["test"]
-    # measured with seed 0: map 0.649 vs 0.492, duplicate F1 0.51 vs 0.34 (one run of the
-    # first test session gave map 0.577)
-    assert model["map"] > tfidf["map"] + 0.05 and model["p@1"] > tfidf["p@1"]
-    assert model["dup_f1"] > tfidf["dup_f1"] + 0.05
+    # measured (seeds 0/1/2 of corpus and run): map 0.648/0.820/0.724 against TF-IDF's
+    # 0.492/0.508/0.535, duplicate F1 0.511/0.652/0.596 against 0.349/0.459/0.456; a change of
+    # the triplet loss's float rounding alone moved seed 0's map to 0.577, hence the slack
+    assert model["map"] > tfidf["map"] + 0.15 and model["p@1"] > tfidf["p@1"] + 0.1
+    assert model["dup_f1"] > tfidf["dup_f1"] + 0.08
     assert 0 < model["dup_threshold"] < 1 and tfidf["map"] > 0.4
     assert "TF-IDF cosine test" in (result.run_dir / "report.md").read_text()
