@@ -45,6 +45,24 @@ each library's per-epoch evaluation (allRank also re-scores the whole training s
 ltrkit's ``fit s/epoch`` also carries its fixed per-run costs (run folder, checkpoints, final
 evaluation and report), which dominate on the small set.
 
+Training pass against the bare model (``--losses``, skip with ``--skip-passes``): for each list
+loss, ``ltrkit`` trains ``--pass-epochs`` epochs with it (vali scoring between epochs, no
+baselines), and after each epoch, inside the same call, the same epoch's batches (the run's own
+``BatchLoader``, same epoch, same thread count) go through a *bare model step*: a second MLP of
+the same shape, forward, ``scores.sum()`` as the loss (no ranking loss at all: matmul + ReLU),
+backward and an Adam step. ``loss pass`` is the trainer's training seconds of an epoch (its
+history), ``bare pass`` the bare loop's; both take the best of the epochs (interleaved, so a
+burst of contention hits both), and ``ratio = loss pass / bare pass``.
+
+Whole call (skip with ``--skip-whole-call``): one ``ltrkit train config.json -q`` subprocess with
+the defaults of a real run (NDCG-Loss2++, per-epoch validation, test predictions, report with
+the random / single-feature / LightGBM baselines, ``curves.png``, TensorBoard), wall clock
+against the sum of its training passes (``report.json``'s ``train_seconds``); the same config
+run in-process splits the call into loading (config, data, normaliser), training passes,
+per-epoch validation, test scoring and predictions, baselines (the LightGBM baseline timed on
+its own) and the rest (run folder, checkpoints, report, plots); the ratio is printed with and
+without the LightGBM baseline, which trains a second model and is a fixed cost of the run.
+
 Timings on a busy shared machine are dominated by contention: with more runnable threads than
 cores, every OpenMP barrier waits for a descheduled thread, so the op-heavy loops (and
 LightGBM with 2 threads: ``--gbdt-threads``) slow down many times. Compare ratios from one run.
@@ -53,11 +71,15 @@ LightGBM with 2 threads: ``--gbdt-threads``) slow down many times. Compare ratio
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -156,35 +178,10 @@ def evaluate(test: RankingDataset, scores: np.ndarray) -> Dict[int, float]:
 def run_ltrkit(folder: Path, n_train_docs: int, opts: argparse.Namespace) -> Outcome:
     from ltrkit.training.trainer import train
 
-    config = {
-        "data": {
-            "train": str(folder / "train.txt"),
-            "vali": str(folder / "vali.txt"),
-            "test": str(folder / "test.txt"),
-            "cache": False,
-            "drop_train_queries_without_relevant": False,
-        },
-        "normalization": "none",
-        "model": {"name": "mlp", "args": {"hidden_sizes": opts.hidden, "activation": "relu", "dropout": opts.dropout}},
-        "loss": {
-            "name": "lambdaloss",
-            "args": {"weighting": "ndcg_loss2pp", "mu": 10.0, "sigma": 1.0, "eps": 1e-10},
-        },
-        "optimizer": {"name": "adam", "lr": opts.lr},
-        "schedule": {"name": "constant"},
-        "training": {
-            "epochs": opts.epochs,
-            "batch_size": opts.batch_size,
-            "max_slate_length": opts.slate_length,
-            "truncation": "random",
-        },
-        "early_stopping": {"patience": None},
-        "evaluation": {"metrics": ["ndcg@10"], "baselines": False},
-        "seed": opts.seed,
-        "device": "cpu",
-        "num_threads": opts.threads,
-        "output": {"dir": str(folder / "runs"), "name": "ltrkit", "tensorboard": False, "plots": False},
-    }
+    config = ltrkit_config(
+        folder, opts, loss={"name": "lambdaloss", "args": {"weighting": "ndcg_loss2pp", "mu": 10.0, "sigma": 1.0, "eps": 1e-10}},
+        name="ltrkit",
+    )
     start = time.perf_counter()
     result = train(config, quiet=True)
     fit_seconds = time.perf_counter() - start
@@ -293,6 +290,193 @@ def run_lightgbm(splits: Dict[str, RankingDataset], opts: argparse.Namespace) ->
     return Outcome("LightGBM", ranker.predict(splits["test"].features), None, seconds, None)
 
 
+# --------------------------------------------------------------------------- loss pass vs bare model
+
+# --losses names: registered list losses, plus the NDCG-Loss2++ LambdaLoss (the default loss)
+LOSS_ALIASES: Dict[str, Dict[str, object]] = {
+    "ndcg_loss2pp": {"name": "lambdaloss", "args": {"weighting": "ndcg_loss2pp"}},
+}
+DEFAULT_LOSSES = "listnet,ranknet,lambdarank,ndcg_loss2pp"
+
+
+def ltrkit_config(folder: Path, opts: argparse.Namespace, *, loss: Dict[str, object], name: str) -> Dict[str, object]:
+    """The config both neural measurements share (allRank's recipe; ``loss`` and output name vary)."""
+    return {
+        "data": {
+            "train": str(folder / "train.txt"),
+            "vali": str(folder / "vali.txt"),
+            "test": str(folder / "test.txt"),
+            "cache": False,
+            "drop_train_queries_without_relevant": False,
+        },
+        "normalization": "none",
+        "model": {"name": "mlp", "args": {"hidden_sizes": opts.hidden, "activation": "relu", "dropout": opts.dropout}},
+        "loss": loss,
+        "optimizer": {"name": "adam", "lr": opts.lr},
+        "schedule": {"name": "constant"},
+        "training": {
+            "epochs": opts.epochs,
+            "batch_size": opts.batch_size,
+            "max_slate_length": opts.slate_length,
+            "truncation": "random",
+        },
+        "early_stopping": {"patience": None},
+        "evaluation": {"metrics": ["ndcg@10"], "baselines": False},
+        "seed": opts.seed,
+        "device": "cpu",
+        "num_threads": opts.threads,
+        "output": {"dir": str(folder / "runs"), "name": name, "tensorboard": False, "plots": False},
+    }
+
+
+def loss_spec(name: str) -> Dict[str, object]:
+    from ltrkit.losses import names
+
+    if name in LOSS_ALIASES:
+        return LOSS_ALIASES[name]
+    if name not in names("list"):
+        raise SystemExit(f"--losses: {name!r} is not a list loss; choose from {sorted(names('list')) + sorted(LOSS_ALIASES)}")
+    return {"name": name, "args": {}}
+
+
+def _timed_task_class():
+    """A RankingTask that times its phases (load, validation, test, baselines; LightGBM apart)."""
+    import ltrkit.training.gbdt as gbdt
+    from ltrkit.training.trainer import RankingTask
+
+    class TimedTask(RankingTask):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.seconds: Dict[str, float] = defaultdict(float)
+
+        @contextlib.contextmanager
+        def timed(self, phase: str) -> Iterator[None]:
+            start = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.seconds[phase] += time.perf_counter() - start
+
+        def prepare(self, state):
+            with self.timed("load"):
+                return super().prepare(state)
+
+        def evaluate(self, split, device, amp_dtype):
+            with self.timed("validation"):
+                return super().evaluate(split, device, amp_dtype)
+
+        def final_metrics(self, folder, device, amp_dtype):
+            with self.timed("test"):
+                return super().final_metrics(folder, device, amp_dtype)
+
+        def baselines(self):
+            original = gbdt.lambdamart_baseline
+
+            def lambdamart(*args, **kwargs):
+                with self.timed("lightgbm"):
+                    return original(*args, **kwargs)
+
+            gbdt.lambdamart_baseline = lambdamart
+            try:
+                with self.timed("baselines"):
+                    return super().baselines()
+            finally:
+                gbdt.lambdamart_baseline = original
+
+    return TimedTask
+
+
+def bare_pass(task, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
+    """Seconds of one bare model step over every batch of ``epoch`` of the task's own loader."""
+    loader = task.loader
+    loader.set_epoch(epoch)
+    model.train()
+    start = time.perf_counter()
+    for batch in loader:
+        scores = model(batch.features, batch.mask)
+        optimizer.zero_grad(set_to_none=True)
+        scores.float().sum().backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def pass_against_bare(folder: Path, loss: str, opts: argparse.Namespace) -> Dict[str, float]:
+    """Best training pass of ``loss`` and best bare pass over the same batches, interleaved by epoch."""
+    from ltrkit.training.config import load_config
+    from ltrkit.training.trainer import build_ranking_model, run_task
+
+    config = ltrkit_config(folder, opts, loss=loss_spec(loss), name=f"pass-{loss}")
+    config["training"]["epochs"] = opts.pass_epochs
+    task = _timed_task_class()(load_config(config))
+    bare: List[float] = []
+    state: Dict[str, object] = {}
+
+    def after_epoch(epoch: int, record: Dict[str, object]) -> None:
+        if "model" not in state:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(opts.seed)
+                state["model"] = build_ranking_model(task.config, task.data.train.n_features)
+            state["optimizer"] = torch.optim.Adam(state["model"].parameters(), lr=opts.lr)
+        bare.append(bare_pass(task, epoch, state["model"], state["optimizer"]))
+
+    result = run_task(task, overwrite=True, quiet=True, on_epoch_end=after_epoch)
+    passes = [record["seconds"] for record in result.history]
+    return {"loss": min(passes), "bare": min(bare)}
+
+
+def whole_call(folder: Path, opts: argparse.Namespace) -> Dict[str, float]:
+    """``ltrkit train`` as a subprocess (wall clock, train_seconds) and the same run in-process, timed by phase."""
+    from ltrkit.training.config import load_config
+    from ltrkit.training.trainer import run_task
+
+    config = ltrkit_config(folder, opts, loss={"name": "lambdaloss", "args": {"weighting": "ndcg_loss2pp"}}, name="whole")
+    config["evaluation"] = {"metrics": ["ndcg@10"]}
+    config["output"].update(tensorboard=True, plots=True)
+    path = folder / "whole.json"
+    path.write_text(json.dumps(config))
+    ltrkit = Path(sys.executable).with_name("ltrkit")
+    start = time.perf_counter()
+    done = subprocess.run([str(ltrkit), "train", str(path), "-q", "--overwrite"], capture_output=True, text=True)
+    call_seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"ltrkit train failed:\n{done.stderr[-2000:]}")
+    report = json.loads((folder / "runs" / "whole" / "report.json").read_text())
+    cli_lightgbm = float(report["baselines"].get("lightgbm", {}).get("train_seconds", 0.0))
+
+    task = _timed_task_class()(load_config(config))
+    start = time.perf_counter()
+    result = run_task(task, overwrite=True, quiet=True)
+    total = time.perf_counter() - start
+    phases = dict(task.seconds)
+    phases["passes"] = sum(record["seconds"] for record in result.history)
+    phases["baselines"] -= phases.get("lightgbm", 0.0)
+    phases["rest"] = total - sum(phases.values())
+    return {"call": call_seconds, "call_passes": float(report["train_seconds"]), "call_lightgbm": cli_lightgbm, "total": total, **phases}
+
+
+def print_passes(folder: Path, opts: argparse.Namespace) -> None:
+    print(f"   training pass vs bare model step (same batches, {opts.threads} thread(s), best of {opts.pass_epochs} epochs):")
+    print(f"   {'loss':14} {'loss pass s':>12} {'bare pass s':>12} {'ratio':>7}")
+    for loss in opts.losses.split(","):
+        figures = pass_against_bare(folder, loss, opts)
+        print(f"   {loss:14} {figures['loss']:12.3f} {figures['bare']:12.3f} {figures['loss'] / figures['bare']:6.2f}x", flush=True)
+
+
+def print_whole_call(folder: Path, opts: argparse.Namespace) -> None:
+    figures = whole_call(folder, opts)
+    passes = figures["call_passes"]
+    print(f"   whole `ltrkit train` call ({opts.epochs} epochs, defaults of a real run): {figures['call']:.2f} s wall, "
+          f"training passes {passes:.2f} s: {figures['call'] / passes:.2f}x the passes; without its LightGBM baseline "
+          f"({figures['call_lightgbm']:.2f} s) {(figures['call'] - figures['call_lightgbm']) / passes:.2f}x")
+    order = ("load", "passes", "validation", "test", "baselines", "lightgbm", "rest")
+    labels = {"load": "load", "passes": "passes", "validation": "validation", "test": "test+predictions",
+              "baselines": "random+single-feature", "lightgbm": "LightGBM baseline", "rest": "folder/report/plots"}
+    shown = ", ".join(f"{labels[key]} {figures.get(key, 0.0):.2f}" for key in order)
+    in_process = figures["total"] - figures.get("lightgbm", 0.0)
+    print(f"   in-process breakdown (s): {shown}; total {figures['total']:.2f} = {figures['total'] / figures['passes']:.2f}x "
+          f"the passes, {in_process / figures['passes']:.2f}x without LightGBM")
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -321,6 +505,10 @@ def bench_dataset(name: str, splits: Dict[str, RankingDataset], opts: argparse.N
             runners.append(lambda: run_lightgbm(splits, opts))
         for runner in runners:
             outcomes.append(runner())
+        if not opts.skip_passes:
+            print_passes(folder, opts)
+        if not opts.skip_whole_call:
+            print_whole_call(folder, opts)
 
     metrics = {o.name: evaluate(splits["test"], o.test_scores) for o in outcomes}
     header = f"   {'':9} {'NDCG@5':>8} {'NDCG@10':>8} {'train s/ep':>11} {'fit s/ep':>9} {'docs/s':>10}"
@@ -369,6 +557,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-allrank", action="store_true")
     parser.add_argument("--skip-lightgbm", action="store_true")
+    parser.add_argument("--losses", default=DEFAULT_LOSSES, help=f"list losses timed against the bare model (default {DEFAULT_LOSSES})")
+    parser.add_argument("--pass-epochs", type=int, default=3, help="epochs per loss in the loss-vs-bare comparison (best of)")
+    parser.add_argument("--skip-passes", action="store_true", help="skip the loss-vs-bare-model comparison")
+    parser.add_argument("--skip-whole-call", action="store_true", help="skip the whole-call timing")
     return parser.parse_args(argv)
 
 
