@@ -37,6 +37,7 @@ from ltrkit.embeddings.data import ItemSet, Vocabulary, check_triplet_classes, d
 from ltrkit.embeddings.encoders import EmbeddingModel, build_encoder, encoder_hyperparameters
 from ltrkit.embeddings.retrieval import canonical_retrieval_metric, retrieval_metrics
 from ltrkit.training.config import ConfigError
+from ltrkit.training.distributed import current_context
 from ltrkit.training.task import Evaluation, StepOutput, Task
 from ltrkit.training.trainer import EpochCallback, TrainResult, merge_overrides, resume_task, resumed_config, run_task
 
@@ -102,6 +103,12 @@ class EmbeddingTask(Task):
     classes [B, n])``; every batch is a function of ``(seed, epoch)``. ``train_loss`` averages
     over the batch's rows. Validation: retrieval metrics of the ``vali`` items among themselves
     (``starspace``: each item ranks every class's entity vector; ``recall@k`` is hits@k).
+
+    Epochs ``1..pretrain.epochs`` are denoising pre-training instead (text items): a batch is a
+    :class:`_Corrupted` (every training item once per epoch, in :meth:`steps_per_epoch` batches),
+    its loss the reconstruction cross-entropy averaged over the items with tokens. The validation
+    metric is tracked (and the best epoch kept) over every epoch, both phases alike, and early
+    stopping's patience counts from epoch 1.
     """
 
     unit = "items"
@@ -148,6 +155,9 @@ class EmbeddingTask(Task):
         if config.early_stopping.split == "vali" and self.splits.get("vali") is None:
             errors.append("early_stopping.split: 'vali' needs validation items; set data.vali, or early_stopping.split=train")
         errors += [f"expected.{split}: the regression gate needs {split} items, but none are configured" for split in config.expected if self.splits.get(split) is None]
+        if config.pretrain.epochs and current_context().enabled:
+            # the loop's DDP wrapper holds the model only: the decoder's gradients would not be averaged
+            errors.append("pretrain.epochs: runs with denoising pre-training train in a single process, not under torchrun")
         if config.evaluation.duplicates and (self.splits.get("vali") is None or self.splits.get("test") is None):
             errors.append("evaluation.duplicates: the threshold is chosen on data.vali and applied to data.test; set both")
         if errors:
