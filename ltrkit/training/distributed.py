@@ -19,7 +19,7 @@ largest label of the dataset, not of a shard).
 The training loop (:mod:`ltrkit.training.trainer`) uses the rest: :func:`join_job` (the
 context, the device of this rank), :func:`follow_run_folder` (rank 0 writes the run folder,
 checkpoints, TensorBoard and the report; the other ranks get a :class:`MutedRunFolder` at the
-same path), :func:`wrap_model` (``DistributedDataParallel``), :func:`loss_for_step` (every rank
+same path), :func:`wrap_model` (``DistributedDataParallel``; an ensemble through :class:`EnsembleMembers`), :func:`loss_for_step` (every rank
 steps together), :func:`seed_epoch` (each rank's RNG is a function of ``(seed, epoch, rank)``,
 so a resumed run draws the same dropout masks on every rank without per-rank RNG state),
 :func:`sum_over_ranks` and :func:`reduce_evaluation` (exact epoch statistics and metrics), and
@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DistributedContext",
     "DistributedError",
+    "EnsembleMembers",
     "MutedRunFolder",
     "all_reduce_sum",
     "barrier",
@@ -442,22 +443,37 @@ def follow_run_folder(context: DistributedContext, folder: Optional[RunFolder]) 
     return folder if context.is_main else MutedRunFolder(path)
 
 
+class EnsembleMembers(torch.nn.Module):
+    """Every member's scores of an ensemble in one forward: ``forward(features [B, L, F], mask)
+    -> [K, B, L]`` (member ``k``'s scores at ``[k]``), the members' parameters as its own.
+
+    An ensemble's members learn side by side, each from its own loss; ``DistributedDataParallel``
+    reduces the gradients of one forward per step, so under torchrun the ensemble trains through
+    this view (:func:`wrap_model`), and in one process the same view gives the same scores.
+    """
+
+    def __init__(self, ensemble: torch.nn.Module) -> None:
+        super().__init__()
+        self.ensemble = ensemble
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(features, mask) for member in self.ensemble.members])
+
+
 def wrap_model(context: DistributedContext, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """``model`` wrapped in ``DistributedDataParallel`` (gradients averaged over the ranks in
-    backward), or ``model`` itself when not distributed.
-
-    Raises:
-        ValueError: an ensemble (its members are trained one by one, not through one forward).
+    backward), or ``model`` itself when not distributed. An ensemble
+    (:class:`~ltrkit.models.ensemble.EnsembleRanker`) is wrapped as its :class:`EnsembleMembers`,
+    whose forward returns every member's scores ``[K, B, L]``.
     """
     if not context.enabled:
         return model
     from ltrkit.models.ensemble import EnsembleRanker
 
-    if isinstance(model, EnsembleRanker):
-        raise ValueError("training.ensemble > 1 cannot run under torchrun; train the ensemble in one process")
+    module = EnsembleMembers(model) if isinstance(model, EnsembleRanker) else model
     device_ids = [device.index] if device.type == "cuda" else None
     # the constructor compares the parameters' shapes across ranks: a collective
-    return _collective(context, "setting up DistributedDataParallel", lambda: torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids))
+    return _collective(context, "setting up DistributedDataParallel", lambda: torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids))
 
 
 def broadcast_buffers(context: DistributedContext, model: torch.nn.Module) -> None:

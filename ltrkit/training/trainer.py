@@ -22,6 +22,7 @@ import os
 import platform
 import random
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
@@ -35,6 +36,7 @@ from ltrkit.training.checkpoint import capture_rng_state, load_checkpoint, resto
 from ltrkit.training.config import ConfigError, TrainConfig, device_problem, load_config
 from ltrkit.training.data_setup import PreparedData, prepare_data
 from ltrkit.training.distributed import (
+    EnsembleMembers,
     broadcast_buffers,
     broadcast_object,
     collective_errors,
@@ -457,6 +459,8 @@ class _Session:
                 self.reporter.message(task.start_message(device, folder))
 
             stop_split = config.early_stopping.split
+            trained = False
+            curves: Optional[Future] = None
             try:
                 for epoch in range(start_epoch, config.training.epochs + 1):
                     if stopped_early:
@@ -509,17 +513,32 @@ class _Session:
                         self.reporter.message(
                             f"early stopping: no {stop_split} {task.stop_metric} improvement for {bad_epochs} epochs"
                         )
+                trained = True
             finally:
                 # drawn once, not per epoch: a matplotlib figure costs ~0.4 s, more than a small
-                # epoch; TensorBoard is the live view
+                # epoch; TensorBoard is the live view. After a complete loop it is drawn on a
+                # thread while the test split is scored and the baselines train (the call
+                # returns once curves.png is written); after a failure, before the error leaves
                 if config.output.plots and history:
-                    folder.write_curves(history, task.metric_names)
+                    if trained:
+                        curves = _in_background(folder.write_curves, list(history), task.metric_names)
+                    else:
+                        folder.write_curves(history, task.metric_names)
                 self.reporter.close()
             train_seconds = sum(record["seconds"] for record in history)
-            if not self.context.is_main:
-                # test metrics, predictions, baselines and the report are rank 0's
-                return TrainResult(folder.path, config, history, best_epoch, stopped_early, {}, {}, {}, task.model.cpu().eval())
-            return self._finish(folder, device, amp_dtype, history, best_epoch, stopped_early, train_seconds)
+            try:
+                if not self.context.is_main:
+                    # test metrics, predictions, baselines and the report are rank 0's
+                    result = TrainResult(folder.path, config, history, best_epoch, stopped_early, {}, {}, {}, task.model.cpu().eval())
+                else:
+                    result = self._finish(folder, device, amp_dtype, history, best_epoch, stopped_early, train_seconds)
+            except BaseException:
+                if curves is not None:
+                    curves.exception()  # waits; the error being raised is the one to report
+                raise
+            if curves is not None:
+                curves.result()
+            return result
 
     def _train_epoch(self, epoch, optimizer, scheduler, scaler, device, amp_dtype) -> Dict[str, Any]:
         config, task = self.config, self.task
@@ -770,10 +789,12 @@ class RankingTask(Task):
 
         batch = batch.to(device)
         # an ensemble's members learn side by side from the same batches: the sum of their losses
-        # gives each member exactly the gradient it would get alone
-        members = self.model.members if isinstance(self.model, EnsembleRanker) else [self.model]
+        # gives each member exactly the gradient it would get alone. One forward returns every
+        # member's scores [K, B, L] (under torchrun the model is DDP over that same view)
+        scorer = EnsembleMembers(self.model) if isinstance(self.model, EnsembleRanker) else self.model
         with autocast_context(device, amp_dtype):
-            scores = [member(batch.features, batch.mask) for member in members]
+            output = scorer(batch.features, batch.mask)
+        scores = output.unbind(0) if output.dim() == 3 else [output]
         # losses run in float32 whatever the autocast dtype: their sorts and exps need the range
         losses = [self.loss_fn(member_scores.float(), batch.labels, batch.mask) for member_scores in scores]
         loss = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
@@ -928,6 +949,15 @@ def _amp_dtype(setting: str, device: torch.device) -> Optional[torch.dtype]:
     if setting == "bf16" or torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
+
+
+def _in_background(function: Callable[..., None], *args: Any) -> Future:
+    """``function(*args)`` on a thread of its own; the Future's ``result()`` waits and re-raises its error."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ltrkit-curves")
+    try:
+        return pool.submit(function, *args)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _available_cores() -> int:

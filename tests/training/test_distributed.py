@@ -150,3 +150,49 @@ def test_collective_errors_translate_backend_failures_only():
             with collective_errors(ctx, "epoch 3"):
                 raise error
         assert raised.value is error
+
+
+def test_an_ensemble_trains_through_one_forward_with_each_member_s_own_gradient(tmp_path):
+    """The training step scores every member in one forward ([K, B, L]); each member gets the
+    gradient of its own loss alone, and DistributedDataParallel over the member view (a gloo
+    group of one process on loopback: the average over one rank is the identity) gives the same."""
+    import torch
+    import torch.distributed as dist
+
+    from ltrkit.training.config import load_config
+    from ltrkit.training.distributed import EnsembleMembers
+    from ltrkit.training.trainer import RankingTask
+    from tests.training.conftest import tiny_config
+    from tests.training.distributed_support import free_port
+
+    config = tiny_config(tmp_path, training={"epochs": 1, "batch_size": 8, "max_slate_length": 20, "ensemble": 3})
+    config["model"]["args"]["dropout"] = 0.0
+    task = RankingTask(load_config(config))
+    task.prepare(None)
+    task.build(torch.device("cpu"))
+    batch = next(iter(task.train_batches(1)))
+    members = list(task.model.members)
+
+    def gradients():
+        grads = [[p.grad.clone() for p in member.parameters()] for member in members]
+        task.model.zero_grad(set_to_none=True)
+        return grads
+
+    task.training_step(batch, torch.device("cpu"), None).loss.backward()
+    together = gradients()
+    for member in members:  # the reference: each member's own loss, differentiated alone
+        task.loss_fn(member(batch.features, batch.mask), batch.labels, batch.mask).backward()
+    alone = gradients()
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        task.model = torch.nn.parallel.DistributedDataParallel(EnsembleMembers(task.model))
+        task.training_step(batch, torch.device("cpu"), None).loss.backward()
+        task.model = task.model.module.ensemble
+        through_ddp = gradients()
+    finally:
+        dist.destroy_process_group()
+    assert len(together) == 3 and not torch.equal(together[0][0], together[1][0])
+    for mine, reference, ddp in zip(together, alone, through_ddp):
+        for a, b, c in zip(mine, reference, ddp):
+            torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-6)
+            torch.testing.assert_close(c, b, atol=1e-7, rtol=1e-6)

@@ -2,7 +2,8 @@
 
 Stated tolerance: on this job the 2-process run (each rank half of every epoch's batches, DDP
 averaging their gradients: the same number of batches per epoch in half the steps) lands within
-0.03 of the single process's vali and test NDCG@10. Resume under torchrun is exact.
+0.03 of the single process's vali and test NDCG@10, and so does an ensemble of 2 (its members
+trained through one forward per step). Resume under torchrun is exact.
 """
 
 from __future__ import annotations
@@ -86,6 +87,12 @@ def runs(tmp_path_factory):
     torchrun(str(config), "--name", "ddp")
     interrupted_torchrun(config, base / "runs" / "ddp-resumed")
     torchrun("--resume", str(base / "runs" / "ddp-resumed"))
+    ensemble = job(base / "runs", 2)
+    ensemble["training"]["ensemble"] = 2
+    (base / "ensemble.json").write_text(json.dumps(ensemble))
+    single = subprocess.run([LTRKIT, "train", str(base / "ensemble.json"), "--name", "ensemble-single", "-q"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    torchrun(str(base / "ensemble.json"), "--name", "ensemble-ddp")
     return base / "runs"
 
 
@@ -101,6 +108,16 @@ def test_two_processes_converge_to_the_single_process_metrics(runs):
     )
 
 
+def test_an_ensemble_trains_under_torchrun_like_in_one_process(runs):
+    single, ddp = report(runs / "ensemble-single"), report(runs / "ensemble-ddp")
+    for split in ("vali", "test"):
+        assert abs(ddp["metrics"][split]["ndcg@10"] - single["metrics"][split]["ndcg@10"]) < TOLERANCE, split
+    members = Ranker.load(runs / "ensemble-ddp").model.members
+    assert len(members) == 2
+    first, second = (next(member.parameters()) for member in members)
+    assert not np.allclose(first.detach().numpy(), second.detach().numpy())
+
+
 def test_sharded_validation_is_the_checkpointed_model_s(runs):
     config = load_config(json.loads((runs / "ddp" / "config.resolved.json").read_text()))
     vali = prepare_data(config).vali
@@ -114,7 +131,7 @@ def test_sharded_validation_is_the_checkpointed_model_s(runs):
 
 def test_rank_zero_alone_writes_the_run_folder(runs):
     ddp = runs / "ddp"
-    assert sorted(path.name for path in runs.iterdir()) == ["ddp", "ddp-resumed", "single"]
+    assert sorted(path.name for path in runs.iterdir()) == ["ddp", "ddp-resumed", "ensemble-ddp", "ensemble-single", "single"]
     log = (ddp / "train.log").read_text()
     assert log.count("finished: best epoch") == 1
     assert len((ddp / "predictions" / "test.scores").read_text().splitlines()) == report(runs / "single")["data"]["test"]["documents"]
