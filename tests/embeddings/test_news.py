@@ -86,7 +86,7 @@ def test_pretraining_corrupts_the_bag_and_reconstructs_its_frequencies(tmp_path)
         counts = Counter(t for t in clean[row].tolist() if t)
         log_softmax = logits[row] - torch.logsumexp(logits[row], 0)
         expected.append(-sum(c / sum(counts.values()) * float(log_softmax[t]) for t, c in counts.items()))
-    assert float(loss) == pytest.approx(np.mean(expected), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(np.mean(expected), rel=1e-5)
     # fine-tuning epochs are the objective's P x K batches again
     assert isinstance(task.train_batches(3)[0], torch.Tensor)
 
