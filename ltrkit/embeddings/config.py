@@ -166,7 +166,9 @@ class RetrievalConfig(_Strict):
     similarity: Literal["cosine", "dot", "euclidean"] = Field("cosine", description="similarity ranking the items")
     empty: Literal["zero", "one", "skip"] = Field("zero", description="metric of a query whose class has no other item")
     baselines: bool = Field(True, description="also report the raw inputs (TF-IDF cosine for text items) and the untrained encoder")
-    duplicates: bool = Field(False, description="report duplicate detection (pairs of one class) at the similarity threshold of the best validation F1")
+    duplicates: bool = Field(
+        False, description="report duplicate detection (pairs of one class) at the similarity threshold of the best validation F1 (every pair: O(N^2) memory, splits up to ~20k items)"
+    )
 
 
 class EmbedConfig(_Strict):

@@ -25,8 +25,8 @@ from __future__ import annotations
 import io
 import itertools
 import math
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -254,7 +254,7 @@ class EmbeddingTask(Task):
             out.append((rows, draw + (draw >= own).long()))
         return out
 
-    def _pretrain_batches(self, epoch: int) -> List["_Corrupted"]:
+    def _pretrain_batches(self, epoch: int) -> List[_Corrupted]:
         """An epoch of pre-training: every training item once, in as many batches as the
         objective's epoch has (so the schedule's step count holds), bags corrupted by ``(seed, epoch)``."""
         options, train = self.config.pretrain, self.splits["train"]
@@ -272,7 +272,7 @@ class EmbeddingTask(Task):
             batches.append(_Corrupted(rows, corrupted))
         return batches
 
-    def _reconstruction_step(self, batch: "_Corrupted", device: torch.device) -> StepOutput:
+    def _reconstruction_step(self, batch: _Corrupted, device: torch.device) -> StepOutput:
         """Softmax cross-entropy of the decoded corrupted bag against the clean bag's token frequencies."""
         clean = self.splits["train"].inputs[batch.rows].to(device)
         counts = torch.zeros(clean.shape[0], self.n_inputs, device=device).scatter_add_(1, clean, torch.ones_like(clean, dtype=torch.float32))
@@ -408,8 +408,9 @@ class EmbeddingTask(Task):
         return {"model": self.config.encoder.name, "loss": self.config.loss.name, "objective": self.config.objective}
 
     def report_context(self) -> Dict[str, Any]:
+        inputs = {"features": self.n_inputs} if self.vocabulary is None else {}
         data = {
-            split: {"source": items.source, "items": len(items), "features": self.n_inputs, "classes": len(items.class_names)}
+            split: {"source": items.source, "items": len(items), **inputs, "classes": len(items.class_names)}
             for split, items in self.splits.items()
             if items is not None
         }
@@ -507,15 +508,18 @@ class Embedder:
 
     def read_items(self, path: Union[str, Path]) -> ItemSet:
         """Items of ``path`` read as the run's training items were (columns, the run's vocabulary);
-        a label column is optional.
+        a label column is optional. A run of the built-in news example reads a ``text`` column.
 
         Raises:
             ValueError: a bad items file (see :func:`~ltrkit.embeddings.data.load_items`).
         """
         data = self.config.data
+        text_column = data.text_column
+        if self.vocabulary is not None and text_column is None and data.tokens_column is None:
+            text_column = "text"
         return load_items(
             path, id_column=data.id_column, label_column=data.label_column,
-            text_column=data.text_column, tokens_column=data.tokens_column, vocabulary=self.vocabulary,
+            text_column=text_column, tokens_column=data.tokens_column, vocabulary=self.vocabulary,
         )
 
     def encode(self, items: ItemSet) -> torch.Tensor:
