@@ -14,8 +14,9 @@ import torch
 from sklearn.metrics import precision_recall_fscore_support
 
 from ltrkit.embeddings.config import example_config, load_embed_config
-from ltrkit.embeddings.job import EmbeddingTask, resume_embeddings, train_embeddings
+from ltrkit.embeddings.job import Embedder, EmbeddingTask, resume_embeddings, train_embeddings
 from ltrkit.embeddings.news import best_threshold, duplicate_scores, news_items
+from ltrkit.training import ConfigError
 
 TINY_NEWS = {"train_stories": 40, "vali_stories": 10, "test_stories": 10, "topics": 3, "concepts": 12, "seed": 1}
 
@@ -123,3 +124,28 @@ def test_the_shrunken_news_example_beats_tfidf(tmp_path):
     assert model["dup_f1"] > tfidf["dup_f1"] + 0.08
     assert 0 < model["dup_threshold"] < 1 and tfidf["map"] > 0.4
     assert "TF-IDF cosine test" in (result.run_dir / "report.md").read_text()
+
+
+def test_a_news_run_encodes_a_text_file_as_in_training(tmp_path):
+    result = train_embeddings(_news_config(tmp_path, "run", evaluation={"metrics": ["map"], "baselines": False}))
+    path = tmp_path / "items.csv"
+    test = news_items(**TINY_NEWS)["test"]
+    path.write_text("id,text\n" + "".join(f"{item},{text}\n" for item, text in zip(test.ids[:5], test.texts[:5])))
+    embedder = Embedder.load(result.run_dir)
+    vectors = embedder.encode(embedder.read_items(path))
+    with torch.no_grad():
+        expected = result.model(embedder.vocabulary.encode(test).inputs[:5])
+    torch.testing.assert_close(vectors, expected)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"pretrain": {"epochs": 4}}, "pretrain.epochs: 4 of training.epochs 4 leaves no epoch for the triplet loss"),
+        ({"objective": "starspace", "loss": {"name": "margin_ranking"}}, "evaluation.duplicates: StarSpace ranks class entities"),
+        ({"encoder": {"name": "mlp"}}, "the bag_of_words encoder reads text items"),
+    ],
+)
+def test_bad_news_configs(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_embed_config(_news_config(tmp_path, "bad", **change))
