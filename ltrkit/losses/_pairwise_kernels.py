@@ -1,10 +1,13 @@
-"""Chunked pairwise kernels behind the factorised RankNet and LambdaRank losses.
+"""Chunked pairwise kernels behind the factorised RankNet and LambdaRank losses and LambdaLoss.
 
 Each kernel walks the upper triangle of the ``[B, L, L]`` pair matrix in blocks of rows (each
 unordered pair once), so memory stays ``O(B * L * rows_per_chunk)``, and returns the per-list
 loss value ``[B]`` together with the per-document lambdas ``[B, L]`` (the gradient of that value
-with respect to the scores). The autograd Functions compute both in forward and save only the
-lambdas; backward is one multiplication.
+with respect to the scores). :class:`LambdaFunction` computes both in forward and saves only the
+lambdas; backward is one multiplication. One kernel, :func:`lambda_value_and_lambdas`, serves
+RankNet (sign weights), LambdaRank (``|dNDCG|``) and the symmetric LambdaLoss weightings
+(position weights per block): about a dozen elementwise passes per block into reused scratch
+tensors, against about twice that (and an autograd graph over the pairs) before.
 
 Shared notation: ``x_ij = sigma * (s_i - s_j)``; for a pair whose first document is the more
 relevant one the RankNet cost is ``softplus(-x_ij) = -log sigmoid(x_ij)`` and
@@ -20,9 +23,10 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch.autograd.function import once_differentiable
 
-# Elements per [B, rows, cols] block: 2^18 float32 values (1 MiB per temporary). Small blocks
-# keep a block's temporaries in cache, large ones amortise per-op dispatch; on a 2-core CPU
-# (64 lists, L = 128..1024) 2^18..2^20 timed best among 2^14..2^22.
+# Elements per [B, rows, cols] block: 2^18 float32 values (1 MiB per scratch tensor). Small
+# blocks keep a block's temporaries in cache, large ones amortise per-op dispatch; on a 2-core
+# CPU (64 lists, L = 128..1024) 2^18..2^20 timed best among 2^14..2^22, and with the fused
+# kernel (training batches of L = 27..240) 2^15..2^18 time within noise of each other.
 BLOCK_ELEMENTS = 1 << 18
 
 #: Default ceiling, in GiB, on the pair tensors one call of a quadratic loss may allocate;
@@ -159,6 +163,8 @@ def lambda_value_and_lambdas(
     pair_weights: Optional[Callable[[slice, slice], torch.Tensor]] = None,
     signs_only: bool = False,
     max_cost: Optional[float] = None,
+    padding_last: Optional[bool] = None,
+    scale: float = 1.0,
     block_elements: int = BLOCK_ELEMENTS,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     r"""Value ``[B]`` and lambdas ``[B, L]`` of a weighted logistic pair cost, in one pass over the pairs.
@@ -190,10 +196,14 @@ def lambda_value_and_lambdas(
         pair_weights: the position weights ``T`` of a block, or None.
         signs_only: weigh every pair by the sign of its gain gap only.
         max_cost: the clamp ``c``, or None.
+        padding_last: whether every list's padding follows its real documents (True for lists
+            in rank order; None: checked here).
+        scale: a factor on the value and the lambdas (``1 / ln 2``: costs in bits).
         block_elements: scratch size per block (values per ``[B, rows, cols]`` tensor).
     """
     gains = gains * valid
-    padding_last = _is_padding_last(valid)
+    if padding_last is None:
+        padding_last = _is_padding_last(valid)
     scaled = scores.masked_fill(valid == 0, 0.0)
     if sigma != 1.0:
         scaled.mul_(sigma)
@@ -228,9 +238,9 @@ def lambda_value_and_lambdas(
         return cost.mul_(weight.abs_()), grad
 
     value, lambdas = _accumulate(terms, scores, valid, top, block_elements)
-    if sigma != 1.0:
-        lambdas.mul_(sigma)
-    return value, lambdas.mul_(valid)
+    factor = sigma * scale
+    lambdas.mul_(valid if factor == 1.0 else valid * factor)
+    return (value if scale == 1.0 else value.mul_(scale)), lambdas
 
 
 def ranknet_value_and_lambdas(
@@ -289,7 +299,7 @@ def lambdarank_value_and_lambdas(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """LambdaRank value ``[B]`` and lambdas ``[B, L]`` for lists already in rank order.
 
-    Inputs are in rank order (position 0 = rank 1): ``gains`` are ``G_i / IDCG`` (0 for
+    Inputs are in rank order (position 0 = rank 1, padding last): ``gains`` are ``G_i / IDCG`` (0 for
     padding and for lists with IDCG 0), ``discounts`` ``[L]`` the truncated ``1 / log2(1 + rank)``
     of each position (0 beyond ``top``), ``valid`` the float mask. A pair weighs
     ``|dNDCG_ij| = |g_i - g_j| * |d_i - d_j|``; only pairs with at least one document among the
@@ -299,7 +309,7 @@ def lambdarank_value_and_lambdas(
         return (discounts[rows, None] - discounts[None, cols]).abs_()
 
     return lambda_value_and_lambdas(
-        scores, gains, valid, sigma=sigma, top=top, pair_weights=discount_gaps, block_elements=block_elements
+        scores, gains, valid, sigma=sigma, top=top, pair_weights=discount_gaps, padding_last=True, block_elements=block_elements
     )
 
 

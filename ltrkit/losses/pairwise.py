@@ -32,6 +32,7 @@ Conventions shared by the list losses here (``scores``, ``labels``, ``mask`` of 
 
 from __future__ import annotations
 
+import functools
 import math
 from functools import partial
 from typing import Callable, Optional, Tuple
@@ -56,7 +57,7 @@ from ltrkit.losses._pairwise_kernels import (
     ranknet_value_and_lambdas,
 )
 from ltrkit.losses.registry import register
-from ltrkit.metrics.ranking import check_gain, dcg_of_sorted, gain_values, rank_discounts, sort_order
+from ltrkit.metrics.ranking import check_gain, gain_values, rank_discounts, sort_order
 
 __all__ = [
     "NORMALIZATIONS",
@@ -176,13 +177,26 @@ def _pairs_touching_top(
     return n_pairs
 
 
+def _rank_order(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`~ltrkit.metrics.ranking.sort_order` (descending score, ties in input order, padding
+    last), from one stable sort of the scores with padding as ``-inf`` when no real score is
+    ``-inf`` (padding then sorts after every real document, NaN scores first as there); from
+    :func:`~ltrkit.metrics.ranking.sort_order` itself otherwise."""
+    keyed = scores.masked_fill(~mask, -math.inf)
+    if bool((torch.isneginf(scores) & mask).any()):
+        return sort_order(scores, mask)
+    return torch.sort(keyed, dim=-1, descending=True, stable=True).indices
+
+
 def _rank_ordered(
-    scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+    scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, longest: Optional[int] = None
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scores (differentiable gather), labels and mask in current rank order, trimmed to the
-    longest real list of the batch (padding sorts last, so the trimmed tail is padding only)."""
-    order = sort_order(scores.detach(), mask)
-    longest = int(mask.sum(dim=-1).max()) if mask.numel() else 0
+    longest real list of the batch (``longest``, when the caller has counted it; padding sorts
+    last, so the trimmed tail is padding only)."""
+    order = _rank_order(scores.detach(), mask)
+    if longest is None:
+        longest = int(mask.sum(dim=-1).max()) if mask.numel() else 0
     order = order[:, :longest]
     return torch.gather(scores, -1, order), torch.gather(labels, -1, order), torch.gather(mask, -1, order)
 
@@ -193,7 +207,11 @@ def _normalised_gains(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """``G_i / IDCG@k`` in rank order ``[B, n]`` (0 for padding and where IDCG@k <= 0), and
     a ``[B]`` bool telling which lists have IDCG@k > 0; ``ideal`` is :func:`_ideal_order`."""
-    idcg = dcg_of_sorted(*ideal, k=k, gain=gain)
+    ideal_labels, ideal_mask = ideal
+    cutoff = ideal_labels.shape[-1] if k is None else min(k, ideal_labels.shape[-1])
+    # dcg_of_sorted's sum, with the shared discounts
+    discounts = _truncated_inverse_discounts(cutoff, None, sorted_labels)
+    idcg = (gain_values(ideal_labels[:, :cutoff], gain) * ideal_mask[:, :cutoff] * discounts).sum(dim=-1)
     has_idcg = idcg > 0
     # 1 / IDCG where it is positive, 0 elsewhere (the inner where keeps the division finite)
     scale = has_idcg.to(idcg.dtype) / torch.where(has_idcg, idcg, torch.ones_like(idcg))
@@ -201,8 +219,14 @@ def _normalised_gains(
 
 
 def _truncated_inverse_discounts(length: int, k: Optional[int], like: torch.Tensor) -> torch.Tensor:
-    """``[length]`` values ``1 / log2(1 + r)`` for ranks ``r <= k``, 0 beyond ``k``."""
-    inverse = rank_discounts(length, dtype=like.dtype, device=like.device)
+    """``[length]`` values ``1 / log2(1 + r)`` for ranks ``r <= k``, 0 beyond ``k`` (shared: read only)."""
+    return _cached_discounts(length, k, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_discounts(length: int, k: Optional[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # a loss call needs these O(L) vectors several times, and a run meets a few dozen lengths
+    inverse = rank_discounts(length, dtype=dtype, device=device)
     if k is not None:
         inverse[k:] = 0.0
     return inverse
@@ -597,7 +621,7 @@ def lambdaloss(
     s, l, m, lead = _flatten(scores, labels, mask)
     longest = int(m.sum(dim=-1).max()) if m.numel() else 0
     check_pair_memory("lambdaloss", s.shape[0], longest, longest)
-    s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m)
+    s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m, longest)
     if weighting in _SYMMETRIC_WEIGHTINGS:
         return _symmetric_lambdaloss(
             s_sorted, l, m, l_sorted, m_sorted, lead, weighting=weighting, k=k, sigma=sigma, mu=mu, gain=gain, eps=eps,
@@ -641,7 +665,7 @@ def _symmetric_lambdaloss(
     ``w_ij = |G_i - G_j| * T_ij`` with ``T`` depending on the two positions only (``|1/D_i -
     1/D_j|``, the NDCG-Loss2 rank-gap term, their ``mu`` mix), or ``|l_i - l_j|`` for ARP-Loss2,
     through :func:`~ltrkit.losses._pairwise_kernels.lambda_value_and_lambdas`; the cost in bits
-    is the kernel's natural-log cost over ``ln 2``, ``eps`` its clamp at ``-log(eps)``.
+    is the kernel's natural-log cost times ``1 / ln 2``, ``eps`` its clamp at ``-log(eps)``.
     """
     length = s_sorted.shape[-1]
     top = length if k is None else min(k, length)
@@ -655,17 +679,11 @@ def _symmetric_lambdaloss(
         pair_weights = _position_weights(length, top, weighting=weighting, k=k, mu=mu, like=s_sorted)
         n_pairs = n_pairs * has_idcg
     kernel = partial(
-        _in_bits, lambda_value_and_lambdas, gains=gains, valid=valid, sigma=sigma, top=top, pair_weights=pair_weights,
-        max_cost=-math.log(eps) if eps > 0.0 else None,
+        lambda_value_and_lambdas, gains=gains, valid=valid, sigma=sigma, top=top, pair_weights=pair_weights,
+        max_cost=-math.log(eps) if eps > 0.0 else None, padding_last=True, scale=1.0 / math.log(2.0),
     )
     per_list = LambdaFunction.apply(s_sorted, kernel)
     return _reduce(per_list, n_pairs, lead, reduction=reduction, normalize=normalize)
-
-
-def _in_bits(kernel, scores: torch.Tensor, **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
-    """A kernel's value and lambdas divided by ``ln 2`` (costs in bits)."""
-    value, lambdas = kernel(scores, **kwargs)
-    return value / math.log(2.0), lambdas / math.log(2.0)
 
 
 def _position_weights(
@@ -681,7 +699,7 @@ def _position_weights(
     dtype, device = like.dtype, like.device
     inverse = _truncated_inverse_discounts(length, k, like)
     # 1/D_r - 1/D_{r+1} for rank gaps r = 0..length-1 (r = 0 only serves the diagonal)
-    full_inverse = torch.cat([torch.zeros(1, dtype=dtype, device=device), rank_discounts(length, dtype=dtype, device=device)])
+    full_inverse = torch.cat([torch.zeros(1, dtype=dtype, device=device), _truncated_inverse_discounts(length, None, like)])
     gap_delta = (full_inverse[:-1] - full_inverse[1:]).abs()
     if weighting == "ndcg_loss2pp":
         gap_delta *= mu
