@@ -117,20 +117,19 @@ def click_config_problems(raw: Mapping[str, Any]) -> List[str]:
     loss = raw.get("loss") if isinstance(raw.get("loss"), Mapping) else {}
     name = loss.get("name", TrainConfig().loss.name)
     args = loss.get("args", {}) if "name" in loss else {}
-    if not isinstance(name, str):
-        return []
-    if name not in IPS_FORMS:
-        return [f"loss.name: {name!r} has no inverse-propensity-scored form to train on clicks; choose from {sorted(IPS_FORMS)}"]
-    form, allowed = IPS_FORMS[name]
     problems = []
-    extra = sorted(set(args) - set(allowed)) if isinstance(args, Mapping) else []
-    if extra:
-        problems.append(f"loss.args: {extra} of {name!r} have no counterpart in its IPS form {form}, which takes {list(allowed)}")
-    if clicks.get("propensities") == "dla" and form != "ips_softmax":
-        problems.append(f"data.train_clicks.propensities: dla trains the ranker with the IPS softmax loss; set loss.name to softmax or listnet, not {name!r}")
+    if isinstance(name, str) and name not in IPS_FORMS:
+        problems.append(f"loss.name: {name!r} has no inverse-propensity-scored form to train on clicks; choose from {sorted(IPS_FORMS)}")
+    elif isinstance(name, str):
+        form, allowed = IPS_FORMS[name]
+        extra = sorted(set(args) - set(allowed)) if isinstance(args, Mapping) else []
+        if extra:
+            problems.append(f"loss.args: {extra} of {name!r} have no counterpart in its IPS form {form}, which takes {list(allowed)}")
+        if clicks.get("propensities") == "dla" and form != "ips_softmax":
+            problems.append(f"data.train_clicks.propensities: dla trains the ranker with the IPS softmax loss; set loss.name to softmax or listnet, not {name!r}")
     stopping = raw.get("early_stopping") if isinstance(raw.get("early_stopping"), Mapping) else {}
     if stopping.get("split") == "train":
-        problems.append("early_stopping.split: 'train' would select epochs by data.train's labels, which a click run does not learn from; use vali")
+        problems.append("early_stopping.split: 'train' would select epochs by the labels of data.train, which a click run does not learn from; use vali")
     training = raw.get("training") if isinstance(raw.get("training"), Mapping) else {}
     for key in _LIST_OPTIONS:
         if training.get(key) is not None:
