@@ -106,7 +106,7 @@ def worker(lib: str, row: str, n: int, threads: int, repeat: int) -> None:
         return float(loss.detach())
 
     seconds, value = best_of(repeat, run)
-    print(json.dumps({"ms": 1000 * seconds, "peak_mib": (_rss_kib("VmHWM") - before) / 1024, "value": value}))
+    print(json.dumps({"ms": 1000 * seconds, "peak_mib": max(_rss_kib("VmHWM") - before, 0) / 1024, "value": value}))
 
 
 def _estimate_gib(lib: str, row: str, n: int) -> float:

@@ -311,12 +311,10 @@ def _batch_all(d: torch.Tensor, positive_pair: torch.Tensor, negative_pair: torc
     negative_d = torch.where(negative_pair, d.detach(), inf).contiguous()
     active = width - torch.searchsorted(keys, negative_d)  # t_p >= d(a, n): the triplets with a gradient
     violated = width - torch.searchsorted(keys, negative_d, right=True)  # t_p > d(a, n): a positive loss
-    # a per-anchor offset keeps S_j - j d(a, n) from cancelling to float32 noise with many positives
-    centre = (torch.where(real, thresholds, torch.zeros_like(thresholds)).sum(dim=1, keepdim=True) / real.sum(dim=1, keepdim=True).clamp(min=1)).detach()
-    descending = torch.flip(ascending, dims=[1]) - centre
+    descending = torch.flip(ascending, dims=[1])
     prefix = torch.cumsum(torch.where(torch.isfinite(descending), descending, torch.zeros_like(descending)), dim=1)
     prefix = torch.cat([prefix.new_zeros(prefix.shape[0], 1), prefix], dim=1)
-    per_negative = torch.gather(prefix, 1, active) - active * (d - centre)
+    per_negative = torch.gather(prefix, 1, active) - active * d
     return per_negative.sum(dim=1), violated.sum()
 
 
