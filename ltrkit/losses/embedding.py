@@ -292,6 +292,33 @@ def semi_hard_choice(d: torch.Tensor, positive_pair: torch.Tensor, negative_pair
     return SemiHardChoice(torch.gather(columns, 1, order), real, chosen, group, tied, first)
 
 
+def _mean_chosen_distance(embeddings: torch.Tensor, chosen: torch.Tensor, p: float, squared: bool) -> torch.Tensor:
+    """Per row, the mean distance ``[N]`` to its chosen columns (0 for none), from the embeddings.
+
+    Recomputed from ``x_a - x_b`` for the ``[N, N]`` mask's few True pairs, so the gradient
+    reaches only them; the mean shares it evenly among a row's tied columns.
+    """
+    rows, columns = torch.nonzero(chosen, as_tuple=True)
+    difference = embeddings[rows] - embeddings[columns]
+    distance = (difference * difference).sum(dim=1) if squared else torch.linalg.vector_norm(difference, ord=p, dim=1)
+    count = torch.bincount(rows, minlength=chosen.shape[0]).clamp(min=1).to(distance.dtype)
+    return torch.zeros(chosen.shape[0], dtype=distance.dtype, device=distance.device).index_add(0, rows, distance) / count
+
+
+def _batch_hard(
+    embeddings: torch.Tensor, d: torch.Tensor, positive_pair: torch.Tensor, negative_pair: torch.Tensor, margin: float, p: float, squared: bool
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-anchor losses ``[N]`` and the count of anchors with a positive and a negative; ``d``
+    (no gradient) picks each anchor's farthest positive and closest negative (all of them when tied)."""
+    has_both = (positive_pair.any(dim=1) & negative_pair.any(dim=1))[:, None]
+    farthest = torch.where(positive_pair, d, -torch.inf).amax(dim=1, keepdim=True)
+    closest = torch.where(negative_pair, d, torch.inf).amin(dim=1, keepdim=True)
+    hardest_positive = _mean_chosen_distance(embeddings, positive_pair & (d == farthest) & has_both, p, squared)
+    closest_negative = _mean_chosen_distance(embeddings, negative_pair & (d == closest) & has_both, p, squared)
+    cost = torch.clamp(margin + hardest_positive - closest_negative, min=0.0)
+    return torch.where(has_both[:, 0], cost, torch.zeros_like(cost)), has_both.sum()
+
+
 def _batch_all(d: torch.Tensor, positive_pair: torch.Tensor, negative_pair: torch.Tensor, margin: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-anchor sums over all valid triplets ``[N]`` and the count of triplets with a positive loss.
 
@@ -414,31 +441,22 @@ def batch_triplet_loss(
         raise ValueError(f"squared=True needs p=2 (squared Euclidean distance), got p={p}")
     check_reduction(reduction)
 
-    d = _distance_matrix(embeddings, p, squared)
     n = embeddings.shape[0]
     same_class = classes.unsqueeze(0) == classes.unsqueeze(1)
     not_self = ~torch.eye(n, dtype=torch.bool, device=embeddings.device)
     positive_pair = same_class & not_self
     negative_pair = ~same_class
 
-    if mining == "batch_all":
-        per_anchor, violated = _batch_all(d, positive_pair, negative_pair, margin)
-        if reduction == "mean":
-            return per_anchor.sum() / violated.clamp(min=1).to(per_anchor.dtype)
-    elif mining == "batch_hard":
-        has_both = positive_pair.any(dim=1) & negative_pair.any(dim=1)
-        hardest_positive = torch.where(positive_pair, d, torch.zeros_like(d)).amax(dim=1)
-        closest_negative = torch.where(negative_pair, d, torch.full_like(d, float("inf"))).amin(dim=1)
-        closest_negative = torch.where(has_both, closest_negative, torch.zeros_like(closest_negative))
-        per_anchor = torch.where(
-            has_both, torch.clamp(margin + hardest_positive - closest_negative, min=0.0), torch.zeros_like(hardest_positive)
-        )
-        if reduction == "mean":
-            return per_anchor.sum() / has_both.sum().clamp(min=1).to(per_anchor.dtype)
+    if mining == "batch_hard":
+        # only O(N) distances carry the loss: choose on a matrix without a graph
+        with torch.no_grad():
+            d = _distance_matrix(embeddings, p, squared)
+        per_anchor, counted = _batch_hard(embeddings, d, positive_pair, negative_pair, margin, p, squared)
     else:
-        per_anchor, counted = _semi_hard(d, positive_pair, negative_pair, margin)
-        if reduction == "mean":
-            return per_anchor.sum() / counted.clamp(min=1).to(per_anchor.dtype)
+        mined = _batch_all if mining == "batch_all" else _semi_hard
+        per_anchor, counted = mined(_distance_matrix(embeddings, p, squared), positive_pair, negative_pair, margin)
+    if reduction == "mean":
+        return per_anchor.sum() / counted.clamp(min=1).to(per_anchor.dtype)
     return per_anchor if reduction == "none" else per_anchor.sum()
 
 

@@ -1,5 +1,5 @@
-"""The O(N^2) batch-all and semi-hard triplet losses against the brute-force [N, N, N] definitions
-(values and gradients, ties included) and against pytorch-metric-learning's gradients."""
+"""The O(N^2) triplet losses (batch-all, batch-hard, semi-hard) against the brute-force [N, N, N]
+definitions (values and gradients, ties included) and against pytorch-metric-learning's gradients."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ def _masks(classes):
 
 
 def _brute_force(embeddings, classes, mining, margin, p, squared, reduction):
-    """Every (anchor, positive, negative) as one entry of an [N, N, N] tensor; amin/amax share
-    the gradient of tied distances evenly."""
+    """Every (anchor, positive, negative) as one entry of an [N, N, N] tensor (batch-hard: the
+    dense [N, N] max/min); amin/amax share the gradient of tied distances evenly."""
     if squared:  # straight from the differences: integer points give exact, exactly tied distances
         d = ((embeddings[:, None, :] - embeddings[None, :, :]) ** 2).sum(dim=2)
     else:
@@ -27,6 +27,14 @@ def _brute_force(embeddings, classes, mining, margin, p, squared, reduction):
         if reduction == "mean":
             return cost.sum() / max(int((cost > 0).sum()), 1)
         per_anchor = cost.sum(dim=(1, 2))
+    elif mining == "batch_hard":
+        has_both = positive.any(dim=1) & negative.any(dim=1)
+        hardest_positive = torch.where(positive, d, torch.zeros_like(d)).amax(dim=1)
+        closest_negative = torch.where(negative, d, torch.full_like(d, float("inf"))).amin(dim=1)
+        closest_negative = torch.where(has_both, closest_negative, torch.zeros_like(closest_negative))
+        per_anchor = torch.where(has_both, torch.clamp(margin + hardest_positive - closest_negative, min=0.0), torch.zeros_like(closest_negative))
+        if reduction == "mean":
+            return per_anchor.sum() / max(int(has_both.sum()), 1)
     else:
         inf = torch.tensor(float("inf"), dtype=d.dtype)
         farther = negative[:, None, :] & (d[:, None, :] > d[:, :, None])
@@ -57,7 +65,7 @@ BATCHES = {
 }
 
 
-@pytest.mark.parametrize("mining", ["batch_all", "semi_hard"])
+@pytest.mark.parametrize("mining", ["batch_all", "batch_hard", "semi_hard"])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize(
     "batch, p, squared, margin",
