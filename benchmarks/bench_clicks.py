@@ -1,6 +1,6 @@
 """Click simulation throughput and click-model parameter recovery versus the number of sessions.
 
-Two tables:
+Three tables:
 
 * **throughput** (impressions per second, best of ``--repeat``): the click models alone on
   ``[S, K]`` attraction arrays (``S = --throughput-sessions``, ``K = 10``), the whole simulation
@@ -13,27 +13,27 @@ Two tables:
   UBM log (``gamma_{r,r'} = 1/(r - r')``, RandTop-10), and regression EM on a log *without*
   interventions, next to plain PBM EM on that same log (which is not identified there).
 
-* **unbiased LTR** (``--ultr-sessions``): test NDCG@10 (true labels, exp2 gain, queries without
-  a relevant document score 0) on MQ2008 Fold1 and on the built-in synthetic data (features
-  z-scored on train) of a linear scorer trained with the softmax loss on PBM or DBN clicks of the
-  logging policy's top 10 (no intervention): naive (click-through
-  rates as labels), IPS with the true propensities (the simulator's examination probability of
-  each shown slot; for DBN it depends on the documents above), IPS with regression-EM propensities
-  estimated from the same log (both estimators assume PBM, so they are misspecified for DBN
-  clicks), IPS with randomisation propensities estimated from an equally
-  large RandTop-10 log, and DLA (the ranker trained jointly with one propensity logit per rank,
-  Ai et al. 2018, inverse weights capped at 10); next to full information on the same shown documents (their true
-  attraction probabilities as labels) and on all documents (true graded labels). Without an
-  intervention every session of a query shows the same list, so the sessions of a query sum to
-  one list whose labels are the mean clicks (IPS: mean clicks / propensity): the same loss and
-  gradient as one list per session, divided by the session count. Mean +- std over ``--seeds``
-  click samples; the training itself is deterministic (full batch, Adam, 300 steps, seed 0).
+* **unbiased LTR** (``--ultr-sessions``): test NDCG@10 (true labels) on MQ2008 Fold1 and on the
+  built-in synthetic data of ltrkit's own click training (:func:`ltrkit.clicks.train_on_clicks`,
+  the ``data.train_clicks`` job of ``ltrkit train``: the shared loop, model selection on the true
+  validation labels) with the recipe ``configs/clicks.json`` (its model, or ``--ultr-model``), on
+  PBM or DBN clicks of the logging policy's top 10 (no intervention), one Parquet log per cell:
+  naive (``propensities: none``, clicks as labels), IPS with the true propensities (``logged``:
+  the simulator's examination probability of each shown slot; for DBN it depends on the
+  documents above), IPS with regression-EM propensities estimated from the same log (both
+  estimators assume PBM, so they are misspecified for DBN clicks), IPS with randomisation
+  propensities estimated from an equally large RandTop-10 log (``propensity_log``), and DLA (the
+  ranker trained jointly with one propensity logit per rank, Ai et al. 2018); next to full
+  information, a ranking run (``ltrkit.train``) of the same recipe on the shown documents (their
+  true attraction probabilities as labels) and on all documents (true graded labels). Mean +-
+  std over ``--seeds`` click samples; the training seed is 0; the recipe's ``clip`` (0.01) floors
+  every propensity.
 
-The logging policy is a fixed linear scorer (the sum of the 46 MQ2008 features); labels are
+The logging policy is a fixed linear scorer (the sum of the features, 46 on MQ2008); labels are
 mapped to attraction with the graded mapping (``epsilon_minus = 0.1``).
 
 Usage: ``python benchmarks/bench_clicks.py [--sessions 10000,100000,1000000] [--ultr-sessions 10000,100000,1000000]
-[--seeds 2] [--threads 1]``
+[--ultr-model recipe|linear|mlp] [--seeds 2] [--threads 1]``
 """
 
 from __future__ import annotations
@@ -43,12 +43,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mq2008" / "Fold1" / "train.txt"
+VALI = DATA.with_name("vali.txt")
 TEST = DATA.with_name("test.txt")
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "clicks.json"
 
 
 def best_of(repeat: int, fn: Callable[[], object]) -> float:
@@ -139,117 +141,96 @@ def recovery(args: argparse.Namespace, dataset, scores) -> None:
         print(f"| {n:,} | " + " | ".join(_stats(errors[key]) for key in ("pbm", "rand", "ubm", "regem", "naive")) + f" | {seconds:.0f} |")
 
 
-def _train_linear(features, labels, mask, propensities=None, steps: int = 300, dla: bool = False) -> "object":
-    """A linear scorer fitted by full-batch Adam on the (IPS) softmax loss, or jointly with one
-    propensity logit per rank on the DLA loss; returns the scorer."""
-    import torch
+def _write_log(path: Path, dataset, scores, behaviour, n: int, seed: int, intervention: str) -> Path:
+    """Simulate ``n`` sessions of the logging policy's top 10 and stream them to the Parquet log ``path``."""
+    from ltrkit.clicks.log import ClickLogWriter
+    from ltrkit.clicks.simulate import simulate_sessions
 
-    from ltrkit.clicks.unbiased import dla_loss, ips_softmax_loss
-    from ltrkit.losses.listwise import softmax_loss
-
-    torch.manual_seed(0)
-    x = torch.as_tensor(features, dtype=torch.float32)
-    y = torch.as_tensor(labels, dtype=torch.float32)
-    m = torch.as_tensor(mask)
-    model = torch.nn.Linear(x.shape[-1], 1)
-    logits = torch.zeros(x.shape[1], requires_grad=True)
-    optimizer = torch.optim.Adam([*model.parameters(), logits], lr=0.05)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        scores = model(x).squeeze(-1)
-        if dla:
-            loss = dla_loss(scores, y, m, propensity_logits=logits)
-        elif propensities is None:
-            loss = softmax_loss(scores, y, m)
-        else:
-            loss = ips_softmax_loss(scores, y, m, propensities=torch.tensor(np.array(propensities), dtype=torch.float32))
-        loss.backward()
-        optimizer.step()
-    return model
-
-
-def _ndcg10(model, test) -> float:
-    import torch
-
-    from ltrkit.metrics.evaluation import evaluate_dataset
-
-    with torch.no_grad():
-        scores = model(torch.tensor(np.array(test.features), dtype=torch.float32)).squeeze(-1).numpy()
-    return float(evaluate_dataset(test, scores, ["ndcg@10"]).mean["ndcg@10"])
-
-
-def _click_rates(dataset, scores, behaviour, n: int, seed: int, intervention: str):
-    """Per logging-policy slot ``[Q, K]``: mean clicks and mean true propensity over each query's
-    sessions, and the sessions (for EM)."""
-    from ltrkit.clicks.simulate import logging_ranking, simulate_log
-
-    shown = logging_ranking(dataset, scores, 10)
-    sessions, _ = simulate_log(dataset, scores, behaviour, sessions=n, top_k=10, seed=seed, intervention=intervention)
-    m = sessions.mask
-    slot = np.where(m, sessions.logging_ranks - 1, 0)
-    where = (np.broadcast_to(sessions.queries[:, None], slot.shape)[m], slot[m])
-    clicks, propensities = np.zeros(shown.shape), np.zeros(shown.shape)
-    np.add.at(clicks, where, sessions.clicks[m])
-    np.add.at(propensities, where, sessions.propensities[m])
-    per_query = np.maximum(np.bincount(sessions.queries, minlength=shown.shape[0])[:, None], 1)
-    return clicks / per_query, propensities / per_query, sessions
+    with ClickLogWriter(path, dataset, propensities=True) as writer:
+        for chunk in simulate_sessions(dataset, scores, behaviour, sessions=n, top_k=10, seed=seed, intervention=intervention):
+            writer.write(chunk.first_session, chunk.sessions, chunk.scores)
+    return path
 
 
 def _ultr_datasets():
-    """``(name, train, test, logging scores)``: MQ2008 Fold1 and the built-in synthetic data, z-scored on train."""
+    """``(name, {"train", "vali", "test"})``: MQ2008 Fold1 and the built-in synthetic data."""
     from ltrkit.data.cache import load_dataset
     from ltrkit.data.synthetic import generate_splits
-    from ltrkit.data.transforms import Normalizer
 
-    synthetic = generate_splits(train_queries=1500, vali_queries=1, test_queries=300, seed=0)
-    for name, train, test in (("MQ2008 Fold1", load_dataset(DATA), load_dataset(TEST)),
-                              ("synthetic (1,500 train / 300 test queries)", synthetic["train"], synthetic["test"])):
-        normalizer = Normalizer("zscore").fit(train)
-        train, test = normalizer.transform(train), normalizer.transform(test)
-        yield name, train, test, np.asarray(train.features, dtype=np.float64).sum(axis=1)
+    yield "MQ2008 Fold1", {"train": load_dataset(DATA), "vali": load_dataset(VALI), "test": load_dataset(TEST)}
+    yield "synthetic (1,500 train / 300 vali / 300 test queries)", generate_splits(train_queries=1500, vali_queries=300, test_queries=300, seed=0)
+
+
+def _recipe(args: argparse.Namespace, folder: str, name: str) -> Dict[str, object]:
+    """The training recipe of every cell: ``configs/clicks.json`` (its data paths dropped: the
+    splits are passed in memory), the model of ``--ultr-model``, one thread, a run folder in ``folder``."""
+    from ltrkit.training.config import read_config_file
+
+    recipe = read_config_file(RECIPE)
+    recipe["data"] = {key: value for key, value in recipe["data"].items() if key not in ("train", "vali", "test")}
+    if args.ultr_model != "recipe":
+        recipe["model"] = {"name": args.ultr_model}
+    recipe["num_threads"] = args.threads
+    recipe["evaluation"] = {**recipe.get("evaluation", {}), "baselines": False}
+    recipe["output"] = {"dir": folder, "name": name, "tensorboard": False, "plots": False}
+    return recipe
+
+
+def _test_ndcg10(result) -> float:
+    return float(result.metrics["test"]["ndcg@10"])
+
+
+def _full_information(args: argparse.Namespace, folder: str, splits, labels: np.ndarray, shown: Optional[np.ndarray] = None) -> float:
+    """Test NDCG@10 of the recipe trained on labels (the same loop, a ranking run): ``labels`` of
+    every training document, or of the ``shown`` rows ``[Q, K]`` only."""
+    import ltrkit
+    from ltrkit.data.dataset import RankingDataset
+
+    train = splits["train"]
+    rows = np.arange(train.n_docs) if shown is None else shown[shown >= 0]
+    offsets = train.query_offsets if shown is None else np.r_[0, np.cumsum((shown >= 0).sum(axis=1))]
+    subset = RankingDataset(np.asarray(train.features)[rows], np.asarray(labels, dtype=np.float32)[rows], offsets, train.qids, source=train.source)
+    recipe = _recipe(args, folder, "full-all" if shown is None else "full-shown")
+    del recipe["data"]["train_clicks"]
+    # attraction probabilities are below the default relevance threshold 1: keep every query
+    recipe["data"]["drop_train_queries_without_relevant"] = shown is None
+    return _test_ndcg10(ltrkit.train(recipe, datasets={**splits, "train": subset}, overwrite=True))
 
 
 def ultr(args: argparse.Namespace) -> None:
-    from ltrkit.clicks.propensity import estimate_by_randomization, estimate_by_regression_em
     from ltrkit.clicks.simulate import logging_ranking
     from ltrkit.clicks.spec import load_click_spec
-    from ltrkit.data.dataset import pad_ragged
+    from ltrkit.clicks.task import train_on_clicks
 
     sizes = [int(float(v)) for v in args.ultr_sessions.split(",")]
-    for data_name, dataset, test, scores in _ultr_datasets():
-        shown = logging_ranking(dataset, scores, 10)
-        mask = shown >= 0
-        rows = np.where(mask, shown, 0)
-        x = np.where(mask[:, :, None], np.asarray(dataset.features)[rows], 0.0)
-        all_x, all_mask = pad_ragged(np.asarray(dataset.features), dataset.query_offsets)
-        all_y, _ = pad_ragged(np.asarray(dataset.labels), dataset.query_offsets)
-        all_full = _ndcg10(_train_linear(all_x, all_y, all_mask), test)
-        for model in ("pbm", "dbn"):
-            behaviour = load_click_spec(model).with_max_grade(float(np.max(dataset.labels)))
-            # full information on the shown documents: their true attraction probabilities
-            attraction = behaviour.attraction(np.asarray(dataset.labels))
-            shown_full = _ndcg10(_train_linear(x, np.where(mask, attraction[rows], 0.0), mask), test)
-            print(f"\n## unbiased LTR, {data_name}, {model.upper()} clicks on the top 10: test NDCG@10 ({args.seeds} seeds)\n")
-            print("| sessions | naive clicks | IPS, true propensities | IPS, regression EM | IPS, randomisation (RandTop-10 log) "
-                  "| DLA | full info, shown top 10 | full info, all documents |")
-            print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-            for n in sizes:
-                results = {key: [] for key in ("naive", "true", "regem", "rand", "dla")}
-                for seed in range(args.seeds):
-                    ctr, true_p, sessions = _click_rates(dataset, scores, behaviour, n, seed, "none")
-                    ctr = np.where(mask, ctr, 0.0)
-                    estimated, _ = estimate_by_regression_em(sessions, dataset.features)
-                    del sessions
-                    randomised = estimate_by_randomization(_click_rates(dataset, scores, behaviour, n, 1000 + seed, "topk_shuffle")[2])
-                    results["naive"].append(_ndcg10(_train_linear(x, ctr, mask), test))
-                    # slots never shown in a sample keep propensity 1 (they carry no click)
-                    true_p = np.where(mask & (true_p > 0), true_p, 1.0)
-                    for key, p in (("true", true_p), ("regem", estimated), ("rand", randomised)):
-                        p = np.clip(np.broadcast_to(p, shown.shape), 1e-3, 1.0)
-                        results[key].append(_ndcg10(_train_linear(x, ctr, mask, p), test))
-                    results["dla"].append(_ndcg10(_train_linear(x, ctr, mask, dla=True), test))
-                cells = " | ".join(f"{np.mean(v):.4f} +- {np.std(v):.4f}" for v in results.values())
-                print(f"| {n:,} | {cells} | {shown_full:.4f} | {all_full:.4f} |", flush=True)
+    methods = ("none", "logged", "regression_em", "randomization", "dla")
+    print(f"\n## unbiased LTR: ltrkit's click training (recipe {RECIPE.name}, model {args.ultr_model}), test NDCG@10\n")
+    for data_name, splits in _ultr_datasets():
+        train = splits["train"]
+        scores = np.asarray(train.features, dtype=np.float64).sum(axis=1)
+        shown = logging_ranking(train, scores, 10)
+        with tempfile.TemporaryDirectory() as folder:
+            all_full = _full_information(args, folder, splits, train.labels)
+            for model in ("pbm", "dbn"):
+                behaviour = load_click_spec(model).with_max_grade(float(np.max(train.labels)))
+                shown_full = _full_information(args, folder, splits, behaviour.attraction(np.asarray(train.labels)), shown)
+                print(f"\n### {data_name}, {model.upper()} clicks on the top 10 ({args.seeds} seeds, mean +- std)\n")
+                print("| sessions | naive clicks | IPS, true propensities | IPS, regression EM | IPS, randomisation (RandTop-10 log) "
+                      "| DLA | full info, shown top 10 | full info, all documents | seconds |")
+                print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+                for n in sizes:
+                    started = time.perf_counter()
+                    results: Dict[str, List[float]] = {method: [] for method in methods}
+                    for seed in range(args.seeds):
+                        log = _write_log(Path(folder) / "clicks.parquet", train, scores, behaviour, n, seed, "none")
+                        shuffled = _write_log(Path(folder) / "shuffled.parquet", train, scores, behaviour, n, 1000 + seed, "topk_shuffle")
+                        for method in methods:
+                            recipe = _recipe(args, folder, method)
+                            clicks = {"log": str(log), "propensities": method, "propensity_log": str(shuffled) if method == "randomization" else None}
+                            recipe["data"]["train_clicks"] = {**recipe["data"].get("train_clicks", {}), **clicks}
+                            results[method].append(_test_ndcg10(train_on_clicks(recipe, datasets=splits, overwrite=True)))
+                    cells = " | ".join(_stats(values) for values in results.values())
+                    print(f"| {n:,} | {cells} | {shown_full:.4f} | {all_full:.4f} | {time.perf_counter() - started:.0f} |", flush=True)
 
 
 def main() -> None:
@@ -261,6 +242,7 @@ def main() -> None:
     # one thread by default: numpy's BLAS threads only wait for a core on a shared 2-core machine
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (OpenBLAS/MKL/OMP)")
     parser.add_argument("--ultr-sessions", default="10000,100000,1000000", help="comma-separated session counts for the unbiased-LTR table ('' to skip)")
+    parser.add_argument("--ultr-model", default="recipe", help="scorer of the unbiased-LTR runs: recipe (configs/clicks.json's), linear, mlp, ...")
     parser.add_argument("--skip-recovery", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
