@@ -42,7 +42,7 @@ def world(tmp_path_factory):
     scores = np.asarray(train.features[:, 9], dtype=np.float64)
     behaviour = load_click_spec({"name": "pbm", "eta": 1.0}).with_max_grade(4.0)
     plain = write_simulation(folder / "plain", train, scores, behaviour, sessions=20_000, top_k=TOP_K, seed=3)
-    shuffled = write_simulation(folder / "shuffled", train, scores, behaviour, sessions=20_000, top_k=TOP_K, seed=4, intervention="topk_shuffle")
+    shuffled = write_simulation(folder / "shuffled", train, scores, behaviour, sessions=10_000, top_k=TOP_K, seed=4, intervention="topk_shuffle")
     return {"folder": folder, "files": files, "train": train, "log": plain.log, "shuffled_log": shuffled.log}
 
 
@@ -82,7 +82,7 @@ def one_line_error(result, *patterns: str) -> str:
 
 def test_aggregated_lists_give_the_mean_per_session_loss_and_gradient(world):
     sessions, _ = read_click_log(world["shuffled_log"], world["train"])
-    sessions = sessions.subset(np.arange(3000))
+    sessions = sessions.subset(np.arange(1000))
     lists = aggregate_sessions(sessions, sessions.propensities)
     keys = [(tuple(d[m]), tuple(p[m])) for d, p, m in zip(sessions.docs, sessions.propensities, sessions.mask)]
     clicked = {key for key, c in zip(keys, sessions.clicks) if c.any()}
@@ -154,19 +154,19 @@ def test_cli_trains_on_clicks_and_the_run_predicts_like_a_ranking_run(world, tra
 
 
 def test_resume_continues_to_the_uninterrupted_weights_and_propensities(world, tmp_path):
-    full = train_on_clicks(config_for(world, tmp_path, "full", "dla"), training={"epochs": 4})
+    full = train_on_clicks(config_for(world, tmp_path, "full", "dla"), training={"epochs": 3})
 
     def interrupt(epoch, record):
         if epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_on_clicks(config_for(world, tmp_path, "part", "dla"), training={"epochs": 4}, on_epoch_end=interrupt)
+        train_on_clicks(config_for(world, tmp_path, "part", "dla"), training={"epochs": 3}, on_epoch_end=interrupt)
     assert load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt")["epoch"] == 2
     result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "part"), "--quiet"])
     assert result.exit_code == 0, result.output
     a, b = (load_checkpoint(folder / "checkpoints" / "last.pt") for folder in (full.run_dir, tmp_path / "part"))
-    assert a["epoch"] == b["epoch"] == 4 and a["clicks"] == b["clicks"]
+    assert a["epoch"] == b["epoch"] == 3 and a["clicks"] == b["clicks"]
     for part in ("model", "loss"):
         for key, value in a[part].items():
             torch.testing.assert_close(value, b[part][key], rtol=0, atol=0)
