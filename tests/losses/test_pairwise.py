@@ -458,3 +458,39 @@ BAD_CALLS = [
 def test_bad_input_raises_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ------------------------------------------------------------------------------------ fused kernel
+
+
+def test_rank_order_is_sort_order():
+    from ltrkit.losses.pairwise import _rank_order
+    from ltrkit.metrics.ranking import sort_order
+
+    scores, _, mask = random_batch(batch=6, length=11, seed=30, score_ties=True)
+    assert torch.equal(_rank_order(scores, mask), sort_order(scores, mask))
+    # a real -inf score and padding before it: the single sort would tie them; sort_order decides
+    scores[0, 5], mask[0, 2], mask[0, 5] = -math.inf, False, True
+    scores[1, 3] = math.nan
+    assert torch.equal(_rank_order(scores, mask), sort_order(scores, mask))
+
+
+def test_lambdaloss_clamp_is_decided_per_pair_not_per_batch():
+    # one list has a pair past the eps clamp, the others none: each list's value and gradient
+    # are those it has alone (where no pair can reach the clamp, the clamp is skipped)
+    scores, labels, mask = random_batch(batch=4, length=7, seed=31)
+    scores[2, :2] = torch.tensor([-40.0, 40.0], dtype=scores.dtype)
+    labels[2, :2] = torch.tensor([3.0, 0.0], dtype=labels.dtype)
+    mask[2, :2] = True
+    scores.requires_grad_()
+    kw = dict(weighting="ndcg_loss2pp", eps=1e-10, reduction="none")
+    together = lambdaloss(scores, labels, mask, **kw)
+    grad, = torch.autograd.grad(together.sum(), scores)
+    for b in range(4):
+        leaf = scores.detach()[b : b + 1].clone().requires_grad_()
+        alone = lambdaloss(leaf, labels[b : b + 1], mask[b : b + 1], **kw)
+        alone.sum().backward()
+        torch.testing.assert_close(together[b : b + 1], alone, atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(grad[b : b + 1], leaf.grad, atol=1e-12, rtol=1e-12)
+    clamped = lambdaloss(scores.detach()[2:3], labels[2:3], mask[2:3], weighting="ndcg_loss2pp", reduction="none")
+    assert together[2] < clamped[0]  # the clamp took effect on that list
