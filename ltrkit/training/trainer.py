@@ -17,6 +17,7 @@ installed) LambdaMART, and warns when the model does not beat its best single fe
 from __future__ import annotations
 
 import contextlib
+import importlib
 import itertools
 import os
 import platform
@@ -521,6 +522,10 @@ class _Session:
                 # returns once curves.png is written); after a failure, before the error leaves
                 if config.output.plots and history:
                     if trained:
+                        # matplotlib is imported here, not on the thread: imports on two threads at
+                        # once (the baselines import LightGBM) may meet half-initialised modules
+                        for module in ("matplotlib.figure", "matplotlib.backends.backend_agg"):
+                            importlib.import_module(module)
                         curves = _in_background(folder.write_curves, list(history), task.metric_names)
                     else:
                         folder.write_curves(history, task.metric_names)
