@@ -22,10 +22,10 @@ about monotone transforms) with row and feature subsampling seeded per run, up t
 trees, and stops when its validation NDCG@10 has not improved for ``--gbdt-patience`` rounds;
 the best iteration scores the test set. ltrkit trains the recipe config of the dataset
 (``--recipe NAME=CONFIG``; defaults: ``configs/mq2008.json``, ``configs/lightgbm_rank.json``,
-``configs/recipe_dasalc.json``) through the public API ``ltrkit.train(config,
-datasets=splits, quiet=True)``: the config's data paths are replaced by the in-memory splits,
-its normalisation is fitted on the training split, its early stopping runs on the validation
-split, and its best epoch scores the test set. ``--set key.path=value`` overrides every recipe
+``configs/synthetic.json``; ``configs/recipe_dasalc.json`` is the DASALC alternative) through
+the public API ``ltrkit.train(config, datasets=splits, quiet=True)``: the config's data paths
+are replaced by the in-memory splits, its normalisation is fitted on the training split, its
+early stopping runs on the validation split, and its best epoch scores the test set. ``--set key.path=value`` overrides every recipe
 (as ``ltrkit train --set``); ``--epochs`` sets ``training.epochs``.
 
 Every score is evaluated by the same code, ``ltrkit.metrics.evaluate_dataset`` with exp2 gain
@@ -75,7 +75,7 @@ TIES = "average"
 DEFAULT_RECIPES = {
     "mq2008": REPO / "configs" / "mq2008.json",
     "small": REPO / "configs" / "lightgbm_rank.json",
-    "synthetic": REPO / "configs" / "recipe_dasalc.json",
+    "synthetic": REPO / "configs" / "synthetic.json",
 }
 # what a recipe config may say about data that does not apply to in-memory splits
 _FILE_KEYS = ("train", "vali", "test", "synthetic", "vali_fraction", "query_files", "n_features")
