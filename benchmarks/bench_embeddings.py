@@ -26,7 +26,7 @@ query over all the others; 1,000 classes; recall@1, recall@10, map, mrr, ndcg@10
 chunks, vs the generic list-metric path (``ltrkit.metrics.compute_metrics`` on the same
 ``[chunk, N]`` blocks), timed on ``--sample`` queries and scaled up.
 
-Usage: ``python benchmarks/bench_embeddings.py [--threads 1 2] [--repeat 3] [--items 100000]``
+Usage: ``python benchmarks/bench_embeddings.py [--rows batch_all ...] [--sizes 256 ...] [--threads 1 2] [--repeat 3] [--items 100000]``
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def measure(lib: str, row: str, n: int, threads: int, args: argparse.Namespace) 
 
 def mining_table(args: argparse.Namespace) -> None:
     print(f"{'row':<10} {'N':>5} {'thr':>3} {'ltrkit ms':>10} {'PML ms':>10} {'PML/ltrkit':>10} {'ltrkit MiB':>10} {'PML MiB':>9}  value")
-    for row in ROWS:
+    for row in args.rows:
         for n in args.sizes:
             for threads in args.threads:
                 ours = measure("ltrkit", row, n, threads, args)
@@ -191,6 +191,7 @@ def retrieval_table(items: int, sample: int) -> None:
 
 def main(argv: List[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts of the mining table")
     parser.add_argument("--repeat", type=int, default=3)

@@ -220,8 +220,9 @@ def _distance_matrix(embeddings: torch.Tensor, p: float, squared: bool) -> torch
         return torch.cdist(embeddings, embeddings, p=p, compute_mode="donot_use_mm_for_euclid_dist")
     squared_norms = (embeddings * embeddings).sum(dim=1)
     scale = squared_norms[:, None] + squared_norms[None, :]
-    squared_d = (scale - 2.0 * (embeddings @ embeddings.T)).clamp(min=0.0)
-    rows, columns = torch.nonzero(squared_d.detach() <= _CANCELLATION * scale.detach(), as_tuple=True)
+    squared_d = torch.addmm(scale, embeddings, embeddings.T, alpha=-2.0).clamp(min=0.0)
+    with torch.no_grad():
+        rows, columns = torch.nonzero(squared_d <= scale * _CANCELLATION, as_tuple=True)
     if rows.numel() > _CLOSE_PER_ROW * embeddings.shape[0]:
         exact = torch.cdist(embeddings, embeddings, compute_mode="donot_use_mm_for_euclid_dist")
         return exact * exact if squared else exact
@@ -229,7 +230,7 @@ def _distance_matrix(embeddings: torch.Tensor, p: float, squared: bool) -> torch
     if squared:
         return squared_d
     positive = squared_d > 0
-    return torch.where(positive, torch.where(positive, squared_d, torch.ones_like(squared_d)).sqrt(), torch.zeros_like(squared_d))
+    return torch.where(positive, torch.where(positive, squared_d, 1.0).sqrt(), 0.0)
 
 
 def padded_columns(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
