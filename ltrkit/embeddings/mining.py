@@ -35,7 +35,7 @@ from typing import Optional, Tuple
 import torch
 
 from ltrkit._checks import check_choice, check_non_negative, check_positive
-from ltrkit.losses.embedding import padded_columns, semi_hard_choice
+from ltrkit.losses.embedding import padded_columns, semi_hard_choice, triplet_distances
 
 __all__ = ["mine_triplets"]
 
@@ -78,9 +78,7 @@ def mine_triplets(
     if squared and p != 2.0:
         raise ValueError(f"squared=True needs p=2, got p={p}")
     with torch.no_grad():
-        d = torch.cdist(embeddings.float(), embeddings.float(), p=p, compute_mode="donot_use_mm_for_euclid_dist")
-        if squared:
-            d = d * d
+        d = triplet_distances(embeddings.float(), p, squared)
         n = d.shape[0]
         same = classes[:, None] == classes[None, :]
         positive = same & ~torch.eye(n, dtype=torch.bool, device=d.device)

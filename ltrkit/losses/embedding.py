@@ -209,12 +209,14 @@ _CANCELLATION = 2.0**-4
 _CLOSE_PER_ROW = 64
 
 
-def _distance_matrix(embeddings: torch.Tensor, p: float, squared: bool) -> torch.Tensor:
-    """``[N, N]`` p-norm distances (squared for ``p = 2`` when asked); gradient 0 at distance 0.
+def triplet_distances(embeddings: torch.Tensor, p: float, squared: bool) -> torch.Tensor:
+    """``[N, N]`` p-norm distances between the rows of ``embeddings [N, D]`` (squared with
+    ``squared=True``, ``p = 2``), as the online-mining losses and :mod:`ltrkit.embeddings.mining`
+    use them; gradient 0 at distance 0.
 
-    Euclidean distances come from one matrix product (``O(N^2 D)`` in BLAS rather than
-    ``cdist``'s direct differences, 3-5x faster), the close pairs recomputed exactly (see
-    ``_CANCELLATION``).
+    Euclidean distances come from one matrix product (``|x|^2 + |y|^2 - 2 x.y`` in BLAS, 3-5x
+    faster than ``cdist``'s direct differences), the close pairs recomputed from ``x - y`` (see
+    ``_CANCELLATION``); other ``p`` use ``cdist``'s direct differences.
     """
     if p != 2.0:
         return torch.cdist(embeddings, embeddings, p=p, compute_mode="donot_use_mm_for_euclid_dist")
@@ -451,11 +453,11 @@ def batch_triplet_loss(
     if mining == "batch_hard":
         # only O(N) distances carry the loss: choose on a matrix without a graph
         with torch.no_grad():
-            d = _distance_matrix(embeddings, p, squared)
+            d = triplet_distances(embeddings, p, squared)
         per_anchor, counted = _batch_hard(embeddings, d, positive_pair, negative_pair, margin, p, squared)
     else:
         mined = _batch_all if mining == "batch_all" else _semi_hard
-        per_anchor, counted = mined(_distance_matrix(embeddings, p, squared), positive_pair, negative_pair, margin)
+        per_anchor, counted = mined(triplet_distances(embeddings, p, squared), positive_pair, negative_pair, margin)
     if reduction == "mean":
         return per_anchor.sum() / counted.clamp(min=1).to(per_anchor.dtype)
     return per_anchor if reduction == "none" else per_anchor.sum()
