@@ -33,7 +33,7 @@ The logging policy is a fixed linear scorer (the sum of the features, 46 on MQ20
 mapped to attraction with the graded mapping (``epsilon_minus = 0.1``).
 
 Usage: ``python benchmarks/bench_clicks.py [--sessions 10000,100000,1000000] [--ultr-sessions 10000,100000,1000000]
-[--ultr-model recipe|linear|mlp] [--seeds 2] [--threads 1]``
+[--ultr-data mq2008,synthetic] [--ultr-model recipe|linear|mlp] [--seeds 2] [--threads 1]``
 """
 
 from __future__ import annotations
@@ -152,13 +152,15 @@ def _write_log(path: Path, dataset, scores, behaviour, n: int, seed: int, interv
     return path
 
 
-def _ultr_datasets():
-    """``(name, {"train", "vali", "test"})``: MQ2008 Fold1 and the built-in synthetic data."""
+def _ultr_datasets(names: List[str]):
+    """``(name, {"train", "vali", "test"})`` of ``names``: ``mq2008`` (Fold1) and ``synthetic`` (the built-in data)."""
     from ltrkit.data.cache import load_dataset
     from ltrkit.data.synthetic import generate_splits
 
-    yield "MQ2008 Fold1", {"train": load_dataset(DATA), "vali": load_dataset(VALI), "test": load_dataset(TEST)}
-    yield "synthetic (1,500 train / 300 vali / 300 test queries)", generate_splits(train_queries=1500, vali_queries=300, test_queries=300, seed=0)
+    if "mq2008" in names:
+        yield "MQ2008 Fold1", {"train": load_dataset(DATA), "vali": load_dataset(VALI), "test": load_dataset(TEST)}
+    if "synthetic" in names:
+        yield "synthetic (1,500 train / 300 vali / 300 test queries)", generate_splits(train_queries=1500, vali_queries=300, test_queries=300, seed=0)
 
 
 def _recipe(args: argparse.Namespace, folder: str, name: str) -> Dict[str, object]:
@@ -205,7 +207,7 @@ def ultr(args: argparse.Namespace) -> None:
     sizes = [int(float(v)) for v in args.ultr_sessions.split(",")]
     methods = ("none", "logged", "regression_em", "randomization", "dla")
     print(f"\n## unbiased LTR: ltrkit's click training (recipe {RECIPE.name}, model {args.ultr_model}), test NDCG@10\n")
-    for data_name, splits in _ultr_datasets():
+    for data_name, splits in _ultr_datasets(args.ultr_data.split(",")):
         train = splits["train"]
         scores = np.asarray(train.features, dtype=np.float64).sum(axis=1)
         shown = logging_ranking(train, scores, 10)
@@ -242,6 +244,7 @@ def main() -> None:
     # one thread by default: numpy's BLAS threads only wait for a core on a shared 2-core machine
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (OpenBLAS/MKL/OMP)")
     parser.add_argument("--ultr-sessions", default="10000,100000,1000000", help="comma-separated session counts for the unbiased-LTR table ('' to skip)")
+    parser.add_argument("--ultr-data", default="mq2008,synthetic", help="comma-separated data sets of the unbiased-LTR table")
     parser.add_argument("--ultr-model", default="recipe", help="scorer of the unbiased-LTR runs: recipe (configs/clicks.json's), linear, mlp, ...")
     parser.add_argument("--skip-recovery", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
