@@ -584,7 +584,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--skip-allrank", action="store_true")
     parser.add_argument("--skip-lightgbm", action="store_true")
     parser.add_argument("--losses", default=DEFAULT_LOSSES, help=f"list losses timed against the bare model (default {DEFAULT_LOSSES})")
-    parser.add_argument("--pass-epochs", type=int, default=3, help="epochs per loss in the loss-vs-bare comparison (best of)")
+    parser.add_argument(
+        "--pass-epochs", type=int, default=None, help="epochs per loss in the loss-vs-bare comparison, best of (default: 20 small, 3 synthetic)"
+    )
     parser.add_argument("--skip-passes", action="store_true", help="skip the loss-vs-bare-model comparison")
     parser.add_argument("--skip-whole-call", action="store_true", help="skip the whole-call timing")
     return parser.parse_args(argv)
@@ -597,7 +599,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"bench_train: torch {torch.__version__}, {torch.get_num_threads()} threads, python {sys.version.split()[0]}")
     for name in opts.datasets.split(","):
         small = name == "small"
-        defaults = {"epochs": 20 if small else 2, "trees": 500 if small else 200, "gbdt_lr": 0.05 if small else 0.1}
+        defaults = {
+            "epochs": 20 if small else 2, "trees": 500 if small else 200, "gbdt_lr": 0.05 if small else 0.1,
+            "pass_epochs": 20 if small else 3,
+        }
         run_opts = argparse.Namespace(
             **{**vars(opts), **{key: value for key, value in defaults.items() if getattr(opts, key) is None}}
         )
