@@ -397,11 +397,13 @@ def batch_triplet_loss(
 
     ``"sum"`` always equals ``"none"`` summed. Ties in a max/min share its gradient evenly.
     Memory and time: no ``[N, N, N]`` tensor is built; every mining keeps a few ``[N, N]``
-    tensors (forward and backward, about 1.4 GB at N = 4096 in float32, measured in
-    ``benchmarks/bench_embeddings.py``) and takes ``O(N^2 (D + log P))`` time, ``P`` the
-    largest class. ``"batch_all"`` sums each anchor's ``P x (N - P)`` triplets in closed form
-    from its sorted positive distances; ``"semi_hard"`` finds each pair's negative among
-    buckets of the negatives (see :func:`semi_hard_choice`).
+    tensors and takes ``O(N^2 (D + log P))`` time, ``P`` the largest class (peak RSS of forward
+    and backward at N = 4096, D = 64, float32, in ``benchmarks/bench_embeddings.py``: about
+    800 MiB for ``"batch_all"`` and ``"semi_hard"``, 300 MiB for ``"batch_hard"``).
+    ``"batch_all"`` sums each anchor's ``P x (N - P)`` triplets in closed form from its sorted
+    positive distances; ``"semi_hard"`` finds each pair's negative among buckets of the
+    negatives (see :func:`semi_hard_choice`); ``"batch_hard"`` recomputes only the chosen
+    distances with a gradient.
 
     Args:
         embeddings: ``[N, D]`` embeddings.
