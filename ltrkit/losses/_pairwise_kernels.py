@@ -129,15 +129,14 @@ def _accumulate(
         return value, lambdas
     capacity = min(max(block_elements, batch * length), batch * top * length)
     scratch = like.new_empty(WORK_BUFFERS, capacity)
-    half_valid = valid.to(like.dtype) * 0.5
+    half_valid = valid * 0.5
     start = 0
     while start < top:
         width_cols = length - start
         stop = min(top, start + rows_per_chunk(batch, width_cols, block_elements))
         width = stop - start
-        shape = (batch, width, width_cols)
         size = batch * width * width_cols
-        work = tuple(scratch[index, :size].view(shape) for index in range(WORK_BUFFERS))
+        work = scratch[:, :size].view(WORK_BUFFERS, batch, width, width_cols).unbind(0)
         cost, grad = terms(slice(start, stop), slice(start, length), work)
         cost[:, :, :width].mul_(half_valid[:, start:stop, None])
         value += cost.sum(dim=(1, 2))
@@ -189,7 +188,7 @@ def lambda_value_and_lambdas(
     Args:
         scores: ``[B, L]`` scores (padding any finite value).
         gains: ``[B, L]`` the per-document quantity whose order defines the pairs (labels,
-            or ``G / IDCG``), 0 at padding.
+            or ``G / IDCG``); it must be 0 at padding.
         valid: ``[B, L]`` float mask (1 real, 0 padding).
         sigma: steepness.
         top: rows ``[0, top)`` only (pairs with at least one document there).
@@ -201,7 +200,6 @@ def lambda_value_and_lambdas(
         scale: a factor on the value and the lambdas (``1 / ln 2``: costs in bits).
         block_elements: scratch size per block (values per ``[B, rows, cols]`` tensor).
     """
-    gains = gains * valid
     if padding_last is None:
         padding_last = _is_padding_last(valid)
     scaled = scores.masked_fill(valid == 0, 0.0)
@@ -265,7 +263,7 @@ def ranknet_value_and_lambdas(
     valid = mask.to(scores.dtype)
     if not include_ties:
         return lambda_value_and_lambdas(
-            scores, labels, valid, sigma=sigma, top=top, signs_only=True, block_elements=block_elements
+            scores, labels * valid, valid, sigma=sigma, top=top, signs_only=True, block_elements=block_elements
         )
     scores = scores.masked_fill(~mask, 0.0)
 

@@ -673,7 +673,7 @@ def _symmetric_lambdaloss(
     ideal = _ideal_order(labels, mask)
     n_pairs = _pairs_touching_top(sorted_labels, sorted_mask, top, include_ties=False, ideal=ideal)
     if weighting == "arp_loss2":
-        gains, pair_weights = sorted_labels, None
+        gains, pair_weights = sorted_labels * valid, None
     else:
         gains, has_idcg = _normalised_gains(ideal, sorted_labels, sorted_mask, k=k, gain=gain)
         pair_weights = _position_weights(length, top, weighting=weighting, k=k, mu=mu, like=s_sorted)
