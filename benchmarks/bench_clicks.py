@@ -23,7 +23,9 @@ Three tables:
   documents above), IPS with regression-EM propensities estimated from the same log (both
   estimators assume PBM, so they are misspecified for DBN clicks), IPS with randomisation
   propensities estimated from an equally large RandTop-10 log (``propensity_log``), and DLA (the
-  ranker trained jointly with one propensity logit per rank, Ai et al. 2018); next to full
+  ranker trained jointly with one propensity logit per rank, Ai et al. 2018), Joachims' "click >
+  skip above" preference pairs with RankNet (``pairs: skip_above``, loss ``ranknet``, no
+  propensities); next to full
   information, a ranking run (``ltrkit.train``) of the same recipe on the shown documents (their
   true attraction probabilities as labels) and on all documents (true graded labels). Mean +-
   std over ``--seeds`` click samples; the training seed is 0; the recipe's ``clip`` (0.01) floors
@@ -205,7 +207,7 @@ def ultr(args: argparse.Namespace) -> None:
     from ltrkit.clicks.task import train_on_clicks
 
     sizes = [int(float(v)) for v in args.ultr_sessions.split(",")]
-    methods = ("none", "logged", "regression_em", "randomization", "dla")
+    methods = ("none", "logged", "regression_em", "randomization", "dla", "pairs")
     print(f"\n## unbiased LTR: ltrkit's click training (recipe {RECIPE.name}, model {args.ultr_model}), test NDCG@10\n")
     for data_name, splits in _ultr_datasets(args.ultr_data.split(",")):
         train = splits["train"]
@@ -218,8 +220,8 @@ def ultr(args: argparse.Namespace) -> None:
                 shown_full = _full_information(args, folder, splits, behaviour.attraction(np.asarray(train.labels)), shown)
                 print(f"\n### {data_name}, {model.upper()} clicks on the top 10 ({args.seeds} seeds, mean +- std)\n")
                 print("| sessions | naive clicks | IPS, true propensities | IPS, regression EM | IPS, randomisation (RandTop-10 log) "
-                      "| DLA | full info, shown top 10 | full info, all documents | seconds |")
-                print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+                      "| DLA | skip-above pairs, RankNet | full info, shown top 10 | full info, all documents | seconds |")
+                print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
                 for n in sizes:
                     started = time.perf_counter()
                     results: Dict[str, List[float]] = {method: [] for method in methods}
@@ -228,7 +230,11 @@ def ultr(args: argparse.Namespace) -> None:
                         shuffled = _write_log(Path(folder) / "shuffled.parquet", train, scores, behaviour, n, 1000 + seed, "topk_shuffle")
                         for method in methods:
                             recipe = _recipe(args, folder, method)
-                            clicks = {"log": str(log), "propensities": method, "propensity_log": str(shuffled) if method == "randomization" else None}
+                            if method == "pairs":
+                                clicks = {"log": str(log), "propensities": "none", "pairs": "skip_above"}
+                                recipe["loss"] = {"name": "ranknet"}
+                            else:
+                                clicks = {"log": str(log), "propensities": method, "propensity_log": str(shuffled) if method == "randomization" else None}
                             recipe["data"]["train_clicks"] = {**recipe["data"].get("train_clicks", {}), **clicks}
                             results[method].append(_test_ndcg10(train_on_clicks(recipe, datasets=splits, overwrite=True)))
                     cells = " | ".join(_stats(values) for values in results.values())

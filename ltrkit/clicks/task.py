@@ -35,6 +35,14 @@ lambdarank -> ``ips_lambda_loss``); a loss without one is a config error. The pr
   (:func:`~ltrkit.clicks.unbiased.dla_loss`, loss softmax or listnet): one logit per rank in the
   loss module, trained by the run's optimiser and kept in the checkpoint's ``loss`` entry.
 
+With ``data.train_clicks.pairs`` (``skip_above`` or ``skip_next``) the run learns from Joachims'
+(2002) click preferences instead (:func:`~ltrkit.clicks.unbiased.click_preference_pairs`, no
+propensities): a list's targets are ``W_ij``, the mean number of times per session that its
+document ``i`` was preferred to ``j``, and the loss (:data:`PAIR_FORMS`: ranknet -> the logistic
+cost, pairwise_hinge -> RankSVM's hinge) is
+:func:`~ltrkit.clicks.unbiased.preference_pair_loss`; lists without a pair are left out. The
+batch loss is again the mean per-session pair loss of the sessions the lists stand for.
+
 Estimated propensities are relative (``p_k / p_1``) and divided by their largest value, so they
 lie in ``(0, 1]`` (IPS is unchanged by a common factor). ``clip`` floors every propensity; how
 many impressions it raised is logged when the run starts and written to the report's warnings.
@@ -53,7 +61,15 @@ import numpy as np
 import torch
 
 from ltrkit.clicks.sessions import ClickSessions
-from ltrkit.clicks.unbiased import dla_loss, dla_propensities, ips_lambda_loss, ips_ranknet_loss, ips_softmax_loss
+from ltrkit.clicks.unbiased import (
+    click_preference_pairs,
+    dla_loss,
+    dla_propensities,
+    ips_lambda_loss,
+    ips_ranknet_loss,
+    ips_softmax_loss,
+    preference_pair_loss,
+)
 from ltrkit.data.dataset import RankingDataset
 from ltrkit.training.config import ConfigError, TrainConfig, apply_overrides, load_config, raw_config
 from ltrkit.training.distributed import current_context
@@ -73,6 +89,7 @@ from ltrkit.training.trainer import (
 
 __all__ = [
     "IPS_FORMS",
+    "PAIR_FORMS",
     "ClickLists",
     "ClickLoss",
     "ClickTask",
@@ -91,6 +108,12 @@ IPS_FORMS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
     "listnet": ("ips_softmax", ("temperature",)),
     "ranknet": ("ips_ranknet", ("sigma",)),
     "lambdarank": ("ips_lambda", ("sigma", "k")),
+}
+
+#: pairwise loss -> (its cost in preference_pair_loss, the hyperparameters that carry over to it)
+PAIR_FORMS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "ranknet": ("ranknet", ("sigma",)),
+    "pairwise_hinge": ("hinge", ("margin",)),
 }
 
 _IPS_FUNCTIONS: Dict[str, Callable[..., torch.Tensor]] = {
@@ -118,7 +141,17 @@ def click_config_problems(raw: Mapping[str, Any]) -> List[str]:
     name = loss.get("name", TrainConfig().loss.name)
     args = loss.get("args", {}) if "name" in loss else {}
     problems = []
-    if isinstance(name, str) and name not in IPS_FORMS:
+    if clicks.get("pairs") is not None:
+        if isinstance(name, str) and name not in PAIR_FORMS:
+            problems.append(
+                f"loss.name: data.train_clicks.pairs trains a pairwise loss on click preferences; choose from {sorted(PAIR_FORMS)}, not {name!r}"
+            )
+        elif isinstance(name, str):
+            allowed = PAIR_FORMS[name][1]
+            extra = sorted(set(args) - set(allowed)) if isinstance(args, Mapping) else []
+            if extra:
+                problems.append(f"loss.args: {extra} of {name!r} do not apply to click preference pairs, which take {list(allowed)}")
+    elif isinstance(name, str) and name not in IPS_FORMS:
         problems.append(f"loss.name: {name!r} has no inverse-propensity-scored form to train on clicks; choose from {sorted(IPS_FORMS)}")
     elif isinstance(name, str):
         form, allowed = IPS_FORMS[name]
@@ -170,25 +203,30 @@ class ClickLists:
         clicks: mean clicks of the list's sessions (float64), 0 at padding.
         propensities: the propensity of each shown position (float64), 1 at padding.
         counts: sessions per list (float64).
+        pairs: ``[G, K, K]`` mean preference pairs per session, ``[g, i, j]`` for position ``i``
+            over ``j`` (float64), when aggregated with a pair rule; else None.
     """
 
     docs: np.ndarray
     clicks: np.ndarray
     propensities: np.ndarray
     counts: np.ndarray
+    pairs: Optional[np.ndarray] = None
 
     @property
     def n_lists(self) -> int:
         return int(self.docs.shape[0])
 
 
-def aggregate_sessions(sessions: ClickSessions, propensities: np.ndarray) -> ClickLists:
+def aggregate_sessions(sessions: ClickSessions, propensities: np.ndarray, *, pair_rule: Optional[str] = None) -> ClickLists:
     """Sessions with the same shown documents and propensities as one list of mean clicks, weighted
-    by their count; lists without a click are dropped.
+    by their count; lists without a click (with ``pair_rule``: without a preference pair) are dropped.
 
     Args:
         sessions: the log.
         propensities: ``[S, K]`` propensities of the shown positions (any value at padding).
+        pair_rule: also count the lists' :func:`~ltrkit.clicks.unbiased.click_preference_pairs`
+            of this rule (``skip_above``, ``skip_next``) into ``pairs``.
     """
     mask = sessions.mask
     n, k = mask.shape
@@ -200,22 +238,34 @@ def aggregate_sessions(sessions: ClickSessions, propensities: np.ndarray) -> Cli
     counts = np.bincount(inverse, minlength=groups).astype(np.float64)
     cells = (inverse[:, None] * k + np.arange(k)[None, :]).reshape(-1)
     click_sums = np.bincount(cells, sessions.clicks.reshape(-1).astype(np.float64), minlength=groups * k).reshape(groups, k)
-    keep = click_sums.sum(axis=1) > 0
+    pairs = None
+    if pair_rule is None:
+        keep = click_sums.sum(axis=1) > 0
+    else:
+        session, preferred, other = click_preference_pairs(sessions.clicks, mask, rule=pair_rule)
+        pair_cells = (inverse[session] * k + preferred) * k + other
+        pairs = np.bincount(pair_cells, minlength=groups * k * k).astype(np.float64).reshape(groups, k, k)
+        keep = pairs.sum(axis=(1, 2)) > 0
+        pairs = pairs[keep] / counts[keep, None, None]
     return ClickLists(
         docs=unique[keep, :k],
         clicks=click_sums[keep] / counts[keep, None],
         propensities=unique[keep, k:].copy().view(np.float64),
         counts=counts[keep],
+        pairs=pairs,
     )
 
 
 class ClickLoss(torch.nn.Module):
-    """The loss of a click batch: the session-weighted mean of an IPS loss (or of DLA's) per list.
+    """The loss of a click batch: the session-weighted mean of an IPS loss (or of DLA's, or of a
+    preference pair loss) per list.
 
-    ``forward(scores, clicks, mask, propensities, counts)`` with ``[B, K]`` scores in shown
-    order, mean clicks, mask and propensities, and ``[B]`` session counts, returns
+    ``forward(scores, targets, mask, propensities, counts)`` with ``[B, K]`` scores in shown
+    order, targets (mean clicks; for the pair forms ``[B, K, K]`` mean preference pairs), mask
+    and propensities, and ``[B]`` session counts, returns
     ``sum_g counts_g * loss_g / sum_g counts_g`` (float32 scalar), ``loss_g`` the per-list value of
-    the IPS function (``reduction="none"``). For DLA the propensities are ignored: the module learns
+    the IPS function (``reduction="none"``; the pair forms
+    :func:`~ltrkit.clicks.unbiased.preference_pair_loss` ignore the propensities). For DLA the propensities are ignored: the module learns
     one logit per rank, ``logits = lr_multiplier * raw_logits`` with the parameter
     ``raw_logits [K]`` (zeros at the start: equal propensities), so that under Adam/AdamW, whose
     steps are about ``lr`` per parameter whatever the gradient's scale, the logits move
@@ -223,8 +273,9 @@ class ClickLoss(torch.nn.Module):
     network's many weights); :meth:`propensities` reads the relative propensities out.
 
     Args:
-        form: ``"ips_softmax"``, ``"ips_ranknet"``, ``"ips_lambda"`` or ``"dla"``.
-        args: hyperparameters of the IPS function (``temperature``, ``sigma``, ``k``).
+        form: ``"ips_softmax"``, ``"ips_ranknet"``, ``"ips_lambda"``, ``"dla"``, ``"pairs_ranknet"``
+            or ``"pairs_hinge"``.
+        args: hyperparameters of the IPS or pair function (``temperature``, ``sigma``, ``k``, ``margin``).
         top_k: positions of a list (DLA's number of logits).
         max_weight: DLA's cap on its inverse weights.
         lr_multiplier: DLA's logit scale (see above).
@@ -234,8 +285,9 @@ class ClickLoss(torch.nn.Module):
         self, form: str, args: Mapping[str, Any], *, top_k: int, max_weight: Optional[float] = None, lr_multiplier: float = 1.0
     ) -> None:
         super().__init__()
-        if form != "dla" and form not in _IPS_FUNCTIONS:
-            raise ValueError(f"form must be 'dla' or one of {sorted(_IPS_FUNCTIONS)}, got {form!r}")
+        forms = sorted(_IPS_FUNCTIONS) + ["dla"] + [f"pairs_{cost}" for cost, _ in PAIR_FORMS.values()]
+        if form not in forms:
+            raise ValueError(f"form must be one of {forms}, got {form!r}")
         self.form = form
         self.args = dict(args)
         self.max_weight = max_weight
@@ -243,12 +295,14 @@ class ClickLoss(torch.nn.Module):
         if form == "dla":
             self.raw_logits = torch.nn.Parameter(torch.zeros(top_k))
 
-    def forward(self, scores: torch.Tensor, clicks: torch.Tensor, mask: torch.Tensor, propensities: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    def forward(self, scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, propensities: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         if self.form == "dla":
             logits = self.lr_multiplier * self.raw_logits
-            per_list = dla_loss(scores, clicks, mask, propensity_logits=logits, max_weight=self.max_weight, reduction="none")
+            per_list = dla_loss(scores, targets, mask, propensity_logits=logits, max_weight=self.max_weight, reduction="none")
+        elif self.form.startswith("pairs_"):
+            per_list = preference_pair_loss(scores, targets, mask, cost=self.form[len("pairs_"):], reduction="none", **self.args)
         else:
-            per_list = _IPS_FUNCTIONS[self.form](scores, clicks, mask, propensities=propensities, reduction="none", **self.args)
+            per_list = _IPS_FUNCTIONS[self.form](scores, targets, mask, propensities=propensities, reduction="none", **self.args)
         return (per_list * counts).sum() / counts.sum()
 
     def propensities(self) -> np.ndarray:
@@ -282,7 +336,10 @@ class ClickTask(RankingTask):
             raise ConfigError(problems)
         super().__init__(config, datasets=datasets)
         self.clicks = config.data.train_clicks
-        self.form = "dla" if self.clicks.propensities == "dla" else IPS_FORMS[config.loss.name][0]
+        if self.clicks.pairs is not None:
+            self.form = "pairs_" + PAIR_FORMS[config.loss.name][0]
+        else:
+            self.form = "dla" if self.clicks.propensities == "dla" else IPS_FORMS[config.loss.name][0]
         self.lists: Optional[ClickLists] = None
         self.top_k = 0
         self._summary: Dict[str, Any] = {}
@@ -304,10 +361,11 @@ class ClickTask(RankingTask):
             )
         sessions = self._read_log(self.clicks.log, "log")
         propensities = self._propensities(sessions)
-        self.lists = aggregate_sessions(sessions, propensities)
+        self.lists = aggregate_sessions(sessions, propensities, pair_rule=self.clicks.pairs)
         self.top_k = sessions.top_k
         if self.lists.n_lists == 0:
-            raise ConfigError([f"data.train_clicks.log: {self.clicks.log} has no click; there is nothing to learn from"], source="data")
+            nothing = "no click" if self.clicks.pairs is None else f"no {self.clicks.pairs} preference pair"
+            raise ConfigError([f"data.train_clicks.log: {self.clicks.log} has {nothing}; there is nothing to learn from"], source="data")
         self._summary.update(
             log=str(self.clicks.log),
             sessions=sessions.n_sessions,
@@ -316,6 +374,9 @@ class ClickTask(RankingTask):
             lists=self.lists.n_lists,
             top_k=self.top_k,
         )
+        if self.lists.pairs is not None:
+            self._summary["pairs"] = self.clicks.pairs
+            self._summary["preference_pairs"] = int(round(float((self.lists.pairs.sum(axis=(1, 2)) * self.lists.counts).sum())))
         if state is not None:
             saved = dict(state["clicks"])
             now = {key: self._summary[key] for key in saved}
@@ -409,7 +470,8 @@ class ClickTask(RankingTask):
     # ------------------------------------------------------------------ model and batches
     def build(self, device: torch.device) -> None:
         self.model = build_ranking_model(self.config, self.data.train.n_features).to(device)
-        args = {key: value for key, value in self.config.loss.args.items() if key in IPS_FORMS[self.config.loss.name][1]}
+        forms = PAIR_FORMS if self.clicks.pairs is not None else IPS_FORMS
+        args = {key: value for key, value in self.config.loss.args.items() if key in forms[self.config.loss.name][1]}
         self.loss_fn = ClickLoss(
             self.form, args, top_k=self.top_k, max_weight=self.clicks.dla_max_weight, lr_multiplier=self.clicks.dla_lr_multiplier
         ).to(device)
@@ -433,13 +495,13 @@ class ClickTask(RankingTask):
         shown = docs >= 0
         features = np.asarray(self.data.train.features[np.where(shown, docs, 0)], dtype=np.float32) * shown[..., None]
         mask = torch.from_numpy(shown).to(device)
-        clicks = torch.from_numpy(lists.clicks[batch]).to(device, torch.float32)
+        targets = torch.from_numpy(lists.clicks[batch] if lists.pairs is None else lists.pairs[batch]).to(device, torch.float32)
         propensities = torch.from_numpy(lists.propensities[batch]).to(device, torch.float32)
         counts = torch.from_numpy(lists.counts[batch]).to(device, torch.float32)
         members = self.model.members if isinstance(self.model, EnsembleRanker) else [self.model]
         with autocast_context(device, amp_dtype):
             scores = [member(torch.from_numpy(features).to(device), mask) for member in members]
-        losses = [self.loss_fn(member_scores.float(), clicks, mask, propensities, counts) for member_scores in scores]
+        losses = [self.loss_fn(member_scores.float(), targets, mask, propensities, counts) for member_scores in scores]
         loss = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
         return StepOutput(loss=loss, weight=float(lists.counts[batch].sum()), items=int(shown.sum()))
 

@@ -25,7 +25,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ltrkit._checks import check_choice, check_k, check_positive, check_ranking_inputs, check_reduction
+from ltrkit._checks import check_choice, check_finite, check_k, check_positive, check_ranking_inputs, check_reduction
 from ltrkit.clicks.sessions import ClickSessions
 from ltrkit.losses._common import compute_mask, masked_log_softmax, reduce_lists
 from ltrkit.losses.listwise import softmax_loss
@@ -42,11 +42,14 @@ __all__ = [
     "dla_propensities",
     "PAIR_RULES",
     "click_preference_pairs",
+    "PAIR_COSTS",
+    "preference_pair_loss",
     "ips_dcg",
     "ips_clicks_at_k",
 ]
 
 PAIR_RULES = ("skip_above", "skip_next")
+PAIR_COSTS = ("ranknet", "hinge")
 
 
 class PropensityClippingWarning(UserWarning):
@@ -312,6 +315,70 @@ def click_preference_pairs(clicks: np.ndarray, mask: np.ndarray, *, rule: str = 
     pairs = clicks[:, :, None] & skipped[:, None, :] & relation[None]
     session, preferred, other = np.nonzero(pairs)
     return session, preferred, other
+
+
+def preference_pair_loss(
+    scores: torch.Tensor,
+    pair_weights: torch.Tensor,
+    mask: Optional[torch.Tensor] = None,
+    *,
+    cost: str = "ranknet",
+    sigma: float = 1.0,
+    margin: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Pairwise loss over weighted preference pairs of each list (e.g. :func:`click_preference_pairs`
+    counted per shown list).
+
+    .. math::
+        \ell = \sum_{i \ne j} W_{ij}\, C(s_i - s_j), \quad
+        C(x) = \log\big(1 + e^{-\sigma x}\big) \ (\text{ranknet}) \ \text{or} \ \max(0,\, m - x) \ (\text{hinge})
+
+    ``W_ij >= 0`` says how strongly ``i`` is preferred to ``j`` (the number of sessions, or their
+    mean, in which the pair was observed; the diagonal is ignored); the RankNet cost is
+    :func:`ltrkit.losses.pairwise.ranknet_pair_loss` with target 1, the hinge RankSVM's (Joachims
+    2002). Pairs touching padding count 0.
+
+    Args:
+        scores: ``[..., L]`` scores.
+        pair_weights: ``[..., L, L]`` non-negative finite weights, ``[..., i, j]`` for ``i`` over ``j``.
+        mask: ``[..., L]`` bool, True = real; None = all real.
+        cost: ``"ranknet"`` or ``"hinge"``.
+        sigma: positive steepness of the RankNet sigmoid.
+        margin: finite hinge margin ``m``.
+        reduction: ``"mean"`` (over lists with a real document), ``"sum"`` or ``"none"`` (per list).
+
+    Example:
+        >>> import torch
+        >>> weights = torch.tensor([[[0., 0.], [2., 0.]]])  # the second document over the first, twice
+        >>> round(float(preference_pair_loss(torch.zeros(1, 2), weights)), 4)  # 2 * log 2
+        1.3863
+        >>> float(preference_pair_loss(torch.tensor([[0., 3.]]), weights, cost="hinge"))
+        0.0
+    """
+    check_reduction(reduction)
+    check_choice("cost", cost, PAIR_COSTS)
+    sigma = check_positive("sigma", sigma)
+    margin = check_finite("margin", margin)
+    if not isinstance(scores, torch.Tensor):
+        raise ValueError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
+    scores, _, mask = check_ranking_inputs(scores, torch.zeros_like(scores), mask)
+    length = scores.shape[-1]
+    if not isinstance(pair_weights, torch.Tensor) or pair_weights.shape != scores.shape + (length,):
+        got = tuple(pair_weights.shape) if isinstance(pair_weights, torch.Tensor) else type(pair_weights).__name__
+        raise ValueError(f"pair_weights must be a tensor of shape {tuple(scores.shape) + (length,)}, got {got}")
+    if not bool(torch.isfinite(pair_weights).all()) or bool((pair_weights < 0).any()):
+        raise ValueError("pair_weights must be finite and >= 0")
+    s = scores.masked_fill(~mask, 0.0)
+    diffs = s[..., :, None] - s[..., None, :]
+    pairs = mask[..., :, None] & mask[..., None, :] & ~torch.eye(length, dtype=torch.bool, device=s.device)
+    weights = pair_weights.to(diffs.dtype) * pairs
+    if cost == "ranknet":
+        per_pair = ranknet_pair_loss(diffs, torch.ones_like(diffs), weights=weights, sigma=sigma, reduction="none")
+    else:
+        per_pair = torch.relu(margin - diffs) * weights
+    valid, _ = compute_mask(mask)
+    return reduce_lists(per_pair.sum(dim=(-1, -2)), valid, reduction)
 
 
 def _session_tensors(sessions: ClickSessions, scores: np.ndarray, clip: Optional[float]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

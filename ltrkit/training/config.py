@@ -152,12 +152,30 @@ class ClickTrainingConfig(_Strict):
     dla_lr_multiplier: float = Field(
         50.0, gt=0, description="dla: the propensity logits learn this many times faster than the ranker (under adam/adamw)"
     )
+    pairs: Optional[Literal["skip_above", "skip_next"]] = Field(
+        None,
+        description=(
+            "train a pairwise loss (ranknet, pairwise_hinge) on Joachims' click preferences instead of the clicks: "
+            "skip_above (a click over every skip above it) or skip_next (a click over the skip right below it); "
+            "propensities are then none"
+        ),
+    )
 
     @model_validator(mode="after")
     def _propensity_log(self) -> "ClickTrainingConfig":
         if self.propensity_log is not None and self.propensities != "randomization":
             raise ValueError(f"propensity_log applies to propensities=randomization only, got propensities={self.propensities!r}")
+        if self.pairs is not None and self.propensities != "none":
+            raise ValueError(f"pairs={self.pairs!r} trains on click preferences without propensities; set propensities to none, not {self.propensities!r}")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pairs_without_propensities(cls, data: Any) -> Any:
+        # pairs take no propensities: their default is then none, not logged
+        if isinstance(data, Mapping) and data.get("pairs") is not None and "propensities" not in data:
+            return {**data, "propensities": "none"}
+        return data
 
 
 class DataConfig(_Strict):
