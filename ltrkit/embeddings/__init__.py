@@ -24,6 +24,7 @@ _EXPORTS = {
     "news_items": "ltrkit.embeddings.news",
     "retrieval_metrics": "ltrkit.embeddings.retrieval",
     "retrieval_values": "ltrkit.embeddings.retrieval",
+    "multi_hot": "ltrkit.embeddings.retrieval",
     "mine_triplets": "ltrkit.embeddings.mining",
     "search": "ltrkit.embeddings.search",
 }

@@ -14,6 +14,12 @@ seeds 0/1/2 against 0.969 for raw pixels);
 text items, a bag-of-words encoder pre-trained as a denoising autoencoder, then fine-tuned with
 the triplet loss, duplicate detection against TF-IDF).
 
+Multi-label items (``data.labels_column``, labels joined by ``data.label_separator`` in a CSV
+cell, or a Parquet ``list<string>``): an item is relevant to the items sharing at least one of its
+labels, and the vali/test retrieval metrics (model and baselines) use that relevance instead of
+the classes; vali/test items then need no class column. Training still needs the classes (triplet
+mining) or ``data.pairs``/``data.triplets``; StarSpace ranks class entities and takes no labels.
+
 Text items (``data.text_column`` and/or ``data.tokens_column``) feed the ``bag_of_words``
 encoder through a vocabulary built on the training items (``data.vocabulary``), saved in the run
 folder (``vocabulary.json``, and in every checkpoint) so search and export tokenise alike.
@@ -99,6 +105,10 @@ class EmbedDataConfig(_Strict):
     triplets: Optional[str] = Field(None, description="triplets of training ids: columns anchor, positive, negative; objective triplets")
     id_column: str = Field("id", description="item id column")
     label_column: str = Field("label", description="class column")
+    labels_column: Optional[str] = Field(
+        None, description="multi-label items: the column of their labels (CSV: joined by data.label_separator, empty = none; Parquet: list<string>); relevance = a shared label"
+    )
+    label_separator: str = Field("|", min_length=1, description="what joins the labels of a data.labels_column cell")
     text_column: Optional[str] = Field(None, description="text items: the column of their text (tokenised into lower-cased words)")
     tokens_column: Optional[str] = Field(None, description="text items: the column of their token-id lists (Parquet list<int>, or space-separated in CSV)")
     vocabulary: VocabularyConfig = Field(default_factory=VocabularyConfig, description="vocabulary of text items")
@@ -109,6 +119,11 @@ class EmbedDataConfig(_Strict):
             raise ValueError("data.vali/test/pairs/triplets are set but data.train is not; set data.train too")
         if self.train is None and (self.text_column is not None or self.tokens_column is not None):
             raise ValueError("data.text_column/tokens_column name columns of data.train, which is not set")
+        if self.labels_column is not None:
+            if self.train is None:
+                raise ValueError("data.labels_column names a column of data.train, which is not set")
+            if self.labels_column in (self.id_column, self.label_column, self.text_column, self.tokens_column):
+                raise ValueError(f"data.labels_column: {self.labels_column!r} is already the id, class, text or tokens column")
         return self
 
     @property
@@ -230,6 +245,8 @@ class EmbedConfig(_Strict):
             raise ValueError("pretrain.epochs: pre-training reconstructs bags of tokens; it needs text items")
         if self.pretrain.epochs >= self.training.epochs:
             raise ValueError(f"pretrain.epochs: {self.pretrain.epochs} of training.epochs {self.training.epochs} leaves no epoch for the {self.loss.name} loss")
+        if self.data.labels_column is not None and self.objective == "starspace":
+            raise ValueError("data.labels_column: StarSpace ranks each item's class entity; multi-label relevance is for item-to-item retrieval")
         if self.evaluation.duplicates and self.objective == "starspace":
             raise ValueError("evaluation.duplicates: StarSpace ranks class entities, not items; duplicate detection needs item-to-item similarity")
         return self

@@ -5,6 +5,16 @@
   index that is only searched) and every other column a numeric feature. A feature that is
   empty, NaN or infinite, or a column that is not numeric, is an error naming the file, the line
   (CSV, counting the header as line 1) or row (Parquet, from 0) and the column.
+* **Multi-label items** (``labels_column`` of :func:`load_items`): each item's labels, a CSV cell
+  of labels joined by ``label_separator`` (default ``|``; an empty cell is an item with no
+  label; surrounding spaces are dropped) or a Parquet ``list<string>`` (or the same string
+  form). ``ItemSet.labels`` is their ``[N, L]`` multi-hot (:func:`~ltrkit.embeddings.retrieval.multi_hot`)
+  over ``label_names``: the given vocabulary (the training items' labels) first, in its order,
+  then the labels this file adds, sorted. A vali/test label unseen in training is kept, not
+  dropped: relevance is "at least one shared label" between items of the same split, so two test
+  items tagged only with a new label are relevant to each other, exactly as they would be had
+  training seen it (dropping it would make them irrelevant to everything). An item with no
+  label is relevant to nothing (the ``empty`` rule of the retrieval metrics applies).
 * **Pairs** (:func:`load_pairs`): columns ``a``, ``b``, ``target`` (1 = similar, 0 or -1 =
   dissimilar) naming item ids. **Triplets** (:func:`load_triplets`): ``anchor``, ``positive``,
   ``negative``. An id that is not in the items table is an error naming file, line and column.
@@ -27,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -50,6 +60,8 @@ class ItemSet:
         source: where the items came from (for messages).
         tokens: the tokens of each text item (``None``: feature items).
         texts: the raw text of each item, when it has a text column (for the TF-IDF baseline).
+        labels: ``[N, L]`` bool multi-hot labels (multi-label items), else ``None``.
+        label_names: the label of each of the ``L`` columns.
     """
 
     ids: np.ndarray
@@ -59,6 +71,8 @@ class ItemSet:
     source: str
     tokens: Optional[List[List[str]]] = None
     texts: Optional[List[str]] = None
+    labels: Optional[torch.Tensor] = None
+    label_names: List[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -77,10 +91,12 @@ class ItemSet:
         return {item: row for row, item in enumerate(self.ids.tolist())}
 
 
-def _read_table(path: Path):
+def _read_table(path: Path, string_columns: Sequence[str] = ()):
+    """The table of ``path``; the CSV ``string_columns`` are read as text (``1|2`` and ``1`` alike)."""
     from ltrkit._optional import require
 
     require("reading CSV/Parquet item, pair and triplet files", "clicks", "pyarrow")
+    import pyarrow
     import pyarrow.csv
     import pyarrow.parquet
 
@@ -89,7 +105,8 @@ def _read_table(path: Path):
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pyarrow.parquet.read_table(path)
-        return pyarrow.csv.read_csv(path)
+        options = pyarrow.csv.ConvertOptions(column_types={name: pyarrow.string() for name in string_columns})
+        return pyarrow.csv.read_csv(path, convert_options=options)
     except Exception as error:  # pyarrow's parse errors: one line naming the file
         raise ValueError(f"{path}: cannot read the table: {' '.join(str(error).split())}") from error
 
@@ -116,6 +133,10 @@ def load_items(
     text_column: Optional[str] = None,
     tokens_column: Optional[str] = None,
     vocabulary: Optional["Vocabulary"] = None,
+    labels_column: Optional[str] = None,
+    label_separator: str = "|",
+    label_names: Optional[Sequence[str]] = None,
+    labels_required: bool = True,
 ) -> ItemSet:
     """Read an items table (see the module docstring).
 
@@ -125,15 +146,21 @@ def load_items(
         class_names: the class vocabulary to code labels with (default: the sorted labels of this file).
         text_column, tokens_column: read text items from these columns (either or both).
         vocabulary: encode the text items' tokens with it (default: ``inputs`` stays ``[N, 0]``).
+        labels_column: read multi-label items' labels from this column (never a feature).
+        label_separator: what joins the labels of a string cell.
+        label_names: the label vocabulary whose columns come first (the training items'); labels
+            outside it are appended, sorted (default: the sorted labels of this file).
+        labels_required: whether a missing ``labels_column`` is an error (``False``: the items
+            have no labels, as in a file that is only searched).
 
     Raises:
         ValueError: unreadable file, no feature column, a non-numeric column, a missing or
             non-finite feature, duplicate ids, a label outside ``class_names``, a missing text
-            column, a token id that is not a non-negative integer (each names the file, line or
-            row, and column).
+            or labels column, a token id that is not a non-negative integer, an empty or
+            non-string label (each names the file, line or row, and column).
     """
     path = Path(path)
-    table = _read_table(path)
+    table = _read_table(path, () if labels_column is None else (labels_column,))
     columns = table.column_names
     n = table.num_rows
     ids = np.asarray([str(value) for value in table.column(id_column).to_pylist()]) if id_column in columns else np.arange(n).astype(str)
@@ -144,9 +171,13 @@ def load_items(
             rows = np.flatnonzero(ids == unique[duplicate])
             raise ValueError(f"{path}: {_where(path, int(rows[1]))}, column {id_column}: id {str(unique[duplicate])!r} appears twice (first at {_where(path, int(first[duplicate]))})")
     text = text_column is not None or tokens_column is not None
-    feature_columns = [] if text else [name for name in columns if name not in (id_column, label_column)]
+    if labels_column is not None and labels_column not in columns and labels_required:
+        raise _missing_column(path, table, labels_column, "data.labels_column")
+    not_features = (id_column, label_column, labels_column)
+    feature_columns = [] if text else [name for name in columns if name not in not_features]
     if not text and not feature_columns:
-        raise ValueError(f"{path}: no feature column (every column but {id_column!r} and {label_column!r} is a feature)")
+        named = ", ".join(repr(name) for name in not_features if name is not None)
+        raise ValueError(f"{path}: no feature column (every column but {named} is a feature)")
     features = np.empty((n, len(feature_columns)), dtype=np.float32)
     for j, name in enumerate(feature_columns):
         column = table.column(name)
@@ -177,6 +208,15 @@ def load_items(
             raise ValueError(f"{path}: {_where(path, unknown)}, column {label_column}: label {labels[unknown]!r} is not a class of the training items")
         classes = torch.tensor([code[label] for label in labels], dtype=torch.int64)
     items = ItemSet(ids=ids, inputs=torch.from_numpy(features), classes=classes, class_names=names, source=str(path))
+    if labels_column is not None and labels_column in columns:
+        from ltrkit.embeddings.retrieval import multi_hot
+
+        label_lists = _label_cells(path, table, labels_column, label_separator)
+        seen = {label for labels in label_lists for label in labels}
+        known = [] if label_names is None else list(label_names)
+        vocabulary_of_labels = known + sorted(seen.difference(known))
+        labels, _ = multi_hot(label_lists, vocabulary_of_labels)
+        items = replace(items, labels=labels, label_names=vocabulary_of_labels)
     if not text:
         return items
     texts = _text_cells(path, table, text_column) if text_column is not None else None
@@ -215,6 +255,24 @@ def _text_cells(path: Path, table: Any, column: str) -> List[str]:
         raise ValueError(f"{path}: column {column}: the text column must hold strings, got {values.type}")
     # an empty cell is an item without words (CSV reads it as null)
     return ["" if value is None else value for value in values.to_pylist()]
+
+
+def _label_cells(path: Path, table: Any, column: str, separator: str) -> List[List[str]]:
+    """The labels of each row of ``column``: a string cell split at ``separator`` (empty: no
+    label), or a list of strings (Parquet)."""
+    out: List[List[str]] = []
+    for row, cell in enumerate(table.column(column).to_pylist()):
+        if cell is None or (isinstance(cell, str) and not cell.strip()):
+            out.append([])
+            continue
+        parts = cell.split(separator) if isinstance(cell, str) else cell if isinstance(cell, list) else None
+        if parts is None or not all(isinstance(part, str) for part in parts):
+            raise ValueError(f"{path}: {_where(path, row)}, column {column}: labels must be strings joined by {separator!r} or a list of strings, got {cell!r}")
+        labels = [part.strip() for part in parts]
+        if "" in labels:
+            raise ValueError(f"{path}: {_where(path, row)}, column {column}: an empty label in {cell!r} (labels are joined by {separator!r}; an empty cell is no label)")
+        out.append(labels)
+    return out
 
 
 def _token_id_cells(path: Path, table: Any, column: str) -> List[List[int]]:

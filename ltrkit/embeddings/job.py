@@ -8,6 +8,11 @@ regression gate (:func:`ltrkit.training.trainer.run_task`). The task adds ``proj
 (PCA of the test embeddings, coloured by class) and, as baselines, the retrieval metrics of the
 raw inputs and of the untrained encoder (same seed, so the same initial weights).
 
+Multi-label items (``data.labels_column``) are evaluated by shared labels: wherever a split's
+items have labels, their retrieval metrics (the model's, the raw inputs' and the untrained
+encoder's) count as relevant the items sharing at least one label, instead of those of the same
+class (:func:`~ltrkit.embeddings.retrieval.retrieval_metrics` on the ``[N, L]`` multi-hot).
+
 Text items add ``vocabulary.json`` to the run folder; their raw-input baseline is TF-IDF cosine
 (scikit-learn's ``TfidfVectorizer`` fitted on the training texts; token-id items: none). With
 ``evaluation.duplicates`` the report adds duplicate-detection precision, recall and F1 on the
@@ -136,12 +141,13 @@ class EmbeddingTask(Task):
         elif data.train is None:
             self.splits = dict(digits_items(seed=0))
         else:
-            self.splits = {"train": self._read("train", None)}
+            self.splits = {"train": self._read("train", None, None)}
             # other splits are their own retrieval problems (classes need not be the training
-            # ones), except for StarSpace, which ranks the training classes' entities
+            # ones), except for StarSpace, which ranks the training classes' entities; their
+            # labels take the training vocabulary's columns first (see load_items)
             known = self.splits["train"].class_names if config.objective == "starspace" else None
             for split in ("vali", "test"):
-                self.splits[split] = None if getattr(data, split) is None else self._read(split, known)
+                self.splits[split] = None if getattr(data, split) is None else self._read(split, known, self.splits["train"].label_names)
         self.vocabulary = self._vocabulary() if data.is_text else None
         train = self.splits["train"]
         self.n_inputs = train.n_inputs if self.vocabulary is None else len(self.vocabulary)
@@ -150,8 +156,17 @@ class EmbeddingTask(Task):
             items = self.splits.get(split)
             if items is not None and not items.is_text and items.n_inputs != train.n_inputs:
                 errors.append(f"data.{split}: {items.source} has {items.n_inputs} features but the training items have {train.n_inputs}")
-            if items is not None and items.classes is None and (split != "train" or config.objective in ("classes", "starspace")):
-                errors.append(f"data.{split}: {items.source} has no {data.label_column!r} column; the classes are needed here")
+            if items is None or items.classes is not None:
+                continue
+            missing = f"data.{split}: {items.source} has no {data.label_column!r} column"
+            if split == "train" and config.objective in ("classes", "starspace"):
+                errors.append(f"{missing}; objective {config.objective!r} trains on the classes")
+            elif config.objective == "starspace":
+                errors.append(f"{missing}; objective 'starspace' ranks the classes' entities")
+            elif items.labels is None and (split != "train" or config.early_stopping.split == "train"):
+                errors.append(f"{missing} (nor data.labels_column); retrieval metrics need classes or labels")
+            elif split != "train" and config.evaluation.duplicates:
+                errors.append(f"{missing}; evaluation.duplicates calls items of one class duplicates")
         if config.early_stopping.split == "vali" and self.splits.get("vali") is None:
             errors.append("early_stopping.split: 'vali' needs validation items; set data.vali, or early_stopping.split=train")
         errors += [f"expected.{split}: the regression gate needs {split} items, but none are configured" for split in config.expected if self.splits.get(split) is None]
@@ -179,12 +194,13 @@ class EmbeddingTask(Task):
         ):
             raise ConfigError([f"data: the run was trained on {state['n_inputs']} inputs and classes {list(state['class_names'])[:5]}..., the data differs"], source="run")
 
-    def _read(self, split: str, class_names: Optional[List[str]]) -> ItemSet:
+    def _read(self, split: str, class_names: Optional[List[str]], label_names: Optional[List[str]]) -> ItemSet:
         data = self.config.data
         try:
             return load_items(
                 getattr(data, split), id_column=data.id_column, label_column=data.label_column, class_names=class_names,
                 text_column=data.text_column, tokens_column=data.tokens_column,
+                labels_column=data.labels_column, label_separator=data.label_separator, label_names=label_names,
             )
         except ValueError as error:
             raise ConfigError([f"data.{split}: {error}"], source="data") from error
@@ -319,13 +335,15 @@ class EmbeddingTask(Task):
 
     # ------------------------------------------------------------------ evaluation
     def _retrieval(self, vectors: torch.Tensor, items: ItemSet, entities: Optional[torch.nn.Module]) -> Evaluation:
-        """Retrieval metrics of ``items`` as ``vectors`` among themselves or, given an entity model
-        (StarSpace), each item ranking every class's entity vector."""
+        """Retrieval metrics of ``items`` as ``vectors`` among themselves (relevant: a shared label
+        when the items have labels, else the same class) or, given an entity model (StarSpace),
+        each item ranking every class's entity vector."""
         options = {"similarity_kind": self.config.evaluation.similarity, "empty": self.config.evaluation.empty}
         if entities is not None:
             index = entities.entity_vectors().detach().float().cpu()
             return retrieval_metrics(vectors, items.classes, self.metric_names, index=index, index_classes=torch.arange(index.shape[0]), **options)
-        return retrieval_metrics(vectors, items.classes, self.metric_names, **options)
+        relevance = items.labels if items.labels is not None else items.classes
+        return retrieval_metrics(vectors, relevance, self.metric_names, **options)
 
     def _entities(self, model: torch.nn.Module) -> Optional[torch.nn.Module]:
         return model if self.config.objective == "starspace" else None
@@ -410,13 +428,18 @@ class EmbeddingTask(Task):
     def report_context(self) -> Dict[str, Any]:
         inputs = {"features": self.n_inputs} if self.vocabulary is None else {}
         data = {
-            split: {"source": items.source, "items": len(items), **inputs, "classes": len(items.class_names)}
+            split: {"source": items.source, "items": len(items), **inputs, "classes": len(items.class_names), **_label_count(items)}
             for split, items in self.splits.items()
             if items is not None
         }
         if self.vocabulary is not None:
             data["vocabulary"] = {"size": len(self.vocabulary), "file": VOCABULARY_FILE}
         return {"data": data, "conventions": {"similarity": self.config.evaluation.similarity, "empty": self.config.evaluation.empty, "ties": "input_order"}}
+
+
+def _label_count(items: ItemSet) -> Dict[str, int]:
+    """``{"labels": L}`` of multi-label items (their vocabulary's size), else ``{}``."""
+    return {} if items.labels is None else {"labels": len(items.label_names)}
 
 
 def _raw_inputs(items: ItemSet) -> torch.Tensor:
@@ -508,7 +531,7 @@ class Embedder:
 
     def read_items(self, path: Union[str, Path]) -> ItemSet:
         """Items of ``path`` read as the run's training items were (columns, the run's vocabulary);
-        a label column is optional. A run of the built-in news example reads a ``text`` column.
+        the label and labels columns are optional. A run of the built-in news example reads a ``text`` column.
 
         Raises:
             ValueError: a bad items file (see :func:`~ltrkit.embeddings.data.load_items`).
@@ -520,6 +543,7 @@ class Embedder:
         return load_items(
             path, id_column=data.id_column, label_column=data.label_column,
             text_column=text_column, tokens_column=data.tokens_column, vocabulary=self.vocabulary,
+            labels_column=data.labels_column, label_separator=data.label_separator, labels_required=False,
         )
 
     def encode(self, items: ItemSet) -> torch.Tensor:
