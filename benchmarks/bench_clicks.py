@@ -29,7 +29,11 @@ Three tables:
   information, a ranking run (``ltrkit.train``) of the same recipe on the shown documents (their
   true attraction probabilities as labels) and on all documents (true graded labels). Mean +-
   std over ``--seeds`` click samples; the training seed is 0; the recipe's ``clip`` (0.01) floors
-  every propensity.
+  every propensity. Each table's heading gives the share of impressions whose true propensity
+  is below the clip: under DBN (satisfaction = attraction) a top-grade document ends every
+  session, so the slots below it are never examined (propensity 0, logged as 1e-6) and never
+  clicked; no propensity, true or estimated, recovers their relevance (IPS needs ``p > 0``), and
+  IPS and naive see the same zeros there.
 
 The logging policy is a fixed linear scorer (the sum of the features, 46 on MQ2008); labels are
 mapped to attraction with the graded mapping (``epsilon_minus = 0.1``).
@@ -202,7 +206,7 @@ def _full_information(args: argparse.Namespace, folder: str, splits, labels: np.
 
 
 def ultr(args: argparse.Namespace) -> None:
-    from ltrkit.clicks.simulate import logging_ranking
+    from ltrkit.clicks.simulate import logging_ranking, simulate_log
     from ltrkit.clicks.spec import load_click_spec
     from ltrkit.clicks.task import train_on_clicks
 
@@ -218,7 +222,11 @@ def ultr(args: argparse.Namespace) -> None:
             for model in ("pbm", "dbn"):
                 behaviour = load_click_spec(model).with_max_grade(float(np.max(train.labels)))
                 shown_full = _full_information(args, folder, splits, behaviour.attraction(np.asarray(train.labels)), shown)
-                print(f"\n### {data_name}, {model.upper()} clicks on the top 10 ({args.seeds} seeds, mean +- std)\n")
+                probe, _ = simulate_log(train, scores, behaviour, sessions=10_000, top_k=10, seed=0)
+                clip = _recipe(args, folder, "probe")["data"]["train_clicks"]["clip"]
+                unreachable = float(((probe.propensities < clip) & probe.mask).sum() / probe.mask.sum())
+                print(f"\n### {data_name}, {model.upper()} clicks on the top 10 ({args.seeds} seeds, mean +- std; "
+                      f"{unreachable:.1%} of the impressions have a true propensity below the clip {clip:g})\n")
                 print("| sessions | naive clicks | IPS, true propensities | IPS, regression EM | IPS, randomisation (RandTop-10 log) "
                       "| DLA | skip-above pairs, RankNet | full info, shown top 10 | full info, all documents | seconds |")
                 print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
