@@ -513,8 +513,9 @@ class ClickTask(RankingTask):
     def start_message(self, device: torch.device, folder: RunFolder) -> str:
         train_data = self.data.train
         summary = self._summary
+        source = f"{self.clicks.propensities} propensities" if self.clicks.pairs is None else f"{summary['preference_pairs']} {self.clicks.pairs} pairs"
         return (
-            f"training {self.config.model.name} with {self.form} ({self.clicks.propensities} propensities) on {summary['clicks']} clicks "
+            f"training {self.config.model.name} with {self.form} ({source}) on {summary['clicks']} clicks "
             f"of {summary['sessions']} sessions ({summary['lists']} lists over {train_data.n_queries} queries, "
             f"{train_data.n_features} features) on {device}; run folder {folder.path}"
             + "".join(f"; warning: {warning}" for warning in self._click_warnings)
