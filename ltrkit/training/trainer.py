@@ -190,7 +190,8 @@ def train(
         The :class:`TrainResult`.
 
     Raises:
-        ConfigError: a bad config or bad data, before any training (lists every problem).
+        ConfigError: a bad config or bad data, before any training (lists every problem); a
+            config with ``data.train_clicks`` (see :func:`ltrkit.clicks.train_on_clicks`).
         RunExistsError: (a ``FileExistsError``) the run folder exists and is not empty, and
             ``overwrite`` is False; checked before any data is read.
         OutputError: (an ``OSError``) a file of the run folder could not be written (full disk,
@@ -198,7 +199,7 @@ def train(
             before any data is read.
         RegressionGateError: the model landed below the config's ``expected`` metrics.
     """
-    resolved = load_config(config, merge_overrides(set, overrides))
+    resolved = _trains_on_labels(load_config(config, merge_overrides(set, overrides)))
     return run_task(RankingTask(resolved, datasets=datasets), overwrite=overwrite, quiet=quiet, on_epoch_end=on_epoch_end)
 
 
@@ -226,7 +227,18 @@ def resume(
         OutputError: the run folder cannot be written.
     """
     folder, resolved = resumed_config(run_dir, load_config, merge_overrides(set, overrides))
-    return resume_task(RankingTask(resolved, datasets=datasets), folder, quiet=quiet, on_epoch_end=on_epoch_end)
+    return resume_task(RankingTask(_trains_on_labels(resolved), datasets=datasets), folder, quiet=quiet, on_epoch_end=on_epoch_end)
+
+
+def _trains_on_labels(config: TrainConfig) -> TrainConfig:
+    """``config``, refused when it names a click log: training on it here would silently use
+    ``data.train``'s labels instead (the click layer above training runs such configs)."""
+    if config.data.train_clicks is not None:
+        raise ConfigError(
+            ["data.train_clicks: this config trains on a click log; run it with ltrkit.clicks.train_on_clicks "
+             "(resume: ltrkit.clicks.resume_on_clicks), as `ltrkit train CONFIG` does"]
+        )
+    return config
 
 
 def run_task(task: Task, *, overwrite: bool = False, quiet: bool = True, on_epoch_end: Optional[EpochCallback] = None) -> TrainResult:

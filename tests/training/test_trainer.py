@@ -225,6 +225,21 @@ def test_feature_count_mismatch_fails_before_training(tmp_path, make_tiny):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_click_config_is_refused_rather_than_trained_on_labels(tmp_path, make_tiny):
+    paths = _write_split_files(tmp_path / "data")
+    data = {**paths, "cache": False, "train_clicks": {"log": str(tmp_path / "clicks.parquet")}}
+    with pytest.raises(ConfigError, match=r"data\.train_clicks: this config trains on a click log; run it with ltrkit\.clicks\.train_on_clicks"):
+        train(make_tiny(tmp_path / "runs", data=data))
+    assert not (tmp_path / "runs").exists()
+    # a click run's folder (its saved config names the log) is not resumed on labels either
+    run_dir = train(make_tiny(tmp_path / "runs", data={**paths, "cache": False}), training={"epochs": 1}).run_dir
+    saved = json.loads((run_dir / "config.resolved.json").read_text())
+    saved["data"]["train_clicks"] = data["train_clicks"]
+    (run_dir / "config.resolved.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match=r"data\.train_clicks: this config trains on a click log.*resume_on_clicks"):
+        resume(run_dir)
+
+
 def test_empty_validation_file_fails(tmp_path, make_tiny):
     paths = _write_split_files(tmp_path / "data")
     (tmp_path / "data" / "vali.txt").write_text("")
