@@ -23,6 +23,8 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch.autograd.function import once_differentiable
 
+from ltrkit.losses import _pair_numba
+
 # Elements per [B, rows, cols] block: 2^18 float32 values (1 MiB per scratch tensor). Small
 # blocks keep a block's temporaries in cache, large ones amortise per-op dispatch; on a 2-core
 # CPU (64 lists, L = 128..1024) 2^18..2^20 timed best among 2^14..2^22, and with the fused
@@ -159,12 +161,14 @@ def lambda_value_and_lambdas(
     *,
     sigma: float,
     top: int,
-    pair_weights: Optional[Callable[[slice, slice], torch.Tensor]] = None,
+    discounts: Optional[torch.Tensor] = None,
+    rank_gaps: Optional[torch.Tensor] = None,
     signs_only: bool = False,
     max_cost: Optional[float] = None,
     padding_last: Optional[bool] = None,
     scale: float = 1.0,
     block_elements: int = BLOCK_ELEMENTS,
+    backend: str = "auto",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     r"""Value ``[B]`` and lambdas ``[B, L]`` of a weighted logistic pair cost, in one pass over the pairs.
 
@@ -177,13 +181,17 @@ def lambda_value_and_lambdas(
     ranking the document with the larger ``g`` (the more relevant one) below the other is the
     logistic loss of their score gap, weighted by ``|w|``. ``signs_only`` uses
     ``sign(g_j - g_i)`` as the weight (RankNet: every pair with different labels weighs 1).
-    ``T`` (``pair_weights(rows, cols)`` gives a block's ``[rows, cols]``: symmetric, depending on
-    positions only, e.g. discount gaps or rank-gap terms) defaults to 1. ``c = max_cost`` (None:
+    ``T_ij = |d_i - d_j| + t_{|i-j|}`` depends on the positions only: the discount-gap term when
+    ``discounts`` ``d`` is given, the rank-gap term when ``rank_gaps`` ``t`` is (NDCG-Loss2), and
+    ``T = 1`` when neither is. ``c = max_cost`` (None:
     infinite) clamps a pair's cost; a clamped pair has gradient 0. ``lambda_i = sigma *
     sum_j w_ij sigmoid(z_ij) * [softplus(z_ij) < c]`` is the gradient of the value.
 
-    One block of pairs costs about a dozen elementwise passes (score gaps, weights, signs,
-    sigmoid, softplus, products and the three sums) into four reused scratch tensors.
+    Backends: on CPU float32/float64 tensors (``backend="auto"``) the numba kernel of
+    :mod:`ltrkit.losses._pair_numba` walks each list's pairs once (one ``exp``, no temporaries);
+    elsewhere (GPU, half precision) or with ``backend="torch"`` one block of pairs costs about a
+    dozen elementwise passes (score gaps, weights, signs, sigmoid, softplus, products and the three
+    sums) into four reused scratch tensors.
 
     Args:
         scores: ``[B, L]`` scores (padding any finite value).
@@ -192,14 +200,23 @@ def lambda_value_and_lambdas(
         valid: ``[B, L]`` float mask (1 real, 0 padding).
         sigma: steepness.
         top: rows ``[0, top)`` only (pairs with at least one document there).
-        pair_weights: the position weights ``T`` of a block, or None.
+        discounts: ``[L]`` per-position values whose absolute gaps enter ``T``, or None.
+        rank_gaps: ``[L]`` values indexed by the position gap ``|i - j|`` that enter ``T``, or None.
         signs_only: weigh every pair by the sign of its gain gap only.
         max_cost: the clamp ``c``, or None.
         padding_last: whether every list's padding follows its real documents (True for lists
             in rank order; None: checked here).
         scale: a factor on the value and the lambdas (``1 / ln 2``: costs in bits).
-        block_elements: scratch size per block (values per ``[B, rows, cols]`` tensor).
+        block_elements: scratch size per block of the torch backend (values per ``[B, rows, cols]`` tensor).
+        backend: ``"auto"`` (numba where it applies, else torch) or ``"torch"``.
     """
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"backend must be 'auto' or 'torch', got {backend!r}")
+    if backend == "auto" and _pair_numba.applies(scores):
+        return _pair_numba.pair_value_and_lambdas(
+            scores, gains, valid, sigma=sigma, top=top, discounts=discounts, rank_gaps=rank_gaps, signs_only=signs_only,
+            max_cost=max_cost, scale=scale,
+        )
     if padding_last is None:
         padding_last = _is_padding_last(valid)
     scaled = scores.masked_fill(valid == 0, 0.0)
@@ -212,6 +229,16 @@ def lambda_value_and_lambdas(
         if not bool((spread[valid.any(dim=-1)] > max_gap).any()):
             max_gap = None  # no pair can reach the clamp: skip its two extra passes
 
+    positions = torch.arange(scores.shape[-1], device=scores.device)
+
+    def pair_weights(rows: slice, cols: slice) -> torch.Tensor:
+        block = 0.0
+        if rank_gaps is not None:
+            block = rank_gaps[(positions[rows, None] - positions[None, cols]).abs_()]
+        if discounts is not None:
+            block = block + (discounts[rows, None] - discounts[None, cols]).abs_()
+        return block
+
     def terms(rows: slice, cols: slice, work: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, torch.Tensor]:
         gap, weight, sign, grad = work
         torch.sub(scaled[:, rows, None], scaled[:, None, cols], out=gap)
@@ -223,7 +250,7 @@ def lambda_value_and_lambdas(
             weight.sign_()
             sign = weight
         else:
-            if pair_weights is not None:
+            if discounts is not None or rank_gaps is not None:
                 weight.mul_(pair_weights(rows, cols))
             torch.sign(weight, out=sign)
         z = gap.mul_(sign)
@@ -250,20 +277,23 @@ def ranknet_value_and_lambdas(
     include_ties: bool,
     top: Optional[int] = None,
     block_elements: int = BLOCK_ELEMENTS,
+    backend: str = "auto",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-list RankNet cost summed over unordered pairs ``[B]`` and its lambdas ``[B, L]``.
 
     ``lambda_i = sum_j sigma * (sigmoid(x_ij) - target_ij)`` over the pairs of ``i``. With
     ``top``, only pairs with at least one index below ``top`` count (rows run over ``[0, top)``:
     memory and time ``O(B L top)``); the caller puts the documents in rank order first.
-    Without ties this is :func:`lambda_value_and_lambdas` with ``signs_only``.
+    Without ties this is :func:`lambda_value_and_lambdas` with ``signs_only`` (``backend`` as
+    there); with ties it runs on torch.
     """
     length = scores.shape[-1]
     top = length if top is None else min(top, length)
     valid = mask.to(scores.dtype)
     if not include_ties:
         return lambda_value_and_lambdas(
-            scores, labels * valid, valid, sigma=sigma, top=top, signs_only=True, block_elements=block_elements
+            scores, labels * valid, valid, sigma=sigma, top=top, signs_only=True, block_elements=block_elements,
+            backend=backend,
         )
     scores = scores.masked_fill(~mask, 0.0)
 
@@ -294,6 +324,7 @@ def lambdarank_value_and_lambdas(
     sigma: float,
     top: int,
     block_elements: int = BLOCK_ELEMENTS,
+    backend: str = "auto",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """LambdaRank value ``[B]`` and lambdas ``[B, L]`` for lists already in rank order.
 
@@ -303,11 +334,9 @@ def lambdarank_value_and_lambdas(
     ``|dNDCG_ij| = |g_i - g_j| * |d_i - d_j|``; only pairs with at least one document among the
     first ``top`` positions can weigh anything, so rows run over ``[0, top)`` only.
     """
-    def discount_gaps(rows: slice, cols: slice) -> torch.Tensor:
-        return (discounts[rows, None] - discounts[None, cols]).abs_()
-
     return lambda_value_and_lambdas(
-        scores, gains, valid, sigma=sigma, top=top, pair_weights=discount_gaps, padding_last=True, block_elements=block_elements
+        scores, gains, valid, sigma=sigma, top=top, discounts=discounts, padding_last=True, block_elements=block_elements,
+        backend=backend,
     )
 
 

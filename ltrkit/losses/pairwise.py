@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import math
 from functools import partial
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -673,13 +673,13 @@ def _symmetric_lambdaloss(
     ideal = _ideal_order(labels, mask)
     n_pairs = _pairs_touching_top(sorted_labels, sorted_mask, top, include_ties=False, ideal=ideal)
     if weighting == "arp_loss2":
-        gains, pair_weights = sorted_labels * valid, None
+        gains, (discounts, rank_gaps) = sorted_labels * valid, (None, None)
     else:
         gains, has_idcg = _normalised_gains(ideal, sorted_labels, sorted_mask, k=k, gain=gain)
-        pair_weights = _position_weights(length, top, weighting=weighting, k=k, mu=mu, like=s_sorted)
+        discounts, rank_gaps = _position_weights(length, weighting=weighting, k=k, mu=mu, like=s_sorted)
         n_pairs = n_pairs * has_idcg
     kernel = partial(
-        lambda_value_and_lambdas, gains=gains, valid=valid, sigma=sigma, top=top, pair_weights=pair_weights,
+        lambda_value_and_lambdas, gains=gains, valid=valid, sigma=sigma, top=top, discounts=discounts, rank_gaps=rank_gaps,
         max_cost=-math.log(eps) if eps > 0.0 else None, padding_last=True, scale=1.0 / math.log(2.0),
     )
     per_list = LambdaFunction.apply(s_sorted, kernel)
@@ -687,33 +687,26 @@ def _symmetric_lambdaloss(
 
 
 def _position_weights(
-    length: int, top: int, *, weighting: str, k: Optional[int], mu: float, like: torch.Tensor
-) -> Callable[[slice, slice], torch.Tensor]:
-    """The position part ``T_ij`` of the NDCG LambdaLoss weights, as a function of a block's
-    ``(rows, cols)`` slices giving ``[rows, cols]`` (no list-sized matrix is ever built).
+    length: int, *, weighting: str, k: Optional[int], mu: float, like: torch.Tensor
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """The position part ``T_ij = |d_i - d_j| + t_{|i-j|}`` of the NDCG LambdaLoss weights, as
+    the ``(discounts d, rank_gaps t)`` vectors ``[length]`` of
+    :func:`~ltrkit.losses._pairwise_kernels.lambda_value_and_lambdas` (None: the term is absent;
+    no list-sized matrix is ever built).
 
     ``lambdarank``: ``|1/D_i - 1/D_j|`` (``1/D`` 0 beyond ``k``); ``ndcg_loss2``:
     ``|1/D_{|i-j|} - 1/D_{|i-j|+1}|``; ``ndcg_loss2pp``: ``mu * ndcg_loss2 + lambdarank``. The
     diagonal is never a pair (its gain gap is 0), whatever its value.
     """
-    dtype, device = like.dtype, like.device
     inverse = _truncated_inverse_discounts(length, k, like)
+    if weighting == "lambdarank":
+        return inverse, None
     # 1/D_r - 1/D_{r+1} for rank gaps r = 0..length-1 (r = 0 only serves the diagonal)
-    full_inverse = torch.cat([torch.zeros(1, dtype=dtype, device=device), _truncated_inverse_discounts(length, None, like)])
+    full_inverse = torch.cat([torch.zeros(1, dtype=like.dtype, device=like.device), _truncated_inverse_discounts(length, None, like)])
     gap_delta = (full_inverse[:-1] - full_inverse[1:]).abs()
     if weighting == "ndcg_loss2pp":
-        gap_delta *= mu
-    positions = torch.arange(length, device=device)
-
-    def weights(rows: slice, cols: slice) -> torch.Tensor:
-        if weighting == "lambdarank":
-            return (inverse[rows, None] - inverse[None, cols]).abs_()
-        block = gap_delta[(positions[rows, None] - positions[None, cols]).abs_()]
-        if weighting == "ndcg_loss2pp":
-            block += (inverse[rows, None] - inverse[None, cols]).abs_()
-        return block
-
-    return weights
+        return inverse, gap_delta.mul_(mu)
+    return None, gap_delta
 
 
 def _lambdaloss_weights(
