@@ -53,8 +53,7 @@ _LN2_LO = 1.42860682030941723212e-6
 _EXP_FLOOR = -700.0  # exp(-700) is still a normal float64; below it the 2^m bit pattern would not be
 
 
-@njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath=_FASTMATH)
-def _pair_kernel(scores, gains, valid, discounts, rank_gaps, uniform, top, signs_only, sigma, max_gap, max_cost, scale, value, lambdas):
+def _pair_lists(scores, gains, valid, discounts, rank_gaps, uniform, top, signs_only, sigma, max_gap, max_cost, scale, value, lambdas):
     batch, length = scores.shape
     if (
         gains.shape != scores.shape or valid.shape != scores.shape or lambdas.shape != scores.shape
@@ -68,25 +67,28 @@ def _pair_kernel(scores, gains, valid, discounts, rank_gaps, uniform, top, signs
     if rank_gaps.shape[0] < length:
         return SHORT_RANK_GAPS
     factor = sigma * scale
+    # per row: a first loop stores each pair's weight, z and the two halves of exp(-|z|) (2^m as
+    # a bit pattern, the reduced argument r); a second evaluates polynomials only. Both loops are
+    # free of calls and branches, so they vectorise. One scratch row per list.
+    weights = np.empty((batch, length))
+    zs = np.empty((batch, length))
+    reduced = np.empty((batch, length))
+    bits = np.empty((batch, length), dtype=np.int64)
+    powers = bits.view(np.float64)
     for b in prange(batch):
-        # per row: a first loop stores each pair's weight, z and the two halves of exp(-|z|)
-        # (2^m as a bit pattern, the reduced argument r); a second evaluates polynomials only.
-        # Both loops are free of calls and branches, so they vectorise.
-        weights = np.empty(length)
-        zs = np.empty(length)
-        reduced = np.empty(length)
-        bits = np.empty(length, dtype=np.int64)
-        powers = bits.view(np.float64)
         total = 0.0
+        end = 0  # one past the last real document: padding after it holds no pair
         for j in range(length):
             lambdas[b, j] = 0.0
-        for i in range(top):
+            if valid[b, j] != 0:
+                end = j + 1
+        for i in range(min(top, end)):
             if valid[b, i] == 0:
                 continue
             score_i = scores[b, i]
             gain_i = gains[b, i]
             discount_i = discounts[i]
-            for j in range(i + 1, length):
+            for j in range(i + 1, end):
                 real = valid[b, j] != 0
                 # padding and equal gains give weight 0: the pair adds nothing
                 gap = (gains[b, j] - gain_i) if real else 0.0
@@ -99,19 +101,19 @@ def _pair_kernel(scores, gains, valid, discounts, rank_gaps, uniform, top, signs
                 z = -difference if weight < 0 else difference
                 exponent = max(-abs(z), _EXP_FLOOR)
                 m = math.floor(exponent * _LOG2E + 0.5)
-                weights[j] = weight
-                zs[j] = z
-                bits[j] = (np.int64(m) + 1023) << 52
-                reduced[j] = exponent - m * _LN2_HI - m * _LN2_LO
+                weights[b, j] = weight
+                zs[b, j] = z
+                bits[b, j] = (np.int64(m) + 1023) << 52
+                reduced[b, j] = exponent - m * _LN2_HI - m * _LN2_LO
             row = 0.0
-            for j in range(i + 1, length):
-                weight = weights[j]
-                z = zs[j]
-                r = reduced[j]
+            for j in range(i + 1, end):
+                weight = weights[b, j]
+                z = zs[b, j]
+                r = reduced[b, j]
                 # exp(r), |r| <= ln2 / 2: Taylor to degree 10 (relative error < 3e-13)
                 tail = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
                     1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r / 3628800)))))))))
-                tail *= powers[j]
+                tail *= powers[b, j]
                 # log1p(e) = 2 atanh(e / (2 + e)) for e = exp(-|z|) in (0, 1]: t <= 1/3, no
                 # cancellation; the series to t^19 has relative error < 2e-11
                 t = tail / (2.0 + tail)
@@ -132,16 +134,23 @@ def _pair_kernel(scores, gains, valid, discounts, rank_gaps, uniform, top, signs
     return OK
 
 
+_KERNEL_OPTIONS = dict(nogil=True, cache=True, error_model="numpy", fastmath=_FASTMATH)
+# one thread: the serial build, which pays no thread-pool wake-up per call (on a busy machine the
+# parallel build's pool costs more than the pairs of a training batch)
+_pair_kernel_serial = njit(**_KERNEL_OPTIONS)(_pair_lists)
+_pair_kernel_parallel = njit(parallel=True, **_KERNEL_OPTIONS)(_pair_lists)
+
+
 def applies(scores: torch.Tensor) -> bool:
     """Whether the numba kernel serves ``scores``: a CPU float32/float64 tensor."""
     return scores.device.type == "cpu" and scores.dtype in DTYPES
 
 
 @contextlib.contextmanager
-def _torch_threads() -> Iterator[None]:
-    """Run numba's parallel loops on ``torch.get_num_threads()`` threads (at most numba's pool)."""
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run numba's parallel loops on ``threads`` threads (at most numba's pool)."""
     before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     try:
         yield
     finally:
@@ -195,12 +204,17 @@ def pair_value_and_lambdas(
     max_gap = math.inf if max_cost is None else math.log(math.expm1(max_cost))
     length = scores.shape[-1]
     uniform = 1.0 if discounts is None and rank_gaps is None else 0.0
-    with _torch_threads():
-        code = _pair_kernel(
-            _array(scores, dtype, length), _array(gains, dtype, length), _array(valid, dtype, length),
-            _array(discounts, dtype, length), _array(rank_gaps, dtype, length), uniform, int(top), bool(signs_only),
-            float(sigma), max_gap, math.inf if max_cost is None else float(max_cost), float(scale), value, lambdas,
-        )
+    args = (
+        _array(scores, dtype, length), _array(gains, dtype, length), _array(valid, dtype, length),
+        _array(discounts, dtype, length), _array(rank_gaps, dtype, length), uniform, int(top), bool(signs_only),
+        float(sigma), max_gap, math.inf if max_cost is None else float(max_cost), float(scale), value, lambdas,
+    )
+    threads = torch.get_num_threads()
+    if threads == 1 or batch == 1:
+        code = _pair_kernel_serial(*args)
+    else:
+        with _torch_threads(threads):
+            code = _pair_kernel_parallel(*args)
     if code != OK:
         raise ValueError(f"pair kernel: {_MESSAGES[code]} (scores {tuple(scores.shape)}, top {top})")
     return torch.from_numpy(value).to(dtype), torch.from_numpy(lambdas).to(dtype)
