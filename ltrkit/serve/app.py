@@ -87,7 +87,7 @@ class RankedList(BaseModel):
 class ModelInfo(BaseModel):
     name: str = Field(description="run name (or file name)")
     version: str = Field(description="first 12 hex digits of the training config's SHA-256")
-    kind: str = Field(description="model kind: linear, mlp or attention")
+    kind: str = Field(description="model kind: linear, mlp, attention, dasalc or ensemble")
     backend: str = Field(description="onnxruntime, torchscript or pytorch")
 
 
