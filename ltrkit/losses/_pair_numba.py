@@ -33,7 +33,7 @@ SHORT_DISCOUNTS = 3
 SHORT_RANK_GAPS = 4
 
 _MESSAGES = {
-    BAD_SHAPE: "gains, valid and the outputs must have the shape of the scores",
+    BAD_SHAPE: "the inputs and outputs must have the shape of the scores (labels)",
     BAD_TOP: "top must lie in [0, L]",
     SHORT_DISCOUNTS: "discounts must hold at least L values (or none)",
     SHORT_RANK_GAPS: "rank_gaps must hold at least L values (or none)",
@@ -141,6 +141,44 @@ _pair_kernel_serial = njit(**_KERNEL_OPTIONS)(_pair_lists)
 _pair_kernel_parallel = njit(parallel=True, **_KERNEL_OPTIONS)(_pair_lists)
 
 
+@njit(nogil=True, cache=True)
+def _count_kernel(labels, valid, top, counts):
+    batch, length = labels.shape
+    if valid.shape != labels.shape or counts.shape[0] != batch:
+        return BAD_SHAPE
+    if top < 0 or top > length:
+        return BAD_TOP
+    for b in range(batch):
+        pairs = 0
+        end = 0
+        for j in range(length):
+            if valid[b, j] != 0:
+                end = j + 1
+        for i in range(min(top, end)):
+            if valid[b, i] == 0:
+                continue
+            label_i = labels[b, i]
+            for j in range(i + 1, end):
+                pairs += (valid[b, j] != 0) & (labels[b, j] != label_i)
+        counts[b] = pairs
+    return OK
+
+
+def count_pairs(labels: torch.Tensor, valid: torch.Tensor, top: int) -> torch.Tensor:
+    """Pairs ``i < j`` of real documents with different labels and ``i < top``, per list ``[B]``
+    (int64), by a double loop: ``O(B L top)``, for short lists (a sort counts long ones faster).
+    ``labels`` float32/float64 on CPU, ``valid`` of its shape (any dtype, nonzero = real).
+
+    Raises:
+        ValueError: ``valid`` not of the shape of ``labels`` ``[B, L]``, ``top`` outside ``[0, L]``.
+    """
+    counts = np.empty(labels.shape[0], dtype=np.int64)
+    code = _count_kernel(_array(labels, labels.dtype, 0), _array(valid, labels.dtype, 0), int(top), counts)
+    if code != OK:
+        raise ValueError(f"pair count: {_MESSAGES[code]} (labels {tuple(labels.shape)}, top {top})")
+    return torch.from_numpy(counts)
+
+
 def applies(scores: torch.Tensor) -> bool:
     """Whether the numba kernel serves ``scores``: a CPU float32/float64 tensor."""
     return scores.device.type == "cpu" and scores.dtype in DTYPES
@@ -161,7 +199,9 @@ def _array(tensor: Optional[torch.Tensor], dtype: torch.dtype, length: int) -> n
     """``tensor`` as a contiguous numpy array of ``dtype``; None: ``length`` zeros."""
     if tensor is None:
         return np.zeros(length, dtype=np.float64 if dtype == torch.float64 else np.float32)
-    return tensor.detach().to(dtype).contiguous().numpy()
+    if tensor.dtype != dtype or not tensor.is_contiguous():
+        tensor = tensor.to(dtype).contiguous()
+    return tensor.detach().numpy()
 
 
 def pair_value_and_lambdas(

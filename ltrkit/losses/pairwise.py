@@ -48,6 +48,7 @@ from ltrkit._checks import (
     check_positive,
     check_reduction,
 )
+from ltrkit.losses import _pair_numba
 from ltrkit.losses._common import at_least_float32, check_loss_inputs, reduce_lists
 from ltrkit.losses._pairwise_kernels import (
     LambdaFunction,
@@ -163,12 +164,21 @@ def _count_pairs(
     return all_pairs - tied
 
 
+# rows x columns up to which the double-loop pair count beats the sort-based one
+_LOOP_COUNT_LIMIT = 1 << 16
+
+
 def _pairs_touching_top(
     labels: torch.Tensor, mask: torch.Tensor, top: int, *, include_ties: bool, ideal: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
 ) -> torch.Tensor:
     """Pairs per list ``[B]`` (int64) with at least one document among the first ``top``
     positions of lists in rank order: all pairs minus those lying wholly below ``top``
-    (``ideal``: :func:`_ideal_order` of the same lists, if the caller has it)."""
+    (``ideal``: :func:`_ideal_order` of the same lists, if the caller has it).
+
+    Without ties, on CPU lists of at most ``_LOOP_COUNT_LIMIT`` candidate pairs, a numba double
+    loop counts them (a handful of torch ops and a sort cost more there)."""
+    if not include_ties and _pair_numba.applies(labels) and labels.shape[-1] * top <= _LOOP_COUNT_LIMIT:
+        return _pair_numba.count_pairs(labels, mask, top)
     n_pairs = _count_pairs(labels, mask, include_ties=include_ties, ideal=ideal)
     if top < labels.shape[-1]:
         outside = mask.clone()
@@ -442,7 +452,7 @@ def ranknet_loss(
     if k is None:
         kernel = partial(ranknet_value_and_lambdas, labels=l, mask=m, sigma=sigma, include_ties=include_ties)
         per_list = LambdaFunction.apply(s, kernel)
-        n_pairs = _count_pairs(l, m, include_ties=include_ties)
+        n_pairs = _pairs_touching_top(l, m, l.shape[-1], include_ties=include_ties)
     else:
         s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m)
         top = min(k, s_sorted.shape[-1])

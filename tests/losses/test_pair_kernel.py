@@ -10,7 +10,7 @@ import torch
 
 from ltrkit.losses import _pair_numba
 from ltrkit.losses._pairwise_kernels import LambdaFunction, lambda_value_and_lambdas
-from ltrkit.losses.pairwise import lambdaloss, lambdarank_loss, ranknet_loss
+from ltrkit.losses.pairwise import _pairs_touching_top, lambdaloss, lambdarank_loss, ranknet_loss
 
 # (signs_only, discounts?, rank_gaps?): RankNet, ARP-Loss2, LambdaRank, NDCG-Loss2, NDCG-Loss2++
 WEIGHTINGS = {
@@ -214,3 +214,28 @@ def test_losses_equal_their_torch_path(loss, monkeypatch):
     (slow_grad,) = torch.autograd.grad(slow.sum(), scores)
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast_grad, slow_grad, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("top", [0, 1, 4, 9])
+def test_loop_pair_count_matches_the_sorted_count(top, monkeypatch):
+    gen = torch.Generator().manual_seed(top)
+    labels = torch.randint(0, 3, (12, 9), generator=gen).double()
+    mask = torch.rand(12, 9, generator=gen) > 0.3
+    mask[0] = False  # an empty list
+    mask[1, 1:] = False  # one document
+    labels[2] = 1.0  # all labels equal
+    counted = _pair_numba.count_pairs(labels, mask, top)
+    assert torch.equal(_pairs_touching_top(labels, mask, top, include_ties=False), counted)  # the loop count serves
+    monkeypatch.setattr(_pair_numba, "applies", lambda tensor: False)
+    expected = _pairs_touching_top(labels, mask, top, include_ties=False)  # the sort-based count
+    assert counted.dtype == torch.int64
+    assert torch.equal(counted, expected)
+    brute = [
+        sum(1 for i in range(min(top, 9)) for j in range(i + 1, 9) if mask[b, i] and mask[b, j] and labels[b, i] != labels[b, j])
+        for b in range(12)
+    ]
+    assert counted.tolist() == brute
+    with pytest.raises(ValueError, match="top must lie"):
+        _pair_numba.count_pairs(labels, mask, 10)
+    with pytest.raises(ValueError, match="shape"):
+        _pair_numba.count_pairs(labels, mask[:, :8], top)
