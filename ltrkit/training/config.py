@@ -130,7 +130,9 @@ class ClickTrainingConfig(_Strict):
     with the same options as when the log was simulated; their labels are not used for training
     and its filters (``drop_train_queries_without_relevant``, ``min_docs_per_query``) do not
     apply. ``loss`` names the list loss whose inverse-propensity-scored form is trained
-    (softmax/listnet, ranknet, lambdarank); validation and test use their true labels.
+    (softmax/listnet, ranknet, lambdarank); validation and test use their true labels. With
+    ``pairs`` it names the pairwise loss (ranknet, pairwise_hinge) trained on the log's click
+    preferences, and ``propensities`` is ``none`` (its default then).
     """
 
     log: Optional[str] = Field(None, description="click log (.parquet or .csv) as written by `ltrkit clicks simulate`")
