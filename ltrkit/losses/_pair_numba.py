@@ -5,14 +5,22 @@ weighted logistic pair cost and its gradient with respect to the scores (the lam
 torch form spends about a dozen elementwise passes per block of pairs, and on the short lists of
 training batches (tens of documents) mostly per-op dispatch. :func:`pair_value_and_lambdas` walks
 each list's unordered pairs once instead: the score gap, the weight (gain gap times the position
-term, computed from the ``[L]`` discount and rank-gap vectors), one ``exp`` and one ``log1p`` per
-pair, accumulated in float64. Lists run in parallel (``prange``, ``nogil``) on
-``torch.get_num_threads()`` threads; each list is summed by one thread in a fixed order, so the
-result does not depend on the thread count.
+term, computed from the ``[L]`` discount and rank-gap vectors) and ``e = exp(-|z|)``, from which
+both ``sigmoid(z)`` and ``softplus(z) = max(z, 0) + log1p(e)`` follow (stable for any ``z``), all
+in float64. ``e`` is the ratio ``min(E_i, E_j) / max(E_i, E_j)`` of per-document exponentials
+``E = exp(sigma s - c)`` (one ``exp`` per document, not per pair; lists whose scores spread over
+more than 700 take ``exp`` per pair) and ``log1p(e) = 2 atanh(e / (2 + e))`` a short series
+(relative error below ``1e-10``): the pair loop calls no libm function, which would cost more
+than the rest of the pair.
 
-The kernel trusts nothing: it checks every array shape against the scores' ``[B, L]`` (and
-``top <= L``) before reading, returns an error code instead of raising, and the caller turns the
-code into a ``ValueError``.
+Threads: at ``torch.get_num_threads() == 1`` a serial build runs; otherwise lists run in
+parallel (``prange``, ``nogil``) on that many numba threads. Each list is summed by one thread in
+a fixed order, so the result does not depend on the thread count.
+
+The kernels trust nothing: they check every array shape against the scores' ``[B, L]`` (and
+``top <= L``) before reading, return an error code instead of raising, and the caller turns the
+code into a ``ValueError``. Compiled on first use per dtype and build and cached on disk
+(``cache=True``).
 """
 
 from __future__ import annotations
@@ -44,13 +52,10 @@ DTYPES = (torch.float32, torch.float64)
 
 
 # Value-safe fast-math flags (no nnan/ninf: NaN and infinite scores propagate as in torch) and
-# numpy's error model (no zero-division checks): together they let LLVM vectorise the pair loops.
+# numpy's error model (no zero-division checks in the pair loop)
 _FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
-_LOG2E = 1.4426950408889634
-# ln 2 split in two (Cody and Waite): m * _LN2_HI is exact for |m| < 2^11
-_LN2_HI = 0.693145751953125
-_LN2_LO = 1.42860682030941723212e-6
-_EXP_FLOOR = -700.0  # exp(-700) is still a normal float64; below it the 2^m bit pattern would not be
+# half the widest score spread (sigma s) whose centred exponentials stay finite and normal
+_EXP_SPREAD = 350.0
 
 
 def _pair_lists(scores, gains, valid, discounts, rank_gaps, uniform, top, signs_only, sigma, max_gap, max_cost, scale, value, lambdas):
@@ -67,27 +72,35 @@ def _pair_lists(scores, gains, valid, discounts, rank_gaps, uniform, top, signs_
     if rank_gaps.shape[0] < length:
         return SHORT_RANK_GAPS
     factor = sigma * scale
-    # per row: a first loop stores each pair's weight, z and the two halves of exp(-|z|) (2^m as
-    # a bit pattern, the reduced argument r); a second evaluates polynomials only. Both loops are
-    # free of calls and branches, so they vectorise. One scratch row per list.
-    weights = np.empty((batch, length))
-    zs = np.empty((batch, length))
-    reduced = np.empty((batch, length))
-    bits = np.empty((batch, length), dtype=np.int64)
-    powers = bits.view(np.float64)
+    # exp(-|x_i - x_j|) = min(E_i, E_j) / max(E_i, E_j) with E = exp(x - c) per document: one exp
+    # per document and a division per pair
+    shifted = np.empty((batch, length))
     for b in prange(batch):
         total = 0.0
         end = 0  # one past the last real document: padding after it holds no pair
+        low = math.inf
+        high = -math.inf
         for j in range(length):
             lambdas[b, j] = 0.0
             if valid[b, j] != 0:
                 end = j + 1
+                x = sigma * scores[b, j]
+                low = min(low, x)
+                high = max(high, x)
+        # centred on the midpoint, E stays within exp(+-350) when the spread is below 700; wider
+        # lists (no training batch has them) take exp per pair
+        direct = not high - low < 2 * _EXP_SPREAD
+        centre = 0.5 * (low + high) if end > 0 and not direct else 0.0
+        for j in range(end):
+            shifted[b, j] = math.exp(sigma * scores[b, j] - centre) if valid[b, j] != 0 and not direct else 1.0
         for i in range(min(top, end)):
             if valid[b, i] == 0:
                 continue
             score_i = scores[b, i]
             gain_i = gains[b, i]
             discount_i = discounts[i]
+            exp_i = shifted[b, i]
+            row = 0.0
             for j in range(i + 1, end):
                 real = valid[b, j] != 0
                 # padding and equal gains give weight 0: the pair adds nothing
@@ -99,21 +112,11 @@ def _pair_lists(scores, gains, valid, discounts, rank_gaps, uniform, top, signs_
                 # z: the logistic argument of ranking the more relevant of the two lower
                 difference = sigma * (score_i - (scores[b, j] if real else 0.0))
                 z = -difference if weight < 0 else difference
-                exponent = max(-abs(z), _EXP_FLOOR)
-                m = math.floor(exponent * _LOG2E + 0.5)
-                weights[b, j] = weight
-                zs[b, j] = z
-                bits[b, j] = (np.int64(m) + 1023) << 52
-                reduced[b, j] = exponent - m * _LN2_HI - m * _LN2_LO
-            row = 0.0
-            for j in range(i + 1, end):
-                weight = weights[b, j]
-                z = zs[b, j]
-                r = reduced[b, j]
-                # exp(r), |r| <= ln2 / 2: Taylor to degree 10 (relative error < 3e-13)
-                tail = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
-                    1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r / 3628800)))))))))
-                tail *= powers[b, j]
+                exp_j = shifted[b, j] if real else 1.0
+                if direct:
+                    tail = math.exp(-abs(z))
+                else:
+                    tail = min(exp_i, exp_j) / max(exp_i, exp_j)
                 # log1p(e) = 2 atanh(e / (2 + e)) for e = exp(-|z|) in (0, 1]: t <= 1/3, no
                 # cancellation; the series to t^19 has relative error < 2e-11
                 t = tail / (2.0 + tail)

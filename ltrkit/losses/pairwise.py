@@ -165,7 +165,7 @@ def _count_pairs(
 
 
 # rows x columns up to which the double-loop pair count beats the sort-based one
-_LOOP_COUNT_LIMIT = 1 << 16
+_LOOP_COUNT_LIMIT = 1 << 12
 
 
 def _pairs_touching_top(
@@ -706,13 +706,22 @@ def _position_weights(
 
     ``lambdarank``: ``|1/D_i - 1/D_j|`` (``1/D`` 0 beyond ``k``); ``ndcg_loss2``:
     ``|1/D_{|i-j|} - 1/D_{|i-j|+1}|``; ``ndcg_loss2pp``: ``mu * ndcg_loss2 + lambdarank``. The
-    diagonal is never a pair (its gain gap is 0), whatever its value.
+    diagonal is never a pair (its gain gap is 0), whatever its value. Shared: read only.
     """
+    return _cached_position_weights(length, weighting, k, mu, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_position_weights(
+    length: int, weighting: str, k: Optional[int], mu: float, dtype: torch.dtype, device: torch.device
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    # every batch of a run asks for these O(L) vectors again, at a few dozen lengths
+    like = torch.empty(0, dtype=dtype, device=device)
     inverse = _truncated_inverse_discounts(length, k, like)
     if weighting == "lambdarank":
         return inverse, None
     # 1/D_r - 1/D_{r+1} for rank gaps r = 0..length-1 (r = 0 only serves the diagonal)
-    full_inverse = torch.cat([torch.zeros(1, dtype=like.dtype, device=like.device), _truncated_inverse_discounts(length, None, like)])
+    full_inverse = torch.cat([torch.zeros(1, dtype=dtype, device=device), _truncated_inverse_discounts(length, None, like)])
     gap_delta = (full_inverse[:-1] - full_inverse[1:]).abs()
     if weighting == "ndcg_loss2pp":
         return inverse, gap_delta.mul_(mu)

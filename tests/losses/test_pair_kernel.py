@@ -141,8 +141,9 @@ def test_lambdas_pass_finite_differences(weighting):
 
 
 def test_large_score_gaps_stay_finite_and_exact():
-    scores = torch.tensor([[800.0, -800.0, 0.0, 40.0, -40.0]], dtype=torch.float64)
-    gains = torch.tensor([[0.0, 1.0, 0.5, 0.25, 0.75]], dtype=torch.float64)
+    # a spread of 1600 (exp per pair) and one of 80 (the ratio of per-document exponentials)
+    scores = torch.tensor([[800.0, -800.0, 0.0, 40.0, -40.0], [40.0, -40.0, 0.0, 20.0, -20.0]], dtype=torch.float64)
+    gains = torch.tensor([[0.0, 1.0, 0.5, 0.25, 0.75]] * 2, dtype=torch.float64)
     valid = torch.ones_like(scores)
     value, lambdas = _pair_numba.pair_value_and_lambdas(scores, gains, valid, sigma=1.0, top=5)
     expected_value, expected_lambdas = brute_force(
