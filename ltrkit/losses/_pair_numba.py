@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import types
 from typing import Iterator, Optional, Tuple
 
 import numba
@@ -137,11 +138,19 @@ def _pair_lists(scores, gains, valid, discounts, rank_gaps, uniform, top, signs_
     return OK
 
 
-_KERNEL_OPTIONS = dict(nogil=True, cache=True, error_model="numpy", fastmath=_FASTMATH)
+def _build(name: str, *, parallel: bool):
+    """A numba build of :func:`_pair_lists` under its own name: numba keys its on-disk cache by
+    the function's name and bytecode, not by its flags, so two builds of one function would load
+    each other's machine code."""
+    function = types.FunctionType(_pair_lists.__code__, _pair_lists.__globals__, name)
+    function.__qualname__ = name
+    return njit(parallel=parallel, nogil=True, cache=True, error_model="numpy", fastmath=_FASTMATH)(function)
+
+
 # one thread: the serial build, which pays no thread-pool wake-up per call (on a busy machine the
 # parallel build's pool costs more than the pairs of a training batch)
-_pair_kernel_serial = njit(**_KERNEL_OPTIONS)(_pair_lists)
-_pair_kernel_parallel = njit(parallel=True, **_KERNEL_OPTIONS)(_pair_lists)
+_pair_kernel_serial = _build("_pair_lists_serial", parallel=False)
+_pair_kernel_parallel = _build("_pair_lists_parallel", parallel=True)
 
 
 @njit(nogil=True, cache=True)

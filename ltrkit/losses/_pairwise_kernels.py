@@ -7,7 +7,9 @@ with respect to the scores). :class:`LambdaFunction` computes both in forward an
 lambdas; backward is one multiplication. One kernel, :func:`lambda_value_and_lambdas`, serves
 RankNet (sign weights), LambdaRank (``|dNDCG|``) and the symmetric LambdaLoss weightings
 (position weights per block): about a dozen elementwise passes per block into reused scratch
-tensors, against about twice that (and an autograd graph over the pairs) before.
+tensors, against about twice that (and an autograd graph over the pairs) before. On CPU
+(float32/float64) it hands the whole batch to the single-pass numba kernel of
+:mod:`ltrkit.losses._pair_numba` instead; GPU and half-precision tensors keep the torch blocks.
 
 Shared notation: ``x_ij = sigma * (s_i - s_j)``; for a pair whose first document is the more
 relevant one the RankNet cost is ``softplus(-x_ij) = -log sigmoid(x_ij)`` and
