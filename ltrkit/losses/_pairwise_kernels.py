@@ -8,8 +8,9 @@ lambdas; backward is one multiplication. One kernel, :func:`lambda_value_and_lam
 RankNet (sign weights), LambdaRank (``|dNDCG|``) and the symmetric LambdaLoss weightings
 (position weights per block): about a dozen elementwise passes per block into reused scratch
 tensors, against about twice that (and an autograd graph over the pairs) before. On CPU
-(float32/float64) it hands the whole batch to the single-pass numba kernel of
-:mod:`ltrkit.losses._pair_numba` instead; GPU and half-precision tensors keep the torch blocks.
+(float32/float64) batches of up to :data:`NUMBA_MAX_CELLS` pair cells go to the single-pass
+numba kernel of :mod:`ltrkit.losses._pair_numba` instead; GPU, half-precision and longer batches
+keep the torch blocks.
 
 Shared notation: ``x_ij = sigma * (s_i - s_j)``; for a pair whose first document is the more
 relevant one the RankNet cost is ``softplus(-x_ij) = -log sigmoid(x_ij)`` and
@@ -32,6 +33,12 @@ from ltrkit.losses import _pair_numba
 # CPU (64 lists, L = 128..1024) 2^18..2^20 timed best among 2^14..2^22, and with the fused
 # kernel (training batches of L = 27..240) 2^15..2^18 time within noise of each other.
 BLOCK_ELEMENTS = 1 << 18
+
+#: Largest ``B * L * top`` handed to the numba kernel. Below it per-op dispatch dominates the
+#: torch blocks and the single pass wins (2-3x on 64 lists of 20 documents); on 64 full lists of
+#: 60-90 documents the two time within 15% of each other either way (numba ahead with position
+#: weights, torch with RankNet's signs), so long batches keep the vectorised torch blocks.
+NUMBA_MAX_CELLS = 1 << 17
 
 #: Default ceiling, in GiB, on the pair tensors one call of a quadratic loss may allocate;
 #: the environment variable ``LTRKIT_PAIR_MEMORY_GIB`` overrides it.
@@ -189,9 +196,10 @@ def lambda_value_and_lambdas(
     infinite) clamps a pair's cost; a clamped pair has gradient 0. ``lambda_i = sigma *
     sum_j w_ij sigmoid(z_ij) * [softplus(z_ij) < c]`` is the gradient of the value.
 
-    Backends: on CPU float32/float64 tensors (``backend="auto"``) the numba kernel of
-    :mod:`ltrkit.losses._pair_numba` walks each list's pairs once (one ``exp``, no temporaries);
-    elsewhere (GPU, half precision) or with ``backend="torch"`` one block of pairs costs about a
+    Backends: on CPU float32/float64 tensors with ``B * L * top <= NUMBA_MAX_CELLS``
+    (``backend="auto"``) the numba kernel of :mod:`ltrkit.losses._pair_numba` walks each list's
+    pairs once (no temporaries, padding skipped); elsewhere (GPU, half precision, long batches)
+    or with ``backend="torch"`` one block of pairs costs about a
     dozen elementwise passes (score gaps, weights, signs, sigmoid, softplus, products and the three
     sums) into four reused scratch tensors.
 
@@ -214,7 +222,7 @@ def lambda_value_and_lambdas(
     """
     if backend not in ("auto", "torch"):
         raise ValueError(f"backend must be 'auto' or 'torch', got {backend!r}")
-    if backend == "auto" and _pair_numba.applies(scores):
+    if backend == "auto" and _pair_numba.applies(scores) and scores.shape[0] * scores.shape[-1] * top <= NUMBA_MAX_CELLS:
         return _pair_numba.pair_value_and_lambdas(
             scores, gains, valid, sigma=sigma, top=top, discounts=discounts, rank_gaps=rank_gaps, signs_only=signs_only,
             max_cost=max_cost, scale=scale,

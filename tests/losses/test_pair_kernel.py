@@ -124,7 +124,7 @@ def test_float32_lists_of_training_size_match_the_torch_path():
     discounts = 1.0 / torch.log2(torch.arange(240.0) + 2.0)
     rank_gaps = torch.cat([torch.ones(1), discounts]).diff().abs()[:240] * 10.0
     kw = dict(sigma=1.0, top=240, discounts=discounts, rank_gaps=rank_gaps, scale=1.0 / math.log(2.0))
-    fast = lambda_value_and_lambdas(scores, gains, valid, **kw)
+    fast = _pair_numba.pair_value_and_lambdas(scores, gains, valid, **kw)  # "auto" sends this size to torch
     slow = lambda_value_and_lambdas(scores, gains, valid, backend="torch", **kw)
     torch.testing.assert_close(fast[0], slow[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast[1], slow[1], rtol=1e-5, atol=1e-6)
