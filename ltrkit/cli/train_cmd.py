@@ -99,7 +99,7 @@ def train_command(
     device: Optional[str] = typer.Option(None, "--device", callback=_device, help=f"{_DEVICE_HELP}; overrides the config's device"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or tables; one summary line at the end"),
 ) -> None:
-    """Train a ranker; with no CONFIG, an MLP on the built-in synthetic data (about 2 minutes on 2 cores).
+    """Train a ranker; with no CONFIG, an MLP on the built-in synthetic data (about 30 seconds on 2 cores).
 
     A config with data.train_clicks trains on that click log instead of data.train's labels.
     """
