@@ -308,16 +308,19 @@ def read_click_log(path: Union[str, Path], dataset: Optional[RankingDataset] = N
     starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
     lengths = np.diff(np.r_[starts, n])
     session_of = np.repeat(np.arange(starts.size), lengths)
-    expected = np.arange(n) - np.repeat(starts, lengths) + 1
-    wrong = position[order] != expected
-    if wrong.any():
-        at = int(np.argmax(wrong))
-        row = int(order[at])
-        shown = int(lengths[session_of[at]])
-        same = position[order][at] == position[order][at - 1] if at > 0 and session_of[at - 1] == session_of[at] else False
-        problem = (f"position {position[row]} repeated in session {session[row]}" if same else
-                   f"position {position[row]} beyond the {shown} document(s) session {session[row]} shows (positions run 1..{shown})")
-        raise _fail(path, row, "position", problem)
+    shown = np.empty(n, dtype=np.int64)
+    shown[order] = np.repeat(lengths, lengths)
+    beyond = position > shown
+    if beyond.any():
+        row = int(np.argmax(beyond))
+        raise _fail(path, row, "position", f"position {position[row]} beyond the {shown[row]} document(s) session {session[row]} "
+                    f"shows (positions run 1..{shown[row]})")
+    # a session's positions lie in 1..shown; without repeats they are exactly 1..shown
+    sorted_positions = position[order]
+    repeated = np.r_[False, (sorted_positions[1:] == sorted_positions[:-1]) & (s_sorted[1:] == s_sorted[:-1])]
+    if repeated.any():
+        row = int(order[int(np.argmax(repeated))])
+        raise _fail(path, row, "position", f"position {position[row]} repeated in session {session[row]}")
     q_sorted = qid_codes[order]
     session_codes = q_sorted[starts]
     mixed = q_sorted != np.repeat(session_codes, lengths)

@@ -122,6 +122,12 @@ GOOD = {"session": [0, 0, 1], "qid": ["a", "a", "b"], "doc": [0, 1, 3], "positio
     ({"doc": [0, 5, 3]}, r"row 2, column 'doc': unknown document 5: query 'a' has rows 0..2"),
     ({"position": [1, 3, 1]}, r"row 2, column 'position': position 3 beyond the 2 document\(s\) session 0 shows"),
     ({"position": [1, 1, 1]}, r"row 2, column 'position': position 1 repeated in session 0"),
+    # the row out of range is named, not the first one its sorted session puts out of place
+    ({"session": [0, 0, 0], "qid": ["a"] * 3, "doc": [0, 1, 2], "position": [9, 2, 3]},
+     r"row 1, column 'position': position 9 beyond the 3 document\(s\) session 0 shows"),
+    ({"session": [0, 0, 0], "qid": ["a"] * 3, "doc": [0, 1, 2], "position": [3, 1, 3]}, r"row 3, column 'position': position 3 repeated in session 0"),
+    ({"session": [0, 0, 0, 0], "qid": ["a"] * 4, "doc": [0, 1, 2, 3], "position": [1, 3, 4, 4], "clicked": [False] * 4},
+     r"row 4, column 'position': position 4 repeated in session 0"),
     ({"position": [0, 1, 1]}, r"row 1, column 'position': positions are 1-based"),
     ({"propensity": [1.0, 0.0, 0.5]}, r"row 2, column 'propensity': must be a finite number in \(0, 1\], got 0.0"),
     # a NaN is written to CSV as an empty field, which reads back as a missing value
