@@ -24,15 +24,13 @@ Metadata (JSON, under the same key / extra file as a ranker's): ``kind`` (``"enc
 from __future__ import annotations
 
 import json
-import logging
-import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
 
-from ltrkit.export.exporter import METADATA_KEY, OPSET, TORCHSCRIPT_EXTRA_FILE, PathLike, config_sha256, format_for, read_report
+from ltrkit.export.exporter import OPSET, PathLike, config_sha256, format_for, onnx_program, read_report, write_model
 
 __all__ = ["EncoderGraph", "export_encoder", "export_encoder_run", "is_encoder_run"]
 
@@ -117,35 +115,14 @@ def export_encoder(
         ValueError: a bad format.
         ltrkit._optional.MissingExtraError: ONNX export without onnx/onnxscript installed.
     """
-    from ltrkit._atomic import atomic_path
-
     fmt = format_for(out, fmt)
-    out = Path(out)
     metadata = _metadata(embedder, fmt, run_name=run_name, checkpoint=checkpoint, report=report)
     graph = EncoderGraph(embedder.model.encoder, embedder.config.normalize).cpu().eval()
-    text = json.dumps(metadata, sort_keys=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "torchscript":
-        scripted = torch.jit.script(graph)
-        with atomic_path(out) as temporary:
-            torch.jit.save(scripted, str(temporary), _extra_files={TORCHSCRIPT_EXTRA_FILE: text})
-        return metadata
-    proto = _onnx_program(graph, metadata).model_proto
-    proto.producer_name, proto.producer_version = "ltrkit", metadata["ltrkit_version"]
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, text
-    import onnx  # present: _onnx_program required it
-
-    with atomic_path(out) as temporary:
-        onnx.save_model(proto, str(temporary))
+    write_model(out, fmt, metadata, scripted=lambda: torch.jit.script(graph), onnx=lambda: _encoder_onnx(graph, metadata))
     return metadata
 
 
-def _onnx_program(graph: EncoderGraph, metadata: Dict[str, Any]) -> Any:
-    from ltrkit._optional import require
-
-    require("ONNX export", "onnx", "onnx", "onnxscript")
+def _encoder_onnx(graph: EncoderGraph, metadata: Dict[str, Any]) -> Any:
     batch = torch.export.Dim("batch")
     if metadata["input_kind"] == "tokens":
         example = torch.ones(_EXAMPLE_BATCH, _EXAMPLE_TOKENS, dtype=torch.int64)
@@ -153,20 +130,7 @@ def _onnx_program(graph: EncoderGraph, metadata: Dict[str, Any]) -> Any:
     else:
         example = torch.zeros(_EXAMPLE_BATCH, metadata["n_inputs"])
         dynamic = {"inputs": {0: batch}}
-    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registration.level
-    # as for rankers: the exporter's notes on missing torchvision kernels and its own internals
-    registration.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
-            warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
-            return torch.onnx.export(
-                graph, (example,), dynamo=True, input_names=["inputs"], output_names=["vectors"],
-                dynamic_shapes=dynamic, opset_version=OPSET, verbose=False,
-            )
-    finally:
-        registration.setLevel(level)
+    return onnx_program(graph, (example,), input_names=["inputs"], output_names=["vectors"], dynamic_shapes=dynamic)
 
 
 def export_encoder_run(run_dir: PathLike, out: PathLike, *, fmt: Optional[str] = None, checkpoint: str = "best") -> Dict[str, Any]:

@@ -32,7 +32,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 __all__ = [
     "FORMATS",
@@ -128,43 +128,53 @@ def export_ranker(
         ValueError: a bad format or a model that cannot be exported.
         ltrkit._optional.MissingExtraError: ONNX export without onnx/onnxscript installed.
     """
-    import torch
-
-    from ltrkit._atomic import atomic_path
     from ltrkit.export._graph import InferenceGraph
 
     fmt = format_for(out, fmt)
-    out = Path(out)
     metadata = _metadata(ranker, fmt, run_name=run_name, checkpoint=checkpoint, report=report)
     graph = InferenceGraph(ranker.model, ranker.normalizer)
+    write_model(out, fmt, metadata, scripted=graph.scripted, onnx=lambda: _ranker_onnx(graph))
+    return metadata
+
+
+def write_model(out: PathLike, fmt: str, metadata: Dict[str, Any], *, scripted: Callable[[], Any], onnx: Callable[[], Any]) -> None:
+    """Write a model with ``metadata`` (JSON) inside it, atomically: ``scripted()`` (a TorchScript
+    module, metadata as the extra file :data:`TORCHSCRIPT_EXTRA_FILE`) or ``onnx()`` (an ONNX
+    program, metadata under :data:`METADATA_KEY`), as ``fmt`` says; only the chosen one is built."""
+    import torch
+
+    from ltrkit._atomic import atomic_path
+
+    out = Path(out)
     text = json.dumps(metadata, sort_keys=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "torchscript":
-        scripted = graph.scripted()
+        module = scripted()
         with atomic_path(out) as temporary:
-            torch.jit.save(scripted, str(temporary), _extra_files={TORCHSCRIPT_EXTRA_FILE: text})
-        return metadata
-    proto = _onnx_program(graph).model_proto
+            torch.jit.save(module, str(temporary), _extra_files={TORCHSCRIPT_EXTRA_FILE: text})
+        return
+    proto = onnx().model_proto
     proto.producer_name, proto.producer_version = "ltrkit", metadata["ltrkit_version"]
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, text
-    import onnx  # present: _onnx_program required it
+    import onnx as onnx_package  # present: onnx_program required it
 
     with atomic_path(out) as temporary:
-        onnx.save_model(proto, str(temporary))
-    return metadata
+        onnx_package.save_model(proto, str(temporary))
 
 
-def _onnx_program(graph: Any) -> Any:
+def onnx_program(graph: Any, example: tuple, *, input_names: list, output_names: list, dynamic_shapes: Dict[str, Any]) -> Any:
+    """``torch.onnx.export`` of ``graph`` by the dynamo exporter at :data:`OPSET`, without its noise.
+
+    Raises:
+        ltrkit._optional.MissingExtraError: onnx/onnxscript are not installed.
+    """
     import torch
 
     from ltrkit._optional import require
 
     require("ONNX export", "onnx", "onnx", "onnxscript")
-    features = torch.zeros(_EXAMPLE_BATCH, _EXAMPLE_LENGTH, graph.n_features)
-    mask = torch.ones(_EXAMPLE_BATCH, _EXAMPLE_LENGTH, dtype=torch.bool)
-    batch, docs = torch.export.Dim("batch"), torch.export.Dim("docs")
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registration.level
     # the exporter logs every missing torchvision kernel and warns about its own internals
@@ -175,17 +185,23 @@ def _onnx_program(graph: Any) -> Any:
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
             warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
             return torch.onnx.export(
-                graph,
-                (features, mask),
-                dynamo=True,
-                input_names=["features", "mask"],
-                output_names=["scores"],
-                dynamic_shapes={"features": {0: batch, 1: docs}, "mask": {0: batch, 1: docs}},
-                opset_version=OPSET,
-                verbose=False,
+                graph, example, dynamo=True, input_names=input_names, output_names=output_names,
+                dynamic_shapes=dynamic_shapes, opset_version=OPSET, verbose=False,
             )
     finally:
         registration.setLevel(level)
+
+
+def _ranker_onnx(graph: Any) -> Any:
+    import torch
+
+    features = torch.zeros(_EXAMPLE_BATCH, _EXAMPLE_LENGTH, graph.n_features)
+    mask = torch.ones(_EXAMPLE_BATCH, _EXAMPLE_LENGTH, dtype=torch.bool)
+    batch, docs = torch.export.Dim("batch"), torch.export.Dim("docs")
+    return onnx_program(
+        graph, (features, mask), input_names=["features", "mask"], output_names=["scores"],
+        dynamic_shapes={"features": {0: batch, 1: docs}, "mask": {0: batch, 1: docs}},
+    )
 
 
 def export_run(run_dir: PathLike, out: PathLike, *, fmt: Optional[str] = None, checkpoint: str = "best") -> Dict[str, Any]:
