@@ -23,6 +23,17 @@ A checkpoint holds, besides the loop's entries, ``loss`` (the loss module's stat
 ``n_inputs`` (features, or the vocabulary size) and ``class_names`` (the training classes;
 StarSpace's entity table is indexed by them), ``vocabulary`` (text items, else ``None``) and
 ``decoder`` (the pre-training decoder's state, else ``None``).
+
+Under ``torchrun`` (:mod:`ltrkit.training.distributed`) every rank builds the whole epoch's
+batches from ``(seed, epoch)`` (P x K batches, pair/triplet rows, StarSpace negatives and
+pre-training corruptions alike) and trains on its share, whole batches dealt round robin by
+:func:`shard_batches`: at step ``s`` rank ``r`` takes batch ``s * W + r``, so one step of ``W``
+ranks covers ``W`` consecutive batches of the single-process epoch, DDP averaging their
+gradients. The pre-training decoder trains under its own ``DistributedDataParallel``, so every
+rank keeps the same decoder. Validation runs the whole retrieval on every rank (the embeddings
+and metrics are identical there); the loop's reduction sums ``W`` equal copies of each metric's
+sum and count, whose ratio is the single-process mean (exactly so for ``W`` a power of 2, up to
+one float64 rounding otherwise). Test metrics, baselines and the report are rank 0's.
 """
 
 from __future__ import annotations
@@ -42,11 +53,11 @@ from ltrkit.embeddings.data import ItemSet, Vocabulary, check_triplet_classes, d
 from ltrkit.embeddings.encoders import EmbeddingModel, build_encoder, encoder_hyperparameters
 from ltrkit.embeddings.retrieval import canonical_retrieval_metric, retrieval_metrics
 from ltrkit.training.config import ConfigError
-from ltrkit.training.distributed import current_context
+from ltrkit.training.distributed import current_context, wrap_model
 from ltrkit.training.task import Evaluation, StepOutput, Task
 from ltrkit.training.trainer import EpochCallback, TrainResult, merge_overrides, resume_task, resumed_config, run_task
 
-__all__ = ["Embedder", "EmbeddingTask", "encode", "resume_embeddings", "train_embeddings"]
+__all__ = ["Embedder", "EmbeddingTask", "encode", "resume_embeddings", "shard_batches", "train_embeddings"]
 
 SPLITS = ("train", "vali", "test")
 VOCABULARY_FILE = "vocabulary.json"
@@ -58,6 +69,43 @@ class _Corrupted:
 
     rows: torch.Tensor
     corrupted: torch.Tensor
+
+
+@dataclass
+class _Filler:
+    """A rank's step without a batch of its own (see :func:`shard_batches`): ``batch`` (another
+    rank's) is forwarded so that every rank steps, and its loss counts zero times."""
+
+    batch: Any
+
+
+def shard_batches(batches: Sequence[Any], rank: int, world_size: int) -> List[Any]:
+    """Rank ``rank``'s share of an epoch's ``batches`` among ``world_size`` ranks.
+
+    Whole batches are dealt round robin: rank ``r`` takes batches ``r, r + W, r + 2W, ...``, so
+    the shards are disjoint, their union is ``batches`` (each exactly once), and step ``s`` of the
+    ranks together covers batches ``s * W .. s * W + W - 1``. Every rank takes the same number of
+    steps, ``ceil(len(batches) / W)`` (DDP needs each rank in every step): when ``W`` does not
+    divide the batch count, the ranks left without a batch in the last step take a filler that
+    forwards batch ``(s * W + r) mod len(batches)`` and counts zero times (loss times 0, weight
+    0, no items). Nothing is dropped or trained on twice; that last step's averaged gradient is
+    the sum of its ``m < W`` real batches' gradients over ``W`` (DDP divides by the rank count),
+    i.e. ``m / W`` of their mean. With ``world_size`` 1 the shard is ``batches`` itself.
+
+    Raises:
+        ValueError: ``rank`` outside ``0 .. world_size - 1``.
+
+    Example:
+        >>> shard_batches(["a", "b", "c"], 1, 2)
+        ['b', _Filler(batch='a')]
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not one of the {world_size} ranks")
+    share: List[Any] = list(batches[rank::world_size])
+    steps = -(-len(batches) // world_size)
+    if len(share) < steps:
+        share.append(_Filler(batches[((steps - 1) * world_size + rank) % len(batches)]))
+    return share
 
 
 def train_embeddings(
@@ -109,8 +157,12 @@ class EmbeddingTask(Task):
     over the batch's rows. Validation: retrieval metrics of the ``vali`` items among themselves
     (``starspace``: each item ranks every class's entity vector; ``recall@k`` is hits@k).
 
+    Under torchrun each rank trains on its :func:`shard_batches` share of every epoch, and
+    :meth:`steps_per_epoch` counts one rank's steps (the schedule's steps).
+
     Epochs ``1..pretrain.epochs`` are denoising pre-training instead (text items): a batch is a
-    :class:`_Corrupted` (every training item once per epoch, in :meth:`steps_per_epoch` batches),
+    :class:`_Corrupted` (every training item once per epoch, in as many batches as the
+    objective's epoch has),
     its loss the reconstruction cross-entropy averaged over the items with tokens. The validation
     metric is tracked (and the best epoch kept) over every epoch, both phases alike, and early
     stopping's patience counts from epoch 1.
@@ -170,9 +222,10 @@ class EmbeddingTask(Task):
         if config.early_stopping.split == "vali" and self.splits.get("vali") is None:
             errors.append("early_stopping.split: 'vali' needs validation items; set data.vali, or early_stopping.split=train")
         errors += [f"expected.{split}: the regression gate needs {split} items, but none are configured" for split in config.expected if self.splits.get(split) is None]
-        if config.pretrain.epochs and current_context().enabled:
-            # the loop's DDP wrapper holds the model only: the decoder's gradients would not be averaged
-            errors.append("pretrain.epochs: runs with denoising pre-training train in a single process, not under torchrun")
+        if config.pretrain.epochs and config.objective == "starspace" and current_context().enabled:
+            # the loop's DDP wrapper expects a gradient of every model parameter in every step,
+            # and reconstruction leaves the entity table without one
+            errors.append("pretrain.epochs: StarSpace runs with denoising pre-training train in a single process, not under torchrun")
         if config.evaluation.duplicates and (self.splits.get("vali") is None or self.splits.get("test") is None):
             errors.append("evaluation.duplicates: the threshold is chosen on data.vali and applied to data.test; set both")
         if errors:
@@ -233,6 +286,9 @@ class EmbeddingTask(Task):
         self.loss_fn = ltrkit.losses.get(config.loss.name, **config.loss.args).to(device)
         dim = int({**encoder_hyperparameters(config.encoder.name), **config.encoder.args}["dim"])
         self.decoder = torch.nn.Linear(dim, self.n_inputs).to(device) if config.pretrain.epochs else None
+        # the loop's DDP wrapper holds the model only: the decoder gets its own, so that its
+        # gradients are averaged too (forwarded in pre-training steps only, it expects none after)
+        self.step_decoder = None if self.decoder is None else wrap_model(current_context(), self.decoder, device)
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
         """The model's parameters, and the pre-training decoder's (after pre-training it gets no gradient)."""
@@ -243,14 +299,29 @@ class EmbeddingTask(Task):
         objective = self.config.objective
         return len(self.splits["train"]) if objective in ("classes", "starspace") else int(next(iter(self.table.values())).shape[0])
 
-    def steps_per_epoch(self) -> int:
+    def _epoch_batches(self) -> int:
+        """Batches of an objective's epoch, over all ranks."""
         if self.config.objective == "classes":
             return max(self._rows() // (self.config.sampler.p * self.config.sampler.k), 1)
         return math.ceil(self._rows() / self.config.training.batch_size)
 
+    def steps_per_epoch(self) -> int:
+        """One rank's steps per epoch: ``ceil(batches / W)`` (:func:`shard_batches`)."""
+        return math.ceil(self._epoch_batches() / current_context().world_size)
+
     def train_batches(self, epoch: int) -> List[Any]:
-        config = self.config
+        """This rank's share (:func:`shard_batches`) of the epoch's batches."""
         self.model.train()
+        if self.decoder is not None:
+            # a frozen decoder gets no gradient after pre-training, not even the zero one the loop
+            # gives every parameter when a rank's loss has no graph: ranks keep the same decoder
+            self.decoder.requires_grad_(epoch <= self.config.pretrain.epochs)
+        context = current_context()
+        return shard_batches(self._all_batches(epoch), context.rank, context.world_size)
+
+    def _all_batches(self, epoch: int) -> List[Any]:
+        """The whole epoch's batches, a function of ``(seed, epoch)``."""
+        config = self.config
         if epoch <= config.pretrain.epochs:
             return self._pretrain_batches(epoch)
         if config.objective == "classes":
@@ -277,7 +348,7 @@ class EmbeddingTask(Task):
         rng = np.random.default_rng([self.config.seed, epoch, 1])
         order = torch.from_numpy(rng.permutation(len(train)))
         batches = []
-        for rows in torch.tensor_split(order, min(self.steps_per_epoch(), len(train))):
+        for rows in torch.tensor_split(order, min(self._epoch_batches(), len(train))):
             clean = train.inputs[rows]
             draw = torch.from_numpy(rng.random((2, *clean.shape)))
             dropped = draw[0] < options.word_dropout
@@ -295,7 +366,7 @@ class EmbeddingTask(Task):
         counts[:, 0] = 0.0  # padding is no token
         lengths = counts.sum(1)
         kept = lengths > 0
-        logits = self.decoder(self.model(batch.corrupted.to(device)).float())
+        logits = self.step_decoder(self.model(batch.corrupted.to(device)).float())
         losses = torch.nn.functional.cross_entropy(logits[kept], counts[kept] / lengths[kept, None], reduction="none")
         weight = int(kept.sum())
         return StepOutput(loss=losses.sum() / max(weight, 1), weight=weight, items=int(clean.shape[0]))
@@ -304,6 +375,9 @@ class EmbeddingTask(Task):
         config, train = self.config, self.splits["train"]
         x = train.inputs
         objective, loss_fn = config.objective, self.loss_fn
+        if isinstance(batch, _Filler):
+            step = self.training_step(batch.batch, device, amp_dtype)
+            return StepOutput(loss=step.loss * 0.0, weight=0.0, items=0)
         if isinstance(batch, _Corrupted):
             return self._reconstruction_step(batch, device)
         if objective == "classes":
@@ -313,7 +387,8 @@ class EmbeddingTask(Task):
         if objective == "starspace":
             rows, negatives = batch
             items = self.model(x[rows].to(device)).float()
-            entities = self.model.entity_vectors().float()
+            # in a step the model is the loop's DDP wrapper: the table is the wrapped model's
+            entities = getattr(self.model, "module", self.model).entity_vectors().float()
             positive = (items * entities[train.classes[rows].to(device)]).sum(-1, keepdim=True)
             negative = (items.unsqueeze(1) * entities[negatives.to(device)]).sum(-1)
             loss = loss_fn(positive.expand_as(negative), negative, torch.ones_like(negative))
