@@ -30,10 +30,10 @@ pre-training corruptions alike) and trains on its share, whole batches dealt rou
 :func:`shard_batches`: at step ``s`` rank ``r`` takes batch ``s * W + r``, so one step of ``W``
 ranks covers ``W`` consecutive batches of the single-process epoch, DDP averaging their
 gradients. The pre-training decoder trains under its own ``DistributedDataParallel``, so every
-rank keeps the same decoder. Validation runs the whole retrieval on every rank (the embeddings
-and metrics are identical there); the loop's reduction sums ``W`` equal copies of each metric's
-sum and count, whose ratio is the single-process mean (exactly so for ``W`` a power of 2, up to
-one float64 rounding otherwise). Test metrics, baselines and the report are rank 0's.
+rank keeps the same decoder. Validation shards the queries: every rank embeds the whole split
+(the index), rank ``r`` ranks it for items ``r, r + W, ...`` only, and the loop all-reduces each
+metric's float64 sum and count over the disjoint shards: the single-process mean up to the
+order of summation. Test metrics, baselines and the report are rank 0's, in full.
 """
 
 from __future__ import annotations
@@ -409,11 +409,12 @@ class EmbeddingTask(Task):
         return StepOutput(loss=loss, weight=len(batch), items=3 * len(batch))
 
     # ------------------------------------------------------------------ evaluation
-    def _retrieval(self, vectors: torch.Tensor, items: ItemSet, entities: Optional[torch.nn.Module]) -> Evaluation:
+    def _retrieval(self, vectors: torch.Tensor, items: ItemSet, entities: Optional[torch.nn.Module], query_rows: Optional[torch.Tensor] = None) -> Evaluation:
         """Retrieval metrics of ``items`` as ``vectors`` among themselves (relevant: a shared label
         when the items have labels, else the same class) or, given an entity model (StarSpace),
-        each item ranking every class's entity vector."""
-        options = {"similarity_kind": self.config.evaluation.similarity, "empty": self.config.evaluation.empty}
+        each item ranking every class's entity vector; the sums and counts of the queries
+        ``query_rows`` only, when given (the index stays every item)."""
+        options = {"similarity_kind": self.config.evaluation.similarity, "empty": self.config.evaluation.empty, "query_rows": query_rows}
         if entities is not None:
             index = entities.entity_vectors().detach().float().cpu()
             return retrieval_metrics(vectors, items.classes, self.metric_names, index=index, index_classes=torch.arange(index.shape[0]), **options)
@@ -424,8 +425,14 @@ class EmbeddingTask(Task):
         return model if self.config.objective == "starspace" else None
 
     def evaluate(self, split: str, device: torch.device, amp_dtype: Optional[torch.dtype]) -> Optional[Evaluation]:
+        """The retrieval metrics of ``split``; under torchrun the sums and counts of this rank's
+        queries, items ``rank, rank + W, ...`` (every item embedded: the index is the whole split)."""
         items = self.splits.get(split)
-        return None if items is None else self._retrieval(self._encoder_of(self.model)(items), items, self._entities(self.model))
+        if items is None:
+            return None
+        context = current_context()
+        queries = torch.arange(context.rank, len(items), context.world_size) if context.enabled else None
+        return self._retrieval(self._encoder_of(self.model)(items), items, self._entities(self.model), queries)
 
     def final_metrics(self, folder: Any, device: torch.device, amp_dtype: Optional[torch.dtype]) -> Dict[str, Dict[str, float]]:
         test = self.splits.get("test")

@@ -133,6 +133,7 @@ def retrieval_values(
     similarity_kind: str = "cosine",
     empty: str = "zero",
     chunk: Optional[int] = None,
+    query_rows: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Per-query retrieval metrics ``[Q, M]`` (float64), columns in the order of ``metrics``.
 
@@ -149,11 +150,16 @@ def retrieval_values(
         similarity_kind: ``"cosine"``, ``"dot"`` or ``"euclidean"`` (see :func:`similarity`).
         empty: value of a query with no relevant item: ``"zero"``, ``"one"`` or ``"skip"`` (NaN).
         chunk: queries per block (default: about ``2^24 / N``).
+        query_rows: ``[Q']`` rows of ``queries`` to evaluate, in this order (default: every row);
+            the index is unchanged (without ``index``: all of ``queries``, each evaluated row's
+            own left out), so each row gets its value of the whole evaluation (up to the last
+            bit of a similarity computed in another block) and disjoint row sets covering the
+            queries split the evaluation's sums (a sharded evaluation).
 
     Raises:
         ValueError: bad shapes, non-finite embeddings, labels neither ``[N]`` integer nor
             ``[N, L]`` 0/1, query and index labels of different kinds, an unknown metric,
-            similarity or rule.
+            similarity or rule, ``query_rows`` not a 1-d integer tensor of rows of ``queries``.
     """
     names = [canonical_retrieval_metric(name) for name in metrics]
     check_choice("empty", empty, EMPTY_RULES)
@@ -172,6 +178,11 @@ def retrieval_values(
         raise ValueError(
             f"query labels {tuple(query_classes.shape)} and index labels {tuple(index_classes.shape)} must be both classes [N] or both multi-hot [N, L] with the same L"
         )
+    if query_rows is None:
+        query_rows = torch.arange(queries.shape[0], device=queries.device)
+    elif query_rows.dim() != 1 or query_rows.is_floating_point() or bool(((query_rows < 0) | (query_rows >= queries.shape[0])).any()):
+        raise ValueError(f"query_rows must be a 1-d integer tensor of rows 0..{queries.shape[0] - 1} of queries")
+    query_rows = query_rows.to(device=queries.device, dtype=torch.long)
     n_index = index.shape[0]
     length = n_index - 1 if exclude_self else n_index
     if chunk is None:
@@ -182,16 +193,17 @@ def retrieval_values(
     discounts = 1.0 / torch.log2(torch.arange(2, length + 2, dtype=torch.float64, device=queries.device))
     # ideal DCG@k of R relevant items = sum of the first min(R, k) discounts
     ideal_prefix = torch.cat([torch.zeros(1, dtype=torch.float64, device=queries.device), torch.cumsum(discounts, 0)])
-    out = torch.empty(queries.shape[0], len(specs), dtype=torch.float64, device=queries.device)
+    out = torch.empty(query_rows.shape[0], len(specs), dtype=torch.float64, device=queries.device)
     if index_classes.dim() == 2:
         index_classes = index_classes.to(torch.float32).to_sparse()
-    for start in range(0, queries.shape[0], chunk):
-        stop = min(start + chunk, queries.shape[0])
-        scores = similarity(queries[start:stop], index, similarity_kind)
-        relevant = _relevance(query_classes[start:stop], index_classes)
+    for start in range(0, query_rows.shape[0], chunk):
+        stop = min(start + chunk, query_rows.shape[0])
+        block = query_rows[start:stop]
+        scores = similarity(queries[block], index, similarity_kind)
+        relevant = _relevance(query_classes[block], index_classes)
         if exclude_self:
             rows = torch.arange(stop - start, device=queries.device)
-            own = rows + start
+            own = block
             # the query's own row ranks after every finite similarity and drops out of the list
             scores[rows, own] = -math.inf
             relevant[rows, own] = False

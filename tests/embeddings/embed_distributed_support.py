@@ -3,7 +3,8 @@
 
 Run as a script, ``python embed_distributed_support.py CONFIG.json OUT_DIR``, it is one rank of a
 job (RANK, WORLD_SIZE, ... from the environment): it trains the config and writes
-``OUT_DIR/rank<R>.pt`` with the weights after the last epoch (model and pre-training decoder),
+``OUT_DIR/rank<R>.pt`` with the weights and the history record of the last epoch (model and
+pre-training decoder),
 the rows of every batch it trained on per epoch (``None`` for a filler step), its
 ``steps_per_epoch`` and, on rank 0, the run's final metrics.
 """
@@ -126,6 +127,7 @@ def main() -> None:
     last: Dict[str, Any] = {}
 
     def keep(epoch: int, record: Mapping[str, Any]) -> None:
+        last["record"] = dict(record)
         last["model"] = {name: tensor.detach().clone() for name, tensor in task.model.state_dict().items()}
         last["decoder"] = None if task.decoder is None else {name: tensor.detach().clone() for name, tensor in task.decoder.state_dict().items()}
 

@@ -21,6 +21,7 @@ import torch
 import ltrkit.embeddings.job as job
 from ltrkit.embeddings.config import example_config, load_embed_config
 from ltrkit.embeddings.job import EmbeddingTask, _Filler, shard_batches, train_embeddings
+from ltrkit.embeddings.retrieval import retrieval_values
 from ltrkit.training.distributed import DistributedContext
 from tests.embeddings.embed_distributed_support import batch_rows, emulated_ranks, run_ranks
 
@@ -133,6 +134,37 @@ def test_a_filler_step_learns_nothing(tmp_path):
     assert all(parameter.grad is None or not parameter.grad.any() for parameter in task.parameters())
 
 
+def test_query_rows_split_a_retrieval_evaluation_exactly():
+    generator = torch.Generator().manual_seed(0)
+    vectors = torch.randn(23, 4, generator=generator)
+    classes = torch.randint(0, 4, (23,), generator=generator)
+    labels = torch.rand(23, 3, generator=generator) < 0.4
+    entities = torch.randn(4, 4, generator=generator)
+    metrics = ["recall@3", "map", "mrr", "ndcg@5", "p@2"]
+    for relevance, options in ((classes, {}), (labels, {"empty": "skip"}), (classes, {"index": entities, "index_classes": torch.arange(4)})):
+        whole = retrieval_values(vectors, relevance, metrics, **options)
+        rows = torch.tensor([20, 3, 7, 0])
+        torch.testing.assert_close(retrieval_values(vectors, relevance, metrics, query_rows=rows, chunk=3, **options), whole[rows], equal_nan=True)
+    with pytest.raises(ValueError, match="query_rows must be a 1-d integer tensor of rows 0..22 of queries"):
+        retrieval_values(vectors, classes, metrics, query_rows=torch.tensor([23]))
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_sharded_validation_sums_to_the_whole_split(tmp_path, monkeypatch, world_size):
+    task = EmbeddingTask(load_embed_config(clusters_config(tmp_path, "unused")))
+    task.prepare(None)
+    task.build(torch.device("cpu"))
+    whole = task.evaluate("vali", torch.device("cpu"), None)
+    shards = []
+    for rank in range(world_size):
+        _fake_rank(monkeypatch, rank, world_size)
+        shards.append(task.evaluate("vali", torch.device("cpu"), None))
+    assert [shard.counts["map"] for shard in shards] == [len(range(rank, 72, world_size)) for rank in range(world_size)]
+    for name in whole.sums:
+        assert sum(shard.counts[name] for shard in shards) == whole.counts[name]
+        assert sum(shard.sums[name] for shard in shards) == pytest.approx(whole.sums[name], rel=1e-12)
+
+
 def _assert_same(first: Dict[str, torch.Tensor], second: Dict[str, torch.Tensor], **tolerance: float) -> None:
     assert first.keys() == second.keys()
     for name in first:
@@ -162,6 +194,18 @@ def test_two_processes_keep_one_model_and_train_on_their_shards(clusters):
         seen = [rank["seen"][epoch] for rank in ranks]
         assert len(seen[0]) == len(seen[1]) == 8 and seen[1][-1] is None
         assert [rows for step in zip(*seen) for rows in step if rows is not None] == whole
+
+
+def test_sharded_validation_is_the_final_model_s(clusters):
+    base, ranks, _ = clusters
+    task = EmbeddingTask(load_embed_config(clusters_config(base, "unused")))
+    task.prepare(None)
+    task.build(torch.device("cpu"))
+    task.model.load_state_dict(ranks[0]["model"])
+    expected = task.evaluate("vali", torch.device("cpu"), None).means
+    for rank in ranks:
+        assert rank["record"]["vali_map"] == pytest.approx(expected["map"], rel=1e-12)
+        assert rank["record"]["vali_p@1"] == pytest.approx(expected["p@1"], rel=1e-12)
 
 
 def test_two_processes_average_the_gradients_of_their_batches(clusters):
