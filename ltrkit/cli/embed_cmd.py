@@ -65,7 +65,8 @@ def train_command(
         "ltrkit embed", train_embeddings, resume_embeddings,
         config=example_config(example) if example is not None else config, set_=set_, resume=resume, name=name, overwrite=overwrite, device=device, quiet=quiet,
     )
-    if quiet:
+    # under torchrun only rank 0 has a report, and only it prints the summary
+    if quiet and result.report:
         split = "test" if "test" in result.metrics else "vali"
         stop = result.report["early_stopping_metric"].split("_", 1)[1]
         value = result.metrics.get(split, {}).get(stop)
