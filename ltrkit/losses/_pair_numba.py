@@ -1,26 +1,31 @@
-"""CPU fast path of the fused pair kernel: one numba pass over each list's pairs.
+"""CPU fast path of the pair losses: one numba call per batch from raw scores to lambdas.
 
-:func:`ltrkit.losses._pairwise_kernels.lambda_value_and_lambdas` computes, for each list, a
-weighted logistic pair cost and its gradient with respect to the scores (the lambdas). On CPU its
-torch form spends about a dozen elementwise passes per block of pairs, and on the short lists of
-training batches (tens of documents) mostly per-op dispatch. :func:`pair_value_and_lambdas` walks
-each list's unordered pairs once instead: the score gap, the weight (gain gap times the position
-term, computed from the ``[L]`` discount and rank-gap vectors) and ``e = exp(-|z|)``, from which
-both ``sigmoid(z)`` and ``softplus(z) = max(z, 0) + log1p(e)`` follow (stable for any ``z``), all
-in float64. ``e`` is the ratio ``min(E_i, E_j) / max(E_i, E_j)`` of per-document exponentials
-``E = exp(sigma s - c)`` (one ``exp`` per document, not per pair; lists whose scores spread over
-more than 700 take ``exp`` per pair) and ``log1p(e) = 2 atanh(e / (2 + e))`` a short series
-(relative error below ``1e-10``): the pair loop calls no libm function, which would cost more
-than the rest of the pair.
+RankNet (without ties), LambdaRank and the symmetric LambdaLoss weightings spend, on the short
+lists of training batches, most of their CPU time outside the pairs: two sorts, gathers, the
+ideal DCG, gain normalisation and pair counts, a dozen small torch ops each paying dispatch.
+:func:`ranked_pair_loss` does all of it per list in compiled code: it gathers the list's real
+documents, puts them in rank order (a stable sort by descending score, ties in input order, as
+:func:`ltrkit.metrics.ranking.sort_order`), computes ``G / IDCG@k`` from a sort of the labels,
+walks the pairs once, counts them, and scatters the lambdas back to the input positions.
+
+The pair loop is written to vectorise (SIMD over ``j``): it reads only contiguous per-list
+arrays, writes each pair's lambda to a scratch row that a second loop subtracts (a
+read-modify-write of the lambdas inside the pair loop defeats LLVM's alias checks), and does no
+libm call: ``e = exp(-|z|)`` is the ratio ``min(E_i, E_j) / max(E_i, E_j)`` of per-document
+exponentials ``E = exp(sigma s - c)`` (a list whose scores spread over more than 700, a diverged
+model, takes the torch path), ``log1p(e) = 2 atanh(e / (2 + e))`` a short series (relative error below ``1e-10``),
+and ``sigmoid`` and the series share one division. Everything is computed in float64.
 
 Threads: at ``torch.get_num_threads() == 1`` a serial build runs; otherwise lists run in
 parallel (``prange``, ``nogil``) on that many numba threads. Each list is summed by one thread in
 a fixed order, so the result does not depend on the thread count.
 
-The kernels trust nothing: they check every array shape against the scores' ``[B, L]`` (and
-``top <= L``) before reading, return an error code instead of raising, and the caller turns the
-code into a ``ValueError``. Compiled on first use per dtype and build and cached on disk
-(``cache=True``).
+The kernel trusts nothing: it checks every array shape against the scores' ``[B, L]`` (and
+``top <= L``) before reading and returns an error code instead of raising; the caller turns the
+code into a ``ValueError``. A list with a non-finite real score, or scores spread over more than
+700, is flagged (its pair count is -1) and the caller takes the torch path, whose NaN/inf
+semantics are the reference. Compiled on first
+use and cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
@@ -38,19 +43,19 @@ from numba import njit, prange
 OK = 0
 BAD_SHAPE = 1
 BAD_TOP = 2
-SHORT_DISCOUNTS = 3
-SHORT_RANK_GAPS = 4
+SHORT_VECTORS = 3
 
 _MESSAGES = {
-    BAD_SHAPE: "the inputs and outputs must have the shape of the scores (labels)",
+    BAD_SHAPE: "labels, mask and outputs must have the shape of the scores",
     BAD_TOP: "top must lie in [0, L]",
-    SHORT_DISCOUNTS: "discounts must hold at least L values (or none)",
-    SHORT_RANK_GAPS: "rank_gaps must hold at least L values (or none)",
+    SHORT_VECTORS: "the position vectors must hold at least L values",
 }
 
-#: dtypes the kernel is compiled for (one signature each)
-DTYPES = (torch.float32, torch.float64)
+#: the pair weights' per-document quantity ``g``: the labels themselves, or ``gain(l) / IDCG@k``
+GAINS = {"labels": 0, "exp2": 1, "linear": 2}
 
+#: dtypes the kernel serves
+DTYPES = (torch.float32, torch.float64)
 
 # Value-safe fast-math flags (no nnan/ninf: NaN and infinite scores propagate as in torch) and
 # numpy's error model (no zero-division checks in the pair loop)
@@ -59,82 +64,137 @@ _FASTMATH = {"nsz", "arcp", "contract", "reassoc", "afn"}
 _EXP_SPREAD = 350.0
 
 
-def _pair_lists(scores, gains, valid, discounts, rank_gaps, uniform, top, signs_only, sigma, max_gap, max_cost, scale, value, lambdas):
+@njit(nogil=True, cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+def _pair_row(i, n, x, shifted, gains, labels, discounts, rank_gaps, uniform, signs_only, max_gap, max_cost, scratch):
+    """Pairs ``(i, j)``, ``i < j < n``, of one list in rank order: their summed weighted cost,
+    the lambda of ``i`` (each ``j``'s, negated, left in ``scratch[j]``) and how many have
+    different labels."""
+    x_i = x[i]
+    gain_i = gains[i]
+    label_i = labels[i]
+    discount_i = discounts[i]
+    exp_i = shifted[i]
+    total = 0.0
+    row = 0.0
+    pairs = 0
+    # unsigned indices: numba then emits no negative-index wraparound, which turns every load of
+    # the vectorised loop into a gather
+    first = np.uint64(i + 1)
+    end = np.uint64(n)
+    for j in range(first, end):
+        gap = gains[j] - gain_i
+        if signs_only:
+            weight = (1.0 if gap > 0 else 0.0) - (1.0 if gap < 0 else 0.0)
+        else:
+            weight = gap * (uniform + abs(discount_i - discounts[j]) + rank_gaps[j - np.uint64(i)])
+        # z: the logistic argument of ranking the more relevant of the two lower
+        difference = x_i - x[j]
+        z = -difference if weight < 0 else difference
+        tail = min(exp_i, shifted[j]) / max(exp_i, shifted[j])
+        # log1p(e) = 2 atanh(t), t = e / (2 + e) <= 1/3 for e = exp(-|z|) in (0, 1]: no
+        # cancellation, and the series to t^19 has relative error < 2e-11. One division serves
+        # t and sigmoid(z) = (1 or e) / (1 + e)
+        inverse = 1.0 / ((1.0 + tail) * (2.0 + tail))
+        t = tail * (1.0 + tail) * inverse
+        t2 = t * t
+        log1p_tail = 2.0 * t * (1.0 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 * (1.0 / 9 + t2 * (
+            1.0 / 11 + t2 * (1.0 / 13 + t2 * (1.0 / 15 + t2 * (1.0 / 17 + t2 / 19)))))))))
+        clamped = z > max_gap
+        cost = max_cost if clamped else max(z, 0.0) + log1p_tail
+        sigmoid = (1.0 if z >= 0 else tail) * (2.0 + tail) * inverse
+        grad = 0.0 if clamped else weight * sigmoid
+        total += abs(weight) * cost
+        row += grad
+        scratch[j] = grad
+    # counted in a loop of its own: inside the pair loop the count keeps LLVM from vectorising it
+    for j in range(first, end):
+        pairs += labels[j] != label_i
+    return total, row, pairs
+
+
+def _pair_lists(scores, labels, valid, ideal_discounts, discounts, rank_gaps, by_score, gain, cutoff, uniform, top, signs_only, sigma, max_gap, max_cost, scale, value, lambdas, pairs):
     batch, length = scores.shape
     if (
-        gains.shape != scores.shape or valid.shape != scores.shape or lambdas.shape != scores.shape
-        or value.shape[0] != batch
+        labels.shape != scores.shape or valid.shape != scores.shape or lambdas.shape != scores.shape
+        or value.shape[0] != batch or pairs.shape[0] != batch
     ):
         return BAD_SHAPE
     if top < 0 or top > length:
         return BAD_TOP
-    if discounts.shape[0] < length:
-        return SHORT_DISCOUNTS
-    if rank_gaps.shape[0] < length:
-        return SHORT_RANK_GAPS
+    if ideal_discounts.shape[0] < length or discounts.shape[0] < length or rank_gaps.shape[0] < length:
+        return SHORT_VECTORS
     factor = sigma * scale
-    # exp(-|x_i - x_j|) = min(E_i, E_j) / max(E_i, E_j) with E = exp(x - c) per document: one exp
-    # per document and a division per pair
-    shifted = np.empty((batch, length))
     for b in prange(batch):
-        total = 0.0
-        end = 0  # one past the last real document: padding after it holds no pair
-        low = math.inf
-        high = -math.inf
+        # the list's real documents, in input order, then in rank order
+        index = np.empty(length, dtype=np.int64)
+        n = 0
+        finite = True
         for j in range(length):
             lambdas[b, j] = 0.0
-            if valid[b, j] != 0:
-                end = j + 1
-                x = sigma * scores[b, j]
-                low = min(low, x)
-                high = max(high, x)
-        # centred on the midpoint, E stays within exp(+-350) when the spread is below 700; wider
-        # lists (no training batch has them) take exp per pair
-        direct = not high - low < 2 * _EXP_SPREAD
-        centre = 0.5 * (low + high) if end > 0 and not direct else 0.0
-        for j in range(end):
-            shifted[b, j] = math.exp(sigma * scores[b, j] - centre) if valid[b, j] != 0 and not direct else 1.0
-        for i in range(min(top, end)):
-            if valid[b, i] == 0:
-                continue
-            score_i = scores[b, i]
-            gain_i = gains[b, i]
-            discount_i = discounts[i]
-            exp_i = shifted[b, i]
-            row = 0.0
-            for j in range(i + 1, end):
-                real = valid[b, j] != 0
-                # padding and equal gains give weight 0: the pair adds nothing
-                gap = (gains[b, j] - gain_i) if real else 0.0
-                if signs_only:
-                    weight = (1.0 if gap > 0 else 0.0) - (1.0 if gap < 0 else 0.0)
-                else:
-                    weight = gap * (uniform + abs(discount_i - discounts[j]) + rank_gaps[j - i])
-                # z: the logistic argument of ranking the more relevant of the two lower
-                difference = sigma * (score_i - (scores[b, j] if real else 0.0))
-                z = -difference if weight < 0 else difference
-                exp_j = shifted[b, j] if real else 1.0
-                if direct:
-                    tail = math.exp(-abs(z))
-                else:
-                    tail = min(exp_i, exp_j) / max(exp_i, exp_j)
-                # log1p(e) = 2 atanh(e / (2 + e)) for e = exp(-|z|) in (0, 1]: t <= 1/3, no
-                # cancellation; the series to t^19 has relative error < 2e-11
-                t = tail / (2.0 + tail)
-                t2 = t * t
-                log1p_tail = 2.0 * t * (1.0 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 * (1.0 / 9 + t2 * (
-                    1.0 / 11 + t2 * (1.0 / 13 + t2 * (1.0 / 15 + t2 * (1.0 / 17 + t2 / 19)))))))))
-                clamped = z > max_gap
-                cost = max_cost if clamped else max(z, 0.0) + log1p_tail
-                sigmoid = (1.0 if z >= 0 else tail) / (1.0 + tail)
-                grad = 0.0 if clamped else weight * sigmoid
-                total += abs(weight) * cost
-                row += grad
-                lambdas[b, j] -= grad
-            lambdas[b, i] += row
+            if valid[b, j]:
+                finite = finite and math.isfinite(scores[b, j])
+                index[n] = j
+                n += 1
+        value[b] = 0.0
+        pairs[b] = 0
+        if not finite:
+            pairs[b] = -1
+            continue
+        if by_score:
+            keys = np.empty(n)
+            for p in range(n):
+                keys[p] = -scores[b, index[p]]
+            index[:n] = index[:n][np.argsort(keys, kind="mergesort")]
+        x = np.empty(n)
+        ranked_labels = np.empty(n)
+        gains = np.empty(n)
+        low = math.inf
+        high = -math.inf
+        for p in range(n):
+            x[p] = sigma * scores[b, index[p]]
+            low = min(low, x[p])
+            high = max(high, x[p])
+            ranked_labels[p] = labels[b, index[p]]
+        has_idcg = True
+        if gain == 0:
+            gains[:] = ranked_labels
+        else:
+            ideal = np.sort(ranked_labels)
+            idcg = 0.0
+            for p in range(min(cutoff, n)):
+                label = ideal[n - 1 - p]
+                idcg += ((2.0**label - 1.0) if gain == 1 else label) * ideal_discounts[p]
+            has_idcg = idcg > 0
+            for p in range(n):
+                label = ranked_labels[p]
+                gains[p] = ((2.0**label - 1.0) if gain == 1 else label) / idcg if has_idcg else 0.0
+        # exp(-|x_i - x_j|) = min(E_i, E_j) / max(E_i, E_j) with E = exp(x - c): one exp per
+        # document. Centred on the midpoint, E stays within exp(+-350) while the spread is below
+        # 700; a wider list (a diverged model) is flagged for the torch path
+        if not high - low < 2 * _EXP_SPREAD and n > 1:
+            pairs[b] = -1
+            continue
+        centre = 0.5 * (low + high) if n > 0 else 0.0
+        shifted = np.empty(n)
+        for p in range(n):
+            shifted[p] = math.exp(x[p] - centre)
+        lambda_ranked = np.zeros(n)
+        scratch = np.empty(n)
+        total = 0.0
+        count = 0
+        for i in range(min(top, n)):
+            cost, row, found = _pair_row(
+                i, n, x, shifted, gains, ranked_labels, discounts, rank_gaps, uniform, signs_only, max_gap, max_cost, scratch
+            )
+            total += cost
+            count += found
+            lambda_ranked[i] += row
+            for j in range(np.uint64(i + 1), np.uint64(n)):
+                lambda_ranked[j] -= scratch[j]
         value[b] = total * scale
-        for j in range(length):
-            lambdas[b, j] *= factor
+        pairs[b] = count if has_idcg else 0
+        for p in range(n):
+            lambdas[b, index[p]] = lambda_ranked[p] * factor
     return OK
 
 
@@ -153,51 +213,13 @@ _pair_kernel_serial = _build("_pair_lists_serial", parallel=False)
 _pair_kernel_parallel = _build("_pair_lists_parallel", parallel=True)
 
 
-@njit(nogil=True, cache=True)
-def _count_kernel(labels, valid, top, counts):
-    batch, length = labels.shape
-    if valid.shape != labels.shape or counts.shape[0] != batch:
-        return BAD_SHAPE
-    if top < 0 or top > length:
-        return BAD_TOP
-    for b in range(batch):
-        pairs = 0
-        end = 0
-        for j in range(length):
-            if valid[b, j] != 0:
-                end = j + 1
-        for i in range(min(top, end)):
-            if valid[b, i] == 0:
-                continue
-            label_i = labels[b, i]
-            for j in range(i + 1, end):
-                pairs += (valid[b, j] != 0) & (labels[b, j] != label_i)
-        counts[b] = pairs
-    return OK
-
-
-def count_pairs(labels: torch.Tensor, valid: torch.Tensor, top: int) -> torch.Tensor:
-    """Pairs ``i < j`` of real documents with different labels and ``i < top``, per list ``[B]``
-    (int64), by a double loop: ``O(B L top)``, for short lists (a sort counts long ones faster).
-    ``labels`` float32/float64 on CPU, ``valid`` of its shape (any dtype, nonzero = real).
-
-    Raises:
-        ValueError: ``valid`` not of the shape of ``labels`` ``[B, L]``, ``top`` outside ``[0, L]``.
-    """
-    counts = np.empty(labels.shape[0], dtype=np.int64)
-    code = _count_kernel(_array(labels, labels.dtype, 0), _array(valid, labels.dtype, 0), int(top), counts)
-    if code != OK:
-        raise ValueError(f"pair count: {_MESSAGES[code]} (labels {tuple(labels.shape)}, top {top})")
-    return torch.from_numpy(counts)
-
-
 def applies(scores: torch.Tensor) -> bool:
     """Whether the numba kernel serves ``scores``: a CPU float32/float64 tensor."""
     return scores.device.type == "cpu" and scores.dtype in DTYPES
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
+def _numba_threads(threads: int) -> Iterator[None]:
     """Run numba's parallel loops on ``threads`` threads (at most numba's pool)."""
     before = numba.get_num_threads()
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
@@ -207,66 +229,81 @@ def _torch_threads(threads: int) -> Iterator[None]:
         numba.set_num_threads(before)
 
 
-def _array(tensor: Optional[torch.Tensor], dtype: torch.dtype, length: int) -> np.ndarray:
+def _array(tensor: Optional[torch.Tensor], length: int, dtype: type = np.float64) -> np.ndarray:
     """``tensor`` as a contiguous numpy array of ``dtype``; None: ``length`` zeros."""
     if tensor is None:
-        return np.zeros(length, dtype=np.float64 if dtype == torch.float64 else np.float32)
-    if tensor.dtype != dtype or not tensor.is_contiguous():
-        tensor = tensor.to(dtype).contiguous()
-    return tensor.detach().numpy()
+        return np.zeros(length, dtype=dtype)
+    return np.ascontiguousarray(tensor.detach().numpy(), dtype=dtype)
 
 
-def pair_value_and_lambdas(
+def ranked_pair_loss(
     scores: torch.Tensor,
-    gains: torch.Tensor,
-    valid: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor,
     *,
     sigma: float,
     top: int,
+    by_score: bool = True,
+    gain: str = "labels",
+    k: Optional[int] = None,
     discounts: Optional[torch.Tensor] = None,
     rank_gaps: Optional[torch.Tensor] = None,
     signs_only: bool = False,
     max_cost: Optional[float] = None,
     scale: float = 1.0,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    r"""Value ``[B]`` and lambdas ``[B, L]`` of the weighted logistic pair cost, in one numba pass.
+) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    r"""Value ``[B]``, lambdas ``[B, L]`` and pair counts ``[B]`` of a weighted logistic pair cost.
+
+    Each list's real documents (``mask``) are put in rank order (``by_score``: descending score,
+    ties in input order; otherwise input order) at positions ``p = 0..n-1``; then
 
     .. math::
-        w_{ij} = (g_j - g_i)\, T_{ij},\quad T_{ij} = |d_i - d_j| + t_{|i - j|},\quad
-        \mathrm{value} = s \sum_{\{i, j\}} |w_{ij}| \min(\mathrm{softplus}(z_{ij}), c),\quad
+        w_{ij} = (g_j - g_i)\, T_{ij},\quad T_{ij} = |d_i - d_j| + t_{j - i},\quad
+        \mathrm{value} = s \sum_{i < j,\ i < top} |w_{ij}| \min(\mathrm{softplus}(z_{ij}), c),\quad
         z_{ij} = \mathrm{sign}(w_{ij})\, \sigma (s_i - s_j)
 
-    over unordered pairs ``i < j`` of real documents (``valid != 0``) with ``i < top``; the
-    ``|d_i - d_j|`` term is present when ``discounts`` (``[>= L]``) is given, ``t`` when
-    ``rank_gaps`` (``[>= L]``, indexed by the position gap) is, and ``T = 1`` when neither is.
-    ``signs_only`` weighs a pair by ``sign(g_j - g_i)``. ``lambda_i = s \sigma \sum_j w_{ij}
-    \mathrm{sigmoid}(z_{ij})`` over unclamped pairs, ``-`` the same for ``j``. The semantics of
-    :func:`ltrkit.losses._pairwise_kernels.lambda_value_and_lambdas` (which calls this on CPU).
+    over positions ``i < j`` with ``i < top``. ``g`` is the label (``gain="labels"``) or
+    ``gain(l) / IDCG@k`` (``"exp2"``: ``2^l - 1``, ``"linear"``: ``l``; IDCG@k over the list's
+    ideal order, ``k`` None: the whole list; a list with ``IDCG@k <= 0`` has ``g = 0`` and no
+    pair). The ``|d_i - d_j|`` term is present when ``discounts`` (``[>= L]``, by position) is
+    given, ``t`` when ``rank_gaps`` (``[>= L]``, by position gap) is, and ``T = 1`` when neither
+    is. ``signs_only`` weighs a pair by ``sign(g_j - g_i)``. ``c = max_cost`` (None: infinite)
+    clamps a pair's cost, and a clamped pair has gradient 0. The lambdas ``s \sigma \sum_j
+    w_{ij} \mathrm{sigmoid}(z_{ij})`` (``-`` the same for ``j``) are the value's gradient with
+    respect to the scores, at the documents' input positions (0 at padding). The count is the
+    number of those pairs whose labels differ (0 where ``IDCG@k <= 0``).
 
-    Computed in float64 and returned in the scores' dtype (float32 or float64, CPU).
+    ``scores`` float32 or float64 on CPU; ``labels`` of its shape (cast to float64), ``mask``
+    bool. Returns tensors in the scores' dtype (counts int64), or None when a real score is NaN
+    or infinite: the caller then takes the torch path, whose NaN/inf semantics are the
+    reference (also when the scores of a list spread over more than ``700 / sigma``).
 
     Raises:
         ValueError: shapes that disagree with ``scores`` ``[B, L]``, ``top`` outside
             ``[0, L]``, position vectors shorter than ``L``.
     """
     dtype = scores.dtype
-    batch = scores.shape[0]
+    batch, length = scores.shape
     value = np.empty(batch, dtype=np.float64)
-    lambdas = np.empty(tuple(scores.shape), dtype=np.float64)
+    lambdas = np.empty((batch, length), dtype=np.float64)
+    pairs = np.empty(batch, dtype=np.int64)
     max_gap = math.inf if max_cost is None else math.log(math.expm1(max_cost))
-    length = scores.shape[-1]
     uniform = 1.0 if discounts is None and rank_gaps is None else 0.0
+    cutoff = length if k is None else min(int(k), length)
+    ideal_discounts = (1.0 / np.log2(np.arange(length, dtype=np.float64) + 2.0)) if gain != "labels" else np.zeros(length)
     args = (
-        _array(scores, dtype, length), _array(gains, dtype, length), _array(valid, dtype, length),
-        _array(discounts, dtype, length), _array(rank_gaps, dtype, length), uniform, int(top), bool(signs_only),
-        float(sigma), max_gap, math.inf if max_cost is None else float(max_cost), float(scale), value, lambdas,
+        np.ascontiguousarray(scores.detach().numpy()), _array(labels, length), _array(mask, length, np.bool_), ideal_discounts,
+        _array(discounts, length), _array(rank_gaps, length), bool(by_score), GAINS[gain], cutoff, uniform, int(top),
+        bool(signs_only), float(sigma), max_gap, math.inf if max_cost is None else float(max_cost), float(scale), value, lambdas, pairs,
     )
     threads = torch.get_num_threads()
     if threads == 1 or batch == 1:
         code = _pair_kernel_serial(*args)
     else:
-        with _torch_threads(threads):
+        with _numba_threads(threads):
             code = _pair_kernel_parallel(*args)
     if code != OK:
         raise ValueError(f"pair kernel: {_MESSAGES[code]} (scores {tuple(scores.shape)}, top {top})")
-    return torch.from_numpy(value).to(dtype), torch.from_numpy(lambdas).to(dtype)
+    if (pairs < 0).any():
+        return None
+    return torch.from_numpy(value).to(dtype), torch.from_numpy(lambdas).to(dtype), torch.from_numpy(pairs)

@@ -7,10 +7,9 @@ with respect to the scores). :class:`LambdaFunction` computes both in forward an
 lambdas; backward is one multiplication. One kernel, :func:`lambda_value_and_lambdas`, serves
 RankNet (sign weights), LambdaRank (``|dNDCG|``) and the symmetric LambdaLoss weightings
 (position weights per block): about a dozen elementwise passes per block into reused scratch
-tensors, against about twice that (and an autograd graph over the pairs) before. On CPU
-(float32/float64) batches of up to :data:`NUMBA_MAX_CELLS` pair cells go to the single-pass
-numba kernel of :mod:`ltrkit.losses._pair_numba` instead; GPU, half-precision and longer batches
-keep the torch blocks.
+tensors, against about twice that (and an autograd graph over the pairs) before. These are the
+GPU, half-precision and long-list path: on CPU the losses of :mod:`ltrkit.losses.pairwise` hand
+most batches to the compiled kernel of :mod:`ltrkit.losses._pair_numba` instead.
 
 Shared notation: ``x_ij = sigma * (s_i - s_j)``; for a pair whose first document is the more
 relevant one the RankNet cost is ``softplus(-x_ij) = -log sigmoid(x_ij)`` and
@@ -26,19 +25,11 @@ from typing import Callable, Optional, Tuple
 import torch
 from torch.autograd.function import once_differentiable
 
-from ltrkit.losses import _pair_numba
-
 # Elements per [B, rows, cols] block: 2^18 float32 values (1 MiB per scratch tensor). Small
 # blocks keep a block's temporaries in cache, large ones amortise per-op dispatch; on a 2-core
 # CPU (64 lists, L = 128..1024) 2^18..2^20 timed best among 2^14..2^22, and with the fused
 # kernel (training batches of L = 27..240) 2^15..2^18 time within noise of each other.
 BLOCK_ELEMENTS = 1 << 18
-
-#: Largest ``B * L * top`` handed to the numba kernel. Below it per-op dispatch dominates the
-#: torch blocks and the single pass wins (2-3x on 64 lists of 20 documents); on 64 full lists of
-#: 60-90 documents the two time within 15% of each other either way (numba ahead with position
-#: weights, torch with RankNet's signs), so long batches keep the vectorised torch blocks.
-NUMBA_MAX_CELLS = 1 << 17
 
 #: Default ceiling, in GiB, on the pair tensors one call of a quadratic loss may allocate;
 #: the environment variable ``LTRKIT_PAIR_MEMORY_GIB`` overrides it.
@@ -177,7 +168,6 @@ def lambda_value_and_lambdas(
     padding_last: Optional[bool] = None,
     scale: float = 1.0,
     block_elements: int = BLOCK_ELEMENTS,
-    backend: str = "auto",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     r"""Value ``[B]`` and lambdas ``[B, L]`` of a weighted logistic pair cost, in one pass over the pairs.
 
@@ -196,12 +186,8 @@ def lambda_value_and_lambdas(
     infinite) clamps a pair's cost; a clamped pair has gradient 0. ``lambda_i = sigma *
     sum_j w_ij sigmoid(z_ij) * [softplus(z_ij) < c]`` is the gradient of the value.
 
-    Backends: on CPU float32/float64 tensors with ``B * L * top <= NUMBA_MAX_CELLS``
-    (``backend="auto"``) the numba kernel of :mod:`ltrkit.losses._pair_numba` walks each list's
-    pairs once (no temporaries, padding skipped); elsewhere (GPU, half precision, long batches)
-    or with ``backend="torch"`` one block of pairs costs about a
-    dozen elementwise passes (score gaps, weights, signs, sigmoid, softplus, products and the three
-    sums) into four reused scratch tensors.
+    One block of pairs costs about a dozen elementwise passes (score gaps, weights, signs,
+    sigmoid, softplus, products and the three sums) into four reused scratch tensors.
 
     Args:
         scores: ``[B, L]`` scores (padding any finite value).
@@ -217,16 +203,8 @@ def lambda_value_and_lambdas(
         padding_last: whether every list's padding follows its real documents (True for lists
             in rank order; None: checked here).
         scale: a factor on the value and the lambdas (``1 / ln 2``: costs in bits).
-        block_elements: scratch size per block of the torch backend (values per ``[B, rows, cols]`` tensor).
-        backend: ``"auto"`` (numba where it applies, else torch) or ``"torch"``.
+        block_elements: scratch size per block (values per ``[B, rows, cols]`` tensor).
     """
-    if backend not in ("auto", "torch"):
-        raise ValueError(f"backend must be 'auto' or 'torch', got {backend!r}")
-    if backend == "auto" and _pair_numba.applies(scores) and scores.shape[0] * scores.shape[-1] * top <= NUMBA_MAX_CELLS:
-        return _pair_numba.pair_value_and_lambdas(
-            scores, gains, valid, sigma=sigma, top=top, discounts=discounts, rank_gaps=rank_gaps, signs_only=signs_only,
-            max_cost=max_cost, scale=scale,
-        )
     if padding_last is None:
         padding_last = _is_padding_last(valid)
     scaled = scores.masked_fill(valid == 0, 0.0)
@@ -287,23 +265,20 @@ def ranknet_value_and_lambdas(
     include_ties: bool,
     top: Optional[int] = None,
     block_elements: int = BLOCK_ELEMENTS,
-    backend: str = "auto",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-list RankNet cost summed over unordered pairs ``[B]`` and its lambdas ``[B, L]``.
 
     ``lambda_i = sum_j sigma * (sigmoid(x_ij) - target_ij)`` over the pairs of ``i``. With
     ``top``, only pairs with at least one index below ``top`` count (rows run over ``[0, top)``:
     memory and time ``O(B L top)``); the caller puts the documents in rank order first.
-    Without ties this is :func:`lambda_value_and_lambdas` with ``signs_only`` (``backend`` as
-    there); with ties it runs on torch.
+    Without ties this is :func:`lambda_value_and_lambdas` with ``signs_only``.
     """
     length = scores.shape[-1]
     top = length if top is None else min(top, length)
     valid = mask.to(scores.dtype)
     if not include_ties:
         return lambda_value_and_lambdas(
-            scores, labels * valid, valid, sigma=sigma, top=top, signs_only=True, block_elements=block_elements,
-            backend=backend,
+            scores, labels * valid, valid, sigma=sigma, top=top, signs_only=True, block_elements=block_elements
         )
     scores = scores.masked_fill(~mask, 0.0)
 
@@ -334,7 +309,6 @@ def lambdarank_value_and_lambdas(
     sigma: float,
     top: int,
     block_elements: int = BLOCK_ELEMENTS,
-    backend: str = "auto",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """LambdaRank value ``[B]`` and lambdas ``[B, L]`` for lists already in rank order.
 
@@ -345,8 +319,7 @@ def lambdarank_value_and_lambdas(
     first ``top`` positions can weigh anything, so rows run over ``[0, top)`` only.
     """
     return lambda_value_and_lambdas(
-        scores, gains, valid, sigma=sigma, top=top, discounts=discounts, padding_last=True, block_elements=block_elements,
-        backend=backend,
+        scores, gains, valid, sigma=sigma, top=top, discounts=discounts, padding_last=True, block_elements=block_elements
     )
 
 

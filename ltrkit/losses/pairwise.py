@@ -164,21 +164,12 @@ def _count_pairs(
     return all_pairs - tied
 
 
-# rows x columns up to which the double-loop pair count beats the sort-based one
-_LOOP_COUNT_LIMIT = 1 << 12
-
-
 def _pairs_touching_top(
     labels: torch.Tensor, mask: torch.Tensor, top: int, *, include_ties: bool, ideal: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
 ) -> torch.Tensor:
     """Pairs per list ``[B]`` (int64) with at least one document among the first ``top``
     positions of lists in rank order: all pairs minus those lying wholly below ``top``
-    (``ideal``: :func:`_ideal_order` of the same lists, if the caller has it).
-
-    Without ties, on CPU lists of at most ``_LOOP_COUNT_LIMIT`` candidate pairs, a numba double
-    loop counts them (a handful of torch ops and a sort cost more there)."""
-    if not include_ties and _pair_numba.applies(labels) and labels.shape[-1] * top <= _LOOP_COUNT_LIMIT:
-        return _pair_numba.count_pairs(labels, mask, top)
+    (``ideal``: :func:`_ideal_order` of the same lists, if the caller has it)."""
     n_pairs = _count_pairs(labels, mask, include_ties=include_ties, ideal=ideal)
     if top < labels.shape[-1]:
         outside = mask.clone()
@@ -240,6 +231,32 @@ def _cached_discounts(length: int, k: Optional[int], dtype: torch.dtype, device:
     if k is not None:
         inverse[k:] = 0.0
     return inverse
+
+
+# batches of fewer lists than this, of more pair cells each than that, take the torch blocks
+_FEW_LISTS = 4
+_LONG_LIST_PAIRS = 1 << 20
+
+
+def _compiled_pair_loss(
+    scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, **kernel: object
+) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """Per-list values ``[B]`` (differentiable: the lambdas are their gradient) and pair counts
+    ``[B]`` of :func:`~ltrkit.losses._pair_numba.ranked_pair_loss` on the raw ``[B, L]`` lists, or
+    None where that kernel does not serve (not a CPU float32/float64 tensor, a batch of a few long
+    lists, a non-finite score):
+    the caller then takes the torch path. ``kernel``: its keyword arguments."""
+    batch, length = scores.shape
+    # a few long lists: the torch blocks spread a list's pairs over every thread, the kernel (a
+    # list per thread) would not. Decided by shape alone, so the result never depends on the
+    # thread count
+    if not _pair_numba.applies(scores) or (batch < _FEW_LISTS and length * kernel["top"] > _LONG_LIST_PAIRS):
+        return None
+    result = _pair_numba.ranked_pair_loss(scores.detach(), labels, mask, **kernel)
+    if result is None:
+        return None
+    value, lambdas, n_pairs = result
+    return LambdaFunction.apply(scores, lambda _: (value, lambdas)), n_pairs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -449,7 +466,13 @@ def ranknet_loss(
     check_choice("normalize", normalize, NORMALIZATIONS)
     check_k(k)
     s, l, m, lead = _flatten(scores, labels, mask)
-    if k is None:
+    length = s.shape[-1]
+    compiled = None if include_ties else _compiled_pair_loss(
+        s, l, m, sigma=sigma, top=length if k is None else min(k, length), by_score=k is not None, signs_only=True
+    )
+    if compiled is not None:
+        per_list, n_pairs = compiled
+    elif k is None:
         kernel = partial(ranknet_value_and_lambdas, labels=l, mask=m, sigma=sigma, include_ties=include_ties)
         per_list = LambdaFunction.apply(s, kernel)
         n_pairs = _pairs_touching_top(l, m, l.shape[-1], include_ties=include_ties)
@@ -527,6 +550,14 @@ def lambdarank_loss(
     check_gain(gain)
     check_choice("normalize", normalize, NORMALIZATIONS)
     s, l, m, lead = _flatten(scores, labels, mask)
+    length = s.shape[-1]
+    compiled = _compiled_pair_loss(
+        s, l, m, sigma=sigma, top=length if k is None else min(k, length), gain=gain, k=k,
+        discounts=_cached_discounts(length, k, torch.float64, s.device),
+    )
+    if compiled is not None:
+        per_list, n_pairs = compiled
+        return _reduce(per_list, n_pairs, lead, reduction=reduction, normalize=normalize)
     s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m)
     length = s_sorted.shape[-1]
     ideal = _ideal_order(l, m)
@@ -631,12 +662,12 @@ def lambdaloss(
     s, l, m, lead = _flatten(scores, labels, mask)
     longest = int(m.sum(dim=-1).max()) if m.numel() else 0
     check_pair_memory("lambdaloss", s.shape[0], longest, longest)
-    s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m, longest)
     if weighting in _SYMMETRIC_WEIGHTINGS:
         return _symmetric_lambdaloss(
-            s_sorted, l, m, l_sorted, m_sorted, lead, weighting=weighting, k=k, sigma=sigma, mu=mu, gain=gain, eps=eps,
-            reduction=reduction, normalize=normalize,
+            s, l, m, lead, longest, weighting=weighting, k=k, sigma=sigma, mu=mu, gain=gain, eps=eps, reduction=reduction,
+            normalize=normalize,
         )
+    s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m, longest)
     with torch.no_grad():
         weights, pairs = _lambdaloss_weights(l, m, l_sorted, m_sorted, weighting=weighting, k=k, mu=mu, gain=gain)
     x = sigma * (s_sorted[:, :, None] - s_sorted[:, None, :])
@@ -654,12 +685,11 @@ _SYMMETRIC_WEIGHTINGS = ("ndcg_loss2", "ndcg_loss2pp", "lambdarank", "arp_loss2"
 
 
 def _symmetric_lambdaloss(
-    s_sorted: torch.Tensor,
+    scores: torch.Tensor,
     labels: torch.Tensor,
     mask: torch.Tensor,
-    sorted_labels: torch.Tensor,
-    sorted_mask: torch.Tensor,
     lead: torch.Size,
+    longest: int,
     *,
     weighting: str,
     k: Optional[int],
@@ -670,13 +700,27 @@ def _symmetric_lambdaloss(
     reduction: str,
     normalize: str,
 ) -> torch.Tensor:
-    """LambdaLoss of a weighting in :data:`_SYMMETRIC_WEIGHTINGS` on lists in rank order.
+    """LambdaLoss of a weighting in :data:`_SYMMETRIC_WEIGHTINGS` on ``[B, L]`` lists whose
+    longest holds ``longest`` real documents.
 
     ``w_ij = |G_i - G_j| * T_ij`` with ``T`` depending on the two positions only (``|1/D_i -
     1/D_j|``, the NDCG-Loss2 rank-gap term, their ``mu`` mix), or ``|l_i - l_j|`` for ARP-Loss2,
-    through :func:`~ltrkit.losses._pairwise_kernels.lambda_value_and_lambdas`; the cost in bits
-    is the kernel's natural-log cost times ``1 / ln 2``, ``eps`` its clamp at ``-log(eps)``.
+    through :func:`~ltrkit.losses._pair_numba.ranked_pair_loss` on CPU, else on the lists in rank
+    order through :func:`~ltrkit.losses._pairwise_kernels.lambda_value_and_lambdas`; the cost in
+    bits is the kernels' natural-log cost times ``1 / ln 2``, ``eps`` its clamp at ``-log(eps)``.
     """
+    length = scores.shape[-1]
+    max_cost = -math.log(eps) if eps > 0.0 else None
+    ndcg = weighting != "arp_loss2"
+    positions = _cached_position_weights(length, weighting, k, mu, torch.float64, scores.device) if ndcg else (None, None)
+    compiled = _compiled_pair_loss(
+        scores, labels, mask, sigma=sigma, top=length if k is None else min(k, length), gain=gain if ndcg else "labels", k=k,
+        discounts=positions[0], rank_gaps=positions[1], max_cost=max_cost, scale=1.0 / math.log(2.0),
+    )
+    if compiled is not None:
+        per_list, n_pairs = compiled
+        return _reduce(per_list, n_pairs, lead, reduction=reduction, normalize=normalize)
+    s_sorted, sorted_labels, sorted_mask = _rank_ordered(scores.masked_fill(~mask, 0.0), labels, mask, longest)
     length = s_sorted.shape[-1]
     top = length if k is None else min(k, length)
     valid = sorted_mask.to(s_sorted.dtype)
@@ -690,7 +734,7 @@ def _symmetric_lambdaloss(
         n_pairs = n_pairs * has_idcg
     kernel = partial(
         lambda_value_and_lambdas, gains=gains, valid=valid, sigma=sigma, top=top, discounts=discounts, rank_gaps=rank_gaps,
-        max_cost=-math.log(eps) if eps > 0.0 else None, padding_last=True, scale=1.0 / math.log(2.0),
+        max_cost=max_cost, padding_last=True, scale=1.0 / math.log(2.0),
     )
     per_list = LambdaFunction.apply(s_sorted, kernel)
     return _reduce(per_list, n_pairs, lead, reduction=reduction, normalize=normalize)
