@@ -48,11 +48,23 @@ lie in ``(0, 1]`` (IPS is unchanged by a common factor). ``clip`` floors every p
 many impressions it raised is logged when the run starts and written to the report's warnings.
 The report's ``clicks`` entry gives the log's size, the lists, the method, the propensities per
 rank (estimated, or DLA's of the best epoch) and the clipping.
+
+Under ``torchrun`` (:mod:`ltrkit.training.distributed`) every rank reads the log and aggregates
+it into the same lists; rank 0 alone estimates the ``randomization`` / ``regression_em``
+propensities and broadcasts them (or its error), so every rank weighs its lists by the very same
+floats whatever its BLAS, thread count or CPU (a float-identical estimate on every machine of a
+multi-node job is not something numpy promises). Each epoch's batches of ``training.batch_size``
+lists, drawn from ``(seed, epoch)`` as in one process, are dealt to the ranks by document count
+(:func:`click_batches`, :func:`~ltrkit.data.batching.shard_batches`): the same number of batches
+on every rank, every list once per epoch. The ranker is wrapped in ``DistributedDataParallel``;
+DLA's logits, which live in the loss, get the mean of the ranks' gradients in backward (on a
+process group of their own), so they stay identical on every rank and rank 0's checkpoint holds
+every rank's. Validation is the ranking run's sharded, exactly reduced evaluation; rank 0 writes
+the run folder, and ``--resume`` under torchrun is exact.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -70,9 +82,16 @@ from ltrkit.clicks.unbiased import (
     ips_softmax_loss,
     preference_pair_loss,
 )
+from ltrkit.data.batching import shard_batches
 from ltrkit.data.dataset import RankingDataset
 from ltrkit.training.config import ConfigError, TrainConfig, apply_overrides, load_config, raw_config
-from ltrkit.training.distributed import current_context
+from ltrkit.training.distributed import (
+    DistributedContext,
+    EnsembleMembers,
+    broadcast_object,
+    collective_errors,
+    current_context,
+)
 from ltrkit.training.run_folder import RunFolder
 from ltrkit.training.scoring import autocast_context
 from ltrkit.training.task import StepOutput
@@ -94,6 +113,7 @@ __all__ = [
     "ClickLoss",
     "ClickTask",
     "aggregate_sessions",
+    "click_batches",
     "click_config_problems",
     "load_click_config",
     "resume_on_clicks",
@@ -256,6 +276,81 @@ def aggregate_sessions(sessions: ClickSessions, propensities: np.ndarray, *, pai
     )
 
 
+def click_batches(
+    docs_per_list: np.ndarray, batch_size: int, *, seed: int, epoch: int, num_replicas: int = 1, rank: int = 0
+) -> List[np.ndarray]:
+    """The click lists (positions in :class:`ClickLists`) of each batch of ``epoch`` that process
+    ``rank`` of ``num_replicas`` trains on.
+
+    The epoch's plan is one permutation of all lists drawn from ``default_rng([seed mod 2^32,
+    epoch])``, cut into batches of ``batch_size`` lists; with ``num_replicas > 1`` the batches
+    are dealt by :func:`~ltrkit.data.batching.shard_batches` (the list-ranking job's sharding):
+    the batch count is evened out to a multiple of ``num_replicas`` (the largest batch split in
+    two), every rank gets as many batches, and the batches go to the ranks by document count, so
+    the ranks' documents differ by at most the largest batch's. Every list is in exactly one
+    batch of one rank per epoch; one process gets the plan's batches in plan order.
+
+    Args:
+        docs_per_list: ``[G]`` shown documents of each list.
+        batch_size: lists per batch of the plan.
+        seed, epoch: what the plan is drawn from.
+        num_replicas, rank: the processes of the job and this one.
+
+    Raises:
+        ValueError: fewer lists than ``num_replicas``, a bad ``num_replicas``/``rank``.
+
+    Example:
+        >>> shards = [click_batches(np.full(10, 3), 4, seed=0, epoch=1, num_replicas=2, rank=r) for r in (0, 1)]
+        >>> [len(batches) for batches in shards], sorted(np.concatenate(shards[0] + shards[1]).tolist()) == list(range(10))
+        ([2, 2], True)
+    """
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < num_replicas:
+        raise ValueError(f"rank must be an int in [0, {num_replicas}), got {rank!r}")
+    docs_per_list = np.asarray(docs_per_list, dtype=np.int64)
+    order = np.random.default_rng([seed % 2**32, epoch]).permutation(docs_per_list.shape[0])
+    bounds = np.append(np.arange(0, order.shape[0], batch_size), order.shape[0]).astype(np.int64)
+    bounds, shard = shard_batches(bounds, docs_per_list[order], num_replicas)
+    return [order[bounds[number]:bounds[number + 1]] for number in np.flatnonzero(shard == rank).tolist()]
+
+
+def _from_rank_zero(context: DistributedContext, compute: Callable[[], Any], what: str) -> Any:
+    """``compute()`` run on rank 0 only, its value (or its :class:`ConfigError`, raised) on every rank."""
+    if not context.enabled:
+        return compute()
+    outcome: Any = None
+    if context.is_main:
+        try:
+            outcome = ("value", compute())
+        except ConfigError as error:
+            outcome = ("error", (error.errors, error.source))
+    kind, payload = broadcast_object(context, outcome, what=f"broadcast of {what}")
+    if kind == "error":
+        raise ConfigError(payload[0], source=payload[1])
+    return payload
+
+
+def _mean_gradient_over_ranks(context: DistributedContext, parameter: torch.nn.Parameter) -> None:
+    """Under torchrun, make backward give ``parameter`` the mean of the ranks' gradients (what DDP
+    gives the model's), so an optimiser that starts from the same value and state keeps it equal
+    on every rank. The all-reduce runs on a process group of its own: issued from backward
+    beside DDP's bucket all-reduces, it never has to match their order on the default group."""
+    if not context.enabled:
+        return
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    with collective_errors(context, "setting up the process group of DLA's propensity logits"):
+        group = dist.new_group(backend=context.backend, timeout=timedelta(seconds=context.timeout_s))
+
+    def averaged(gradient: torch.Tensor) -> torch.Tensor:
+        total = gradient.detach().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
+        return total / context.world_size
+
+    parameter.register_hook(averaged)
+
+
 class ClickLoss(torch.nn.Module):
     """The loss of a click batch: the session-weighted mean of an IPS loss (or of DLA's, or of a
     preference pair loss) per list.
@@ -341,6 +436,7 @@ class ClickTask(RankingTask):
         else:
             self.form = "dla" if self.clicks.propensities == "dla" else IPS_FORMS[config.loss.name][0]
         self.lists: Optional[ClickLists] = None
+        self._docs_per_list: Optional[np.ndarray] = None
         self.top_k = 0
         self._summary: Dict[str, Any] = {}
         self._click_warnings: List[str] = []
@@ -349,8 +445,6 @@ class ClickTask(RankingTask):
     def prepare(self, state: Optional[Mapping[str, Any]]) -> None:
         from ltrkit.training.data_setup import prepare_data
 
-        if current_context().world_size > 1:
-            raise ConfigError(["data.train_clicks: training on clicks runs in one process; start it without torchrun"])
         # the log indexes data.train's rows as read: no query may be filtered out (its labels are not used)
         data_section = self.config.data.model_copy(update={"drop_train_queries_without_relevant": False, "min_docs_per_query": 1})
         unfiltered = self.config.model_copy(update={"data": data_section})
@@ -366,6 +460,14 @@ class ClickTask(RankingTask):
         if self.lists.n_lists == 0:
             nothing = "no click" if self.clicks.pairs is None else f"no {self.clicks.pairs} preference pair"
             raise ConfigError([f"data.train_clicks.log: {self.clicks.log} has {nothing}; there is nothing to learn from"], source="data")
+        processes = current_context().world_size
+        if self.lists.n_lists < processes:
+            raise ConfigError(
+                [f"data.train_clicks.log: {self.clicks.log} gives {self.lists.n_lists} click lists, fewer than the {processes} "
+                 f"processes of the job; start at most {self.lists.n_lists}"],
+                source="data",
+            )
+        self._docs_per_list = (self.lists.docs >= 0).sum(axis=1)
         self._summary.update(
             log=str(self.clicks.log),
             sessions=sessions.n_sessions,
@@ -399,9 +501,7 @@ class ClickTask(RankingTask):
 
     def _propensities(self, sessions: ClickSessions) -> np.ndarray:
         """``[S, K]`` propensities of the shown positions, clipped (1 for ``none`` and ``dla``)."""
-        from ltrkit.clicks.propensity import estimate_by_randomization, estimate_by_regression_em
-
-        method, clicks, k = self.clicks.propensities, self.clicks, sessions.top_k
+        method, clicks = self.clicks.propensities, self.clicks
         self._summary["propensities"] = method
         if method in ("none", "dla"):
             return np.ones(sessions.docs.shape)
@@ -412,6 +512,17 @@ class ClickTask(RankingTask):
                     source="data",
                 )
             return self._clip(sessions.propensities, sessions.mask)
+        # rank 0 estimates, every rank gets its floats (see the module docstring)
+        per_rank, details = _from_rank_zero(current_context(), lambda: self._estimate(sessions), "the estimated propensities")
+        self._summary.update(details)
+        return self._clip(np.broadcast_to(per_rank, sessions.docs.shape), sessions.mask)
+
+    def _estimate(self, sessions: ClickSessions) -> Tuple[np.ndarray, Dict[str, Any]]:
+        """``([K] relative propensities in (0, 1], summary entries)`` by ``randomization`` or ``regression_em``."""
+        from ltrkit.clicks.propensity import estimate_by_randomization, estimate_by_regression_em
+
+        method, clicks, k = self.clicks.propensities, self.clicks, sessions.top_k
+        details: Dict[str, Any] = {}
         if method == "randomization":
             field = "log" if clicks.propensity_log is None else "propensity_log"
             source = sessions if clicks.propensity_log is None else self._read_log(clicks.propensity_log, field)
@@ -426,8 +537,8 @@ class ClickTask(RankingTask):
             per_rank = per_rank[:k]
         else:
             features = np.asarray(self.data.train.features[np.arange(self.data.train.n_docs)], dtype=np.float64)
-            per_rank, details = estimate_by_regression_em(sessions, features, max_iterations=clicks.em_max_iterations)
-            self._summary["em_iterations"] = details["iterations"]
+            per_rank, estimate = estimate_by_regression_em(sessions, features, max_iterations=clicks.em_max_iterations)
+            details["em_iterations"] = estimate["iterations"]
         top = float(per_rank.max())
         if not top > 0:
             raise ConfigError([f"data.train_clicks.propensities: the {method} estimate is not positive at any rank ({per_rank.tolist()})"], source="data")
@@ -438,8 +549,8 @@ class ClickTask(RankingTask):
                 [f"data.train_clicks.clip: the {method} estimate of the propensity at rank {rank} is {per_rank[rank - 1]:g}; set clip (e.g. 0.01) to floor it"],
                 source="data",
             )
-        self._summary["estimated_propensities"] = per_rank.tolist()
-        return self._clip(np.broadcast_to(per_rank, sessions.docs.shape), sessions.mask)
+        details["estimated_propensities"] = per_rank.tolist()
+        return per_rank, details
 
     def _clip(self, propensities: np.ndarray, mask: np.ndarray) -> np.ndarray:
         clip = self.clicks.clip
@@ -475,17 +586,27 @@ class ClickTask(RankingTask):
         self.loss_fn = ClickLoss(
             self.form, args, top_k=self.top_k, max_weight=self.clicks.dla_max_weight, lr_multiplier=self.clicks.dla_lr_multiplier
         ).to(device)
+        if self.form == "dla":
+            # DDP averages the ranker's gradients; the logits (zeros on every rank) need the same
+            _mean_gradient_over_ranks(current_context(), self.loss_fn.raw_logits)
 
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.lists.n_lists / self.config.training.batch_size)
+        # the same for every epoch: the evened-out batch count depends on the list count and batch size alone
+        return len(self._batches(1))
 
     def train_batches(self, epoch: int) -> List[np.ndarray]:
-        """Lists of the epoch in an order drawn from ``(seed, epoch)``, ``training.batch_size`` at a time."""
+        """This rank's batches of ``epoch`` (:func:`click_batches`: lists in an order drawn from
+        ``(seed, epoch)``, ``training.batch_size`` at a time, dealt to the ranks under torchrun)."""
         self.model.train()
         self.loss_fn.train()
-        order = np.random.default_rng([self.config.seed % 2**32, epoch]).permutation(self.lists.n_lists)
-        size = self.config.training.batch_size
-        return [order[start:start + size] for start in range(0, order.size, size)]
+        return self._batches(epoch)
+
+    def _batches(self, epoch: int) -> List[np.ndarray]:
+        context = current_context()
+        return click_batches(
+            self._docs_per_list, self.config.training.batch_size, seed=self.config.seed, epoch=epoch,
+            num_replicas=context.world_size, rank=context.rank,
+        )
 
     def training_step(self, batch: np.ndarray, device: torch.device, amp_dtype: Optional[torch.dtype]) -> StepOutput:
         from ltrkit.models.ensemble import EnsembleRanker
@@ -498,9 +619,12 @@ class ClickTask(RankingTask):
         targets = torch.from_numpy(lists.clicks[batch] if lists.pairs is None else lists.pairs[batch]).to(device, torch.float32)
         propensities = torch.from_numpy(lists.propensities[batch]).to(device, torch.float32)
         counts = torch.from_numpy(lists.counts[batch]).to(device, torch.float32)
-        members = self.model.members if isinstance(self.model, EnsembleRanker) else [self.model]
+        # as in RankingTask: one forward returns every member's scores [K, B, L] (under torchrun
+        # the model is DDP over that same view)
+        scorer = EnsembleMembers(self.model) if isinstance(self.model, EnsembleRanker) else self.model
         with autocast_context(device, amp_dtype):
-            scores = [member(torch.from_numpy(features).to(device), mask) for member in members]
+            output = scorer(torch.from_numpy(features).to(device), mask)
+        scores = output.unbind(0) if output.dim() == 3 else [output]
         losses = [self.loss_fn(member_scores.float(), targets, mask, propensities, counts) for member_scores in scores]
         loss = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
         return StepOutput(loss=loss, weight=float(lists.counts[batch].sum()), items=int(shown.sum()))
@@ -561,7 +685,8 @@ def train_on_clicks(
 
     The arguments, the result and the errors are those of :func:`ltrkit.training.train` (which
     trains on labels); ``ltrkit train CONFIG`` calls this when the config sets
-    ``data.train_clicks``.
+    ``data.train_clicks``, in one process or in each process of a torchrun job (see the module
+    docstring).
 
     Example:
         >>> result = train_on_clicks("configs/clicks.json", training={"epochs": 5})  # doctest: +SKIP
