@@ -14,55 +14,18 @@ epoch, and the model's parameters and this rank's validation sums and counts aft
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from tests.training.distributed_support import REPO, free_port
+from tests.training.distributed_support import start_ranks
 
 
 def start_job(scenario: str, out: Path, jobs: Path, world_size: int = 2) -> List[subprocess.Popen]:
     """Start ``world_size`` processes of ``scenario`` on loopback, as torchrun would."""
-    port = free_port()
-    processes = []
-    for rank in range(world_size):
-        env = dict(os.environ)
-        env.update(
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(port),
-            WORLD_SIZE=str(world_size),
-            RANK=str(rank),
-            LOCAL_RANK=str(rank),
-            GLOO_SOCKET_IFNAME="lo",
-            OMP_NUM_THREADS="1",
-            LTRKIT_DIST_TIMEOUT_S="60",
-            PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
-        )
-        processes.append(
-            subprocess.Popen([sys.executable, str(Path(__file__).resolve()), scenario, str(out), str(jobs)], env=env, cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        )
-    return processes
-
-
-def finish_job(processes: List[subprocess.Popen], timeout_s: float = 120.0) -> List[str]:
-    """Wait for every rank (killing them all past ``timeout_s``); their outputs, rank by rank."""
-    deadline = time.monotonic() + timeout_s
-    outputs = []
-    try:
-        for process in processes:
-            output, _ = process.communicate(timeout=max(deadline - time.monotonic(), 0.1))
-            outputs.append(output)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    return outputs
+    return start_ranks(scenario, out, world_size, {"LTRKIT_DIST_TIMEOUT_S": "60"}, script=Path(__file__), args=[str(jobs)])
 
 
 class _Stop(Exception):

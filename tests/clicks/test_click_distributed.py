@@ -34,7 +34,8 @@ from ltrkit.training.config import ConfigError
 from ltrkit.training.distributed import DistributedContext
 from ltrkit.training.predict import Ranker
 from ltrkit.training.scoring import evaluate_scores, metric_conventions
-from tests.clicks.click_distributed_support import finish_job, start_job
+from tests.clicks.click_distributed_support import start_job
+from tests.training.distributed_support import finish_ranks
 from tests.training.distributed_support import REPO, free_port
 
 pytest.importorskip("pyarrow")
@@ -112,7 +113,7 @@ def runs(world, tmp_path_factory):
     path = out / "jobs.json"
     path.write_text(json.dumps(jobs))
     processes = start_job("train", out, path)
-    for rank, (process, output) in enumerate(zip(processes, finish_job(processes))):
+    for rank, (process, output) in enumerate(zip(processes, finish_ranks(processes))):
         assert process.returncode == 0, f"rank {rank}: {output[-3000:]}"
     records = {name: [json.loads((out / f"{name}.rank{rank}.json").read_text()) for rank in (0, 1)] for name in jobs}
     assert [record["stopped_after"] for record in records["resumed"]] == [STOP_AFTER_EPOCH] * 2

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
@@ -25,7 +24,7 @@ from ltrkit.embeddings.config import load_embed_config
 from ltrkit.embeddings.job import EmbeddingTask, _Corrupted, _Filler, shard_batches
 from ltrkit.training.schedules import build_optimizer, build_scheduler
 from ltrkit.training.trainer import run_task
-from tests.training.distributed_support import REPO, free_port
+from tests.training.distributed_support import finish_ranks, start_ranks
 
 
 def batch_rows(batch: Any) -> Optional[List[int]]:
@@ -47,28 +46,8 @@ def run_ranks(config: Mapping[str, Any], out: Path, world_size: int = 2, timeout
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "config.json"
     config_path.write_text(json.dumps(config))
-    port = free_port()
-    processes = []
-    for rank in range(world_size):
-        env = dict(os.environ)
-        env.update(
-            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK=str(rank),
-            GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", LTRKIT_DIST_TIMEOUT_S="30",
-            PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
-        )
-        processes.append(
-            subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(config_path), str(out)], env=env, cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        )
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=timeout_s)[0])
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    processes = start_ranks(str(config_path), out, world_size, {"LTRKIT_DIST_TIMEOUT_S": "30"}, script=Path(__file__))
+    outputs = finish_ranks(processes, timeout_s)
     for rank, (process, output) in enumerate(zip(processes, outputs)):
         assert process.returncode == 0, f"rank {rank}:\n{output[-3000:]}"
     return [torch.load(out / f"rank{rank}.pt", weights_only=True) for rank in range(world_size)]

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,8 +32,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_ranks(scenario: str, out: Path, world_size: int = 2, extra_env: Optional[Dict[str, str]] = None) -> List[subprocess.Popen]:
-    """Start ``world_size`` processes of ``scenario`` on loopback, as torchrun would."""
+def start_ranks(
+    scenario: str, out: Path, world_size: int = 2, extra_env: Optional[Dict[str, str]] = None, *,
+    script: Optional[Path] = None, args: Sequence[str] = (),
+) -> List[subprocess.Popen]:
+    """Start ``world_size`` processes of ``script SCENARIO OUT ARGS...`` (default: this module's
+    scenarios) on loopback, as torchrun would."""
     port = free_port()
     processes = []
     for rank in range(world_size):
@@ -50,10 +54,26 @@ def start_ranks(scenario: str, out: Path, world_size: int = 2, extra_env: Option
         )
         env.update(extra_env or {})
         processes.append(
-            subprocess.Popen([sys.executable, str(Path(__file__).resolve()), scenario, str(out)], env=env, cwd=REPO,
+            subprocess.Popen([sys.executable, str(Path(script or __file__).resolve()), scenario, str(out), *args], env=env, cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         )
     return processes
+
+
+def finish_ranks(processes: List[subprocess.Popen], timeout_s: float = 120.0) -> List[str]:
+    """Wait for every rank (killing them all past ``timeout_s``); their outputs, rank by rank."""
+    deadline = time.monotonic() + timeout_s
+    outputs = []
+    try:
+        for process in processes:
+            output, _ = process.communicate(timeout=max(deadline - time.monotonic(), 0.1))
+            outputs.append(output)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return outputs
 
 
 def wait_for(path: Path, timeout_s: float) -> None:
