@@ -19,7 +19,8 @@ Printed per process count: documents trained, epoch seconds (the slowest rank), 
 of the epoch spent building batches (gather + normalisation), and each rank's peak RSS (its
 high-water mark, which counts the mapped cache pages it touched). Then the longest single list
 each quadratic loss accepts under the pair-memory limit (``LTRKIT_PAIR_MEMORY_GIB``, default
-4 GiB); the chunked ``ranknet``/``lambdarank`` have no such ceiling (memory ``O(B L)``).
+4 GiB); the chunked ``ranknet``/``lambdarank`` and ``lambdaloss``'s symmetric weightings have no
+such ceiling (memory ``O(B L)``).
 
 Figures on a shared 2-core machine vary with the other load; compare rows of one run.
 """
@@ -178,8 +179,8 @@ def main() -> None:
 
     print(f"longest single list per quadratic loss under the {pair_memory_limit() / 2**30:g} GiB pair-memory limit (LTRKIT_PAIR_MEMORY_GIB):")
     for name in PAIR_BYTES:
-        print(f"  {name:<15} {largest_list(name):>7,} documents ({PAIR_BYTES[name]} bytes per pair)")
-    print("  ranknet, lambdarank: no ceiling (chunked, O(B L) memory; k= for O(B L k) time)")
+        print(f"  {name:<15} {largest_list(name):>7,} documents ({PAIR_BYTES[name]} bytes per pair)" + (" (ndcg_loss1, arp_loss1)" if name == "lambdaloss" else ""))
+    print("  ranknet, lambdarank, lambdaloss's other weightings: no ceiling (chunked, O(B L) memory; k= for O(B L k) time)")
 
 
 if __name__ == "__main__":

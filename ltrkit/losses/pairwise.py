@@ -244,8 +244,8 @@ def _compiled_pair_loss(
     """Per-list values ``[B]`` (differentiable: the lambdas are their gradient) and pair counts
     ``[B]`` of :func:`~ltrkit.losses._pair_numba.ranked_pair_loss` on the raw ``[B, L]`` lists, or
     None where that kernel does not serve (not a CPU float32/float64 tensor, a batch of a few long
-    lists, a non-finite score):
-    the caller then takes the torch path. ``kernel``: its keyword arguments."""
+    lists, a non-finite score): the caller then takes the torch path. ``kernel``: its keyword
+    arguments."""
     batch, length = scores.shape
     # a few long lists: the torch blocks spread a list's pairs over every thread, the kernel (a
     # list per thread) would not. Decided by shape alone, so the result never depends on the
@@ -617,10 +617,14 @@ def lambdaloss(
     under the NDCG weightings. The cost is in bits (log base 2, as in the paper); ``eps > 0`` clamps
     each pair's probability to at least ``eps`` as allRank does (default 0: exact log-sigmoid,
     finite for any score gap). The ``lambdarank`` weighting has the gradient of
-    :func:`lambdarank_loss` divided by ``ln 2``. Differentiated by autograd over the
-    ``[B, n, n]`` pair matrix (``n`` = longest real list of the batch): memory ``O(B n^2)``,
-    about 40 bytes per pair; a call over ``LTRKIT_PAIR_MEMORY_GIB`` (default 4 GiB: one list of
-    about 10,000 documents) is refused with a ``ValueError`` naming the list length.
+    :func:`lambdarank_loss` divided by ``ln 2``. The symmetric weightings (``ndcg_loss2``,
+    ``ndcg_loss2pp``, ``lambdarank``, ``arp_loss2``) compute each pair once with hand-written
+    lambdas (no graph over the pairs): memory ``O(B n)`` on CPU, ``O(B n)`` plus fixed-size
+    blocks elsewhere (``n`` = longest real list of the batch), time ``O(B n min(k, n))``, so they
+    train on lists of any length. ``ndcg_loss1`` and ``arp_loss1`` are differentiated by autograd
+    over the ``[B, n, n]`` pair matrix: memory ``O(B n^2)``, about 40 bytes per pair; a call over
+    ``LTRKIT_PAIR_MEMORY_GIB`` (default 4 GiB: one list of about 10,000 documents) is refused
+    with a ``ValueError`` naming the list length.
 
     Args:
         scores: ``[..., L]`` floating-point scores.
@@ -661,12 +665,12 @@ def lambdaloss(
     check_choice("normalize", normalize, NORMALIZATIONS)
     s, l, m, lead = _flatten(scores, labels, mask)
     longest = int(m.sum(dim=-1).max()) if m.numel() else 0
-    check_pair_memory("lambdaloss", s.shape[0], longest, longest)
     if weighting in _SYMMETRIC_WEIGHTINGS:
         return _symmetric_lambdaloss(
             s, l, m, lead, longest, weighting=weighting, k=k, sigma=sigma, mu=mu, gain=gain, eps=eps, reduction=reduction,
             normalize=normalize,
         )
+    check_pair_memory("lambdaloss", s.shape[0], longest, longest)
     s_sorted, l_sorted, m_sorted = _rank_ordered(s.masked_fill(~m, 0.0), l, m, longest)
     with torch.no_grad():
         weights, pairs = _lambdaloss_weights(l, m, l_sorted, m_sorted, weighting=weighting, k=k, mu=mu, gain=gain)

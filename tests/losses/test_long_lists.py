@@ -121,6 +121,8 @@ MEMORY_PROBE = textwrap.dedent(
         ("lambdarank", {}, 10_000),
         ("ranknet", {"k": 10}, 100_000),
         ("lambdarank", {"k": 10}, 100_000),
+        ("lambdaloss", {"weighting": "ndcg_loss2pp"}, 10_000),
+        ("lambdaloss", {"weighting": "ndcg_loss2", "k": 10}, 100_000),
     ],
 )
 def test_long_lists_train_in_bounded_memory(name, args, length):
@@ -138,8 +140,8 @@ def test_long_lists_train_in_bounded_memory(name, args, length):
 
 
 QUADRATIC = [
-    ("lambdaloss", {}),
-    ("lambdaloss", {"weighting": "ndcg_loss2pp"}),
+    ("lambdaloss", {"weighting": "ndcg_loss1"}),
+    ("lambdaloss", {"weighting": "arp_loss1"}),
     ("ranknet_matrix", {}),
     ("pairwise_hinge", {}),
     ("approx_ndcg", {}),
@@ -174,7 +176,7 @@ def test_lambdaloss_counts_the_longest_real_list_not_the_padding(monkeypatch):
     scores, labels, mask = torch.zeros(1, 100_000), torch.zeros(1, 100_000), torch.zeros(1, 100_000, dtype=torch.bool)
     mask[0, :200] = True
     labels[0, :5] = 1.0
-    assert torch.isfinite(ltrkit.losses.get("lambdaloss")(scores, labels, mask))
+    assert torch.isfinite(ltrkit.losses.get("lambdaloss", weighting="ndcg_loss1")(scores, labels, mask))
 
 
 def test_limit_setting_and_ceiling(monkeypatch):
