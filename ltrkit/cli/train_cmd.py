@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 the regression gate failed (the run itself finished) or the loss
 diverged (NaN/inf); 2 bad input
-(config, data, run folder), reported as one line on stderr without a traceback; 130 interrupted
+(config, data, run folder, a batch too large for a quadratic loss), reported as one line on
+stderr without a traceback; 130 interrupted
 (the run folder keeps its last checkpoint: continue with ``ltrkit train --resume RUN_DIR``).
 """
 
@@ -48,6 +49,7 @@ def run_job(
     """Start a run of ``command`` (``start(config, set=..., overwrite=..., quiet=...)``) or resume
     one (``resume_from(run_dir, set=..., quiet=...)``) with the shared flags; every failure ends
     as one line on stderr with the command's exit codes (see the module docstring)."""
+    from ltrkit.losses import PairMemoryError
     from ltrkit.training.config import ConfigError, run_name_problem
     from ltrkit.training.distributed import DistributedError
     from ltrkit.training.run_folder import OutputError, RunExistsError
@@ -72,6 +74,8 @@ def run_job(
         fail(error.advice(overwrite="--overwrite", resume=f"--resume {str(error.path)!r}"))
     except (ConfigError, OutputError) as error:
         fail(_config_error_line(error))
+    except PairMemoryError as error:
+        fail(str(error))
     except KeyboardInterrupt:
         typer.echo(f"interrupted: the run folder keeps the last finished epoch; continue with {command} --resume RUN_DIR", err=True)
         raise typer.Exit(130)

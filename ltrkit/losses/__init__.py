@@ -4,6 +4,7 @@
 """
 
 from ltrkit.losses import embedding, listwise, pairwise, pointwise  # noqa: F401  (registers)
+from ltrkit.losses._pairwise_kernels import PairMemoryError
 from ltrkit.losses.registry import get, hyperparameters, names, register
 
-__all__ = ["get", "hyperparameters", "names", "register", "embedding", "listwise", "pairwise", "pointwise"]
+__all__ = ["PairMemoryError", "get", "hyperparameters", "names", "register", "embedding", "listwise", "pairwise", "pointwise"]

@@ -66,8 +66,14 @@ def pair_memory_limit() -> float:
     except ValueError:
         gib = math.nan
     if not (gib > 0 and math.isfinite(gib)):
-        raise ValueError(f"LTRKIT_PAIR_MEMORY_GIB must be a positive number of GiB, got {text!r}")
+        raise PairMemoryError(f"LTRKIT_PAIR_MEMORY_GIB must be a positive number of GiB, got {text!r}")
     return gib * 2**30
+
+
+class PairMemoryError(ValueError):
+    """A quadratic loss refused a batch whose pair tensors would exceed ``LTRKIT_PAIR_MEMORY_GIB``
+    (or that variable is not a positive number): a problem of the run's settings, which the CLI
+    reports as one line with exit code 2."""
 
 
 def check_pair_memory(loss: str, lists: int, rows: int, cols: int) -> None:
@@ -78,12 +84,12 @@ def check_pair_memory(loss: str, lists: int, rows: int, cols: int) -> None:
     need and the alternatives, instead of an out-of-memory crash (or minutes of swapping).
 
     Raises:
-        ValueError: the estimate exceeds the limit.
+        PairMemoryError: the estimate exceeds the limit, or the limit setting is bad.
     """
     need = lists * rows * cols * PAIR_BYTES[loss]
     limit = pair_memory_limit()
     if need > limit:
-        raise ValueError(
+        raise PairMemoryError(
             f"{loss}: a batch of {lists} list(s) of {cols:,} documents needs about {_size(need)} for its "
             f"[{lists}, {rows:,}, {cols:,}] pair tensors, over the limit of {limit / 2**30:g} GiB; {_ALTERNATIVES}"
         )

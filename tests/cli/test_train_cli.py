@@ -83,6 +83,15 @@ def test_train_bad_input_exits_2_with_one_line(tmp_path, args, match):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(("limit", "match"), [("0.00001", "lambdaloss: a batch of 8 list(s)"), ("lots", "LTRKIT_PAIR_MEMORY_GIB must be a positive number")])
+def test_a_batch_too_large_for_a_quadratic_loss_exits_2_with_one_line(tmp_path, monkeypatch, limit, match):
+    monkeypatch.setenv("LTRKIT_PAIR_MEMORY_GIB", limit)
+    result = _runner().invoke(app, ["train", *_tiny_args(tmp_path), "--set", 'loss.args={"weighting": "ndcg_loss1"}', "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert match in result.stderr and "Traceback" not in result.output
+
+
 def test_train_from_a_config_file_and_missing_config(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"training": {"epochs": 1}, "data": {"synthetic": SYNTHETIC}, "model": {"name": "linear"}}))
