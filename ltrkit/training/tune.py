@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ltrkit._optional import require
 from ltrkit.data.dataset import RankingDataset
+from ltrkit.losses import PairMemoryError
 from ltrkit.training import _io
 from ltrkit.training.config import ConfigError, apply_overrides, load_config, read_config_file
 from ltrkit.training.run_folder import create_run_folder, output_errors
@@ -201,7 +202,9 @@ def tune(
             value = "-" if trial.value is None else f"{trial.value:.4f}"
             print(f"trial {trial.number}: {trial.state.name.lower()} vali {metric} {value} {json.dumps(trial.user_attrs.get('overrides', {}))}")
 
-    study.optimize(objective, n_trials=trials or settings.trials, catch=(FloatingPointError,), callbacks=[announce])
+    # a diverged trial, or one whose sampled sizes are too large for a quadratic loss, is a failed
+    # trial of the study, not the end of it
+    study.optimize(objective, n_trials=trials or settings.trials, catch=(FloatingPointError, PairMemoryError), callbacks=[announce])
     leaderboard = _leaderboard(study, run_dirs)
     _write_leaderboard(study_dir, leaderboard, study, metric, list(settings.space))
     finished = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]

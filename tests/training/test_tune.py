@@ -86,6 +86,19 @@ def test_bad_tune_sections_are_one_config_error(make_tiny, tmp_path, section, me
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
 
 
+def test_a_trial_too_large_for_its_loss_fails_and_the_study_goes_on(make_tiny, tmp_path, monkeypatch):
+    # the probe batch of the config check passes the limit, the trials' batches do not
+    monkeypatch.setenv("LTRKIT_PAIR_MEMORY_GIB", "0.00001")
+    space = {
+        "optimizer.lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+        "loss": {"type": "categorical", "choices": [{"name": "lambdaloss", "args": {"weighting": "ndcg_loss1"}}]},
+    }
+    with pytest.raises(ConfigError, match=r"none of the 2 trial\(s\) finished"):
+        tune(_config(make_tiny, tmp_path, space=space), trials=2)
+    rows = list(csv.DictReader((tmp_path / "runs" / "study" / "leaderboard.csv").open(encoding="utf-8")))
+    assert [row["state"] for row in rows] == ["fail", "fail"]
+
+
 def test_cli_tune_and_its_errors(make_tiny, tmp_path, monkeypatch):
     path = tmp_path / "tune.json"
     path.write_text(json.dumps(_config(make_tiny, tmp_path)), encoding="utf-8")
