@@ -131,7 +131,8 @@ def test_pipeline_with_scaler(data, routing) -> None:
     by_hand = LTRRanker(**params).fit(scaler.transform(X), y, qid=qid)
     expected = by_hand.predict(scaler.transform(Xt))
     assert np.array_equal(pipe.predict(Xt), expected)
-    assert np.array_equal(pipe.predict(Xt, qid=data["qt"]), expected)
+    # with qid the rows are scored list by list: other matmul shapes, float32 rounding may differ
+    np.testing.assert_allclose(pipe.predict(Xt, qid=data["qt"]), expected, rtol=1e-6, atol=1e-7)
     assert pipe.score(Xt, data["yt"], qid=data["qt"]) == pytest.approx(
         _ndcg(by_hand, scaler.transform(Xt), data["yt"], data["qt"]), abs=1e-12
     )
