@@ -14,10 +14,6 @@ uninterrupted 2-process run's weights, logits and metrics.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +31,7 @@ from ltrkit.training.distributed import DistributedContext
 from ltrkit.training.predict import Ranker
 from ltrkit.training.scoring import evaluate_scores, metric_conventions
 from tests.clicks.click_distributed_support import start_job
-from tests.training.distributed_support import finish_ranks
-from tests.training.distributed_support import REPO, free_port
+from tests.training.distributed_support import finish_ranks, run_torchrun
 
 pytest.importorskip("pyarrow")
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built")
@@ -48,8 +43,6 @@ STOP_AFTER_EPOCH = 2
 WORLD_SEED = 5
 #: (run, propensities, ensemble members) of the runs made with 1 and with 2 processes
 RUNS = [("regression_em", "regression_em", 1), ("dla", "dla", 1), ("ensemble", "logged", 2)]
-LTRKIT = str(Path(sys.executable).with_name("ltrkit"))
-ENV_UPDATES = {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "LTRKIT_DIST_TIMEOUT_S": "60"}
 
 
 def click_config(world: dict, runs: Path, name: str, propensities: str, ensemble: int = 1) -> dict:
@@ -84,20 +77,7 @@ def world(tmp_path_factory):
 
 
 def _torchrun(*arguments: str) -> None:
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--rdzv-backend=c10d",
-        f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--no-python", LTRKIT, "train", *arguments, "-q",
-    ]
-    # a session of its own: past the timeout the agent and its workers are killed together
-    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, **ENV_UPDATES),
-                           cwd=REPO, start_new_session=True)
-    try:
-        output, _ = job.communicate(timeout=180)
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-            job.wait()
-    assert job.returncode == 0, output[-3000:]
+    run_torchrun("train", *arguments, env={"LTRKIT_DIST_TIMEOUT_S": "60"})
 
 
 @pytest.fixture(scope="module")

@@ -38,15 +38,20 @@ def batch_rows(batch: Any) -> Optional[List[int]]:
     return batch.tolist()
 
 
-def run_ranks(config: Mapping[str, Any], out: Path, world_size: int = 2, timeout_s: float = 120.0) -> List[Dict[str, Any]]:
+def run_ranks(
+    config: Mapping[str, Any], out: Path, world_size: int = 2, timeout_s: float = 120.0, stop_after_epoch: int = 0
+) -> List[Dict[str, Any]]:
     """Train ``config`` in ``world_size`` processes on loopback; each rank's ``rank<R>.pt`` content.
 
-    Every rank is killed if the job has not ended within ``timeout_s``.
+    ``stop_after_epoch > 0``: every rank stops there, its checkpoint written (an interrupted run,
+    left to resume). Every rank is killed if the job has not ended within ``timeout_s``.
     """
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "config.json"
     config_path.write_text(json.dumps(config))
-    processes = start_ranks(str(config_path), out, world_size, {"LTRKIT_DIST_TIMEOUT_S": "30"}, script=Path(__file__))
+    processes = start_ranks(
+        str(config_path), out, world_size, {"LTRKIT_DIST_TIMEOUT_S": "30"}, script=Path(__file__), args=[str(stop_after_epoch)]
+    )
     outputs = finish_ranks(processes, timeout_s)
     for rank, (process, output) in enumerate(zip(processes, outputs)):
         assert process.returncode == 0, f"rank {rank}:\n{output[-3000:]}"
@@ -99,8 +104,12 @@ class RecordingTask(EmbeddingTask):
         return batches
 
 
+class _Stop(Exception):
+    """Raised on every rank after the epoch to stop at: the run is interrupted there."""
+
+
 def main() -> None:
-    config_path, out = Path(sys.argv[1]), Path(sys.argv[2])
+    config_path, out, stop_after = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
     torch.set_num_threads(1)
     task = RecordingTask(load_embed_config(json.loads(config_path.read_text())))
     last: Dict[str, Any] = {}
@@ -109,10 +118,15 @@ def main() -> None:
         last["record"] = dict(record)
         last["model"] = {name: tensor.detach().clone() for name, tensor in task.model.state_dict().items()}
         last["decoder"] = None if task.decoder is None else {name: tensor.detach().clone() for name, tensor in task.decoder.state_dict().items()}
+        if epoch == stop_after:
+            raise _Stop
 
     rank = int(os.environ["RANK"])
-    result = run_task(task, quiet=True, on_epoch_end=keep)
-    torch.save({**last, "seen": task.seen, "steps": task.steps, "metrics": result.metrics}, out / f"rank{rank}.pt")
+    try:
+        metrics = run_task(task, quiet=True, on_epoch_end=keep).metrics
+    except _Stop:
+        metrics = {}
+    torch.save({**last, "seen": task.seen, "steps": task.steps, "metrics": metrics}, out / f"rank{rank}.pt")
 
 
 if __name__ == "__main__":

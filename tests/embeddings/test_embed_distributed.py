@@ -10,6 +10,7 @@ batches per epoch in half the steps, each averaging two batches' gradients).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Dict
@@ -22,8 +23,10 @@ import ltrkit.embeddings.job as job
 from ltrkit.embeddings.config import example_config, load_embed_config
 from ltrkit.embeddings.job import EmbeddingTask, _Filler, shard_batches, train_embeddings
 from ltrkit.embeddings.retrieval import retrieval_values
+from ltrkit.training.checkpoint import load_checkpoint
 from ltrkit.training.distributed import DistributedContext
 from tests.embeddings.embed_distributed_support import batch_rows, emulated_ranks, run_ranks
+from tests.training.distributed_support import run_torchrun
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built")
 
@@ -220,6 +223,20 @@ def test_two_processes_reach_the_single_process_retrieval_metrics(clusters):
     for name in ("p@1", "map"):
         assert abs(ddp[name] - single.metrics["test"][name]) < TOLERANCE, (name, ddp[name], single.metrics["test"][name])
     assert ranks[1]["metrics"] == {}  # test metrics and the report are rank 0's
+
+
+def test_resume_under_torchrun_is_exact(clusters):
+    base, _, _ = clusters
+    # the same job as the fixture's, stopped after epoch 3 and resumed through the CLI
+    run_ranks(clusters_config(base, "resumed"), base / "resumed-out", stop_after_epoch=3)
+    assert load_checkpoint(base / "runs" / "resumed" / "checkpoints" / "last.pt")["epoch"] == 3
+    run_torchrun("embed", "--resume", str(base / "runs" / "resumed"), env={"LTRKIT_DIST_TIMEOUT_S": "30"})
+    whole, resumed = (load_checkpoint(base / "runs" / name / "checkpoints" / "last.pt") for name in ("ddp", "resumed"))
+    assert whole["epoch"] == resumed["epoch"] == 8
+    _assert_same(whole["model"], resumed["model"])
+    assert [record["train_loss"] for record in whole["history"]] == [record["train_loss"] for record in resumed["history"]]
+    reports = [json.loads((base / "runs" / name / "report.json").read_text()) for name in ("ddp", "resumed")]
+    assert reports[0]["metrics"] == reports[1]["metrics"]
 
 
 def test_pretraining_then_fine_tuning_under_two_processes(tmp_path):

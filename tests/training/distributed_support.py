@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
+LTRKIT = str(Path(sys.executable).with_name("ltrkit"))
 
 METRICS = ["ndcg@10", "ndcg", "map", "mrr", "err@10", "p@5"]
 CONVENTIONS = [
@@ -58,6 +60,31 @@ def start_ranks(
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         )
     return processes
+
+
+def torchrun_command(subcommand: str, *arguments: str, processes: int = 2) -> List[str]:
+    """``torchrun`` (PyTorch's own launcher) running ``ltrkit SUBCOMMAND ARGUMENTS -q`` in
+    ``processes`` processes, rendezvous on a free loopback port."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}", "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--no-python", LTRKIT, subcommand, *arguments, "-q",
+    ]
+
+
+def run_torchrun(subcommand: str, *arguments: str, env: Optional[Dict[str, str]] = None, timeout_s: float = 180.0) -> str:
+    """Run :func:`torchrun_command` to its end (its output), asserting exit code 0; past
+    ``timeout_s`` the launcher and its workers, a process group of their own, are killed together."""
+    environment = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", **(env or {}))
+    job = subprocess.Popen(torchrun_command(subcommand, *arguments), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env=environment, cwd=REPO, start_new_session=True)
+    try:
+        output, _ = job.communicate(timeout=timeout_s)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    assert job.returncode == 0, output[-3000:]
+    return output
 
 
 def finish_ranks(processes: List[subprocess.Popen], timeout_s: float = 120.0) -> List[str]:

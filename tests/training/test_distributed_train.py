@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,12 +29,9 @@ from ltrkit.training.run_folder import RunFolder
 from ltrkit.training.scoring import evaluate_scores, metric_conventions, score_dataset
 from ltrkit.training.trainer import train
 from tests.training.conftest import tiny_config
-from tests.training.distributed_support import REPO, free_port
+from tests.training.distributed_support import LTRKIT, REPO, run_torchrun, torchrun_command
 
 TOLERANCE = 0.03
-LTRKIT = str(Path(sys.executable).with_name("ltrkit"))
-
-
 def job(output_dir: Path, epochs: int) -> dict:
     config = tiny_config(output_dir, training={"epochs": epochs, "batch_size": 16, "max_slate_length": 40})
     config["data"]["synthetic"].update(train_queries=240, vali_queries=80, test_queries=80, mean_list_length=20.0, max_list_length=60)
@@ -46,24 +42,16 @@ def job(output_dir: Path, epochs: int) -> dict:
     return config
 
 
-def torchrun_command(*arguments: str, processes: int = 2) -> list:
-    return [
-        sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}", "--rdzv-backend=c10d",
-        f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--no-python", LTRKIT, "train", *arguments, "-q",
-    ]
-
-
 ENV = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
 
 
 def torchrun(*arguments: str) -> None:
-    done = subprocess.run(torchrun_command(*arguments), capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_torchrun("train", *arguments, timeout_s=300)
 
 
 def interrupted_torchrun(config: Path, run_dir: Path) -> None:
     """Start the job and stop torchrun (SIGTERM, as a scheduler would) once an epoch is checkpointed."""
-    job = subprocess.Popen(torchrun_command(str(config), "--name", run_dir.name), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=REPO)
+    job = subprocess.Popen(torchrun_command("train", str(config), "--name", run_dir.name), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=REPO)
     deadline = time.monotonic() + 300
     while not (run_dir / "history.json").exists():
         assert job.poll() is None and time.monotonic() < deadline, "the job ended before its first epoch"
@@ -192,7 +180,7 @@ def test_a_lost_rank_ends_the_job_with_a_clear_message(tmp_path, failure):
     config.write_text(json.dumps(job(tmp_path / "runs", 30)))
     run_dir = tmp_path / "runs" / "lost"
     env = dict(ENV, LTRKIT_DIST_TIMEOUT_S="5")
-    agent = subprocess.Popen(torchrun_command(str(config), "--name", "lost"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    agent = subprocess.Popen(torchrun_command("train", str(config), "--name", "lost"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
     workers = {}
     try:
         deadline = time.monotonic() + 300
