@@ -41,6 +41,8 @@ from typing import Callable, Dict, List
 
 import torch
 
+from _memory import reset_peak_rss, rss_kib  # benchmarks/, the script's folder
+
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = ("batch_all", "batch_hard", "semi_hard")
 SIZES = (256, 1024, 4096)
@@ -81,23 +83,14 @@ def _loss_fn(lib: str, row: str) -> Callable[[torch.Tensor, torch.Tensor], torch
     return lambda x, classes: loss(x, classes, miner(x, classes))
 
 
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def worker(lib: str, row: str, n: int, threads: int, repeat: int) -> None:
     """Measure one case and print a JSON line: best time, peak RSS delta, loss value."""
     torch.set_num_threads(threads)
     fn = _loss_fn(lib, row)
     embeddings, classes = _inputs(n)
     fn(embeddings.clone().requires_grad_(True), classes).backward()  # warm-up
-    before = _rss_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # reset the peak-RSS counter
+    before = rss_kib("VmRSS")
+    reset_peak_rss()
 
     def run() -> float:
         x = embeddings.clone().requires_grad_(True)
@@ -106,7 +99,7 @@ def worker(lib: str, row: str, n: int, threads: int, repeat: int) -> None:
         return float(loss.detach())
 
     seconds, value = best_of(repeat, run)
-    print(json.dumps({"ms": 1000 * seconds, "peak_mib": max(_rss_kib("VmHWM") - before, 0) / 1024, "value": value}))
+    print(json.dumps({"ms": 1000 * seconds, "peak_mib": max(rss_kib("VmHWM") - before, 0) / 1024, "value": value}))
 
 
 def _estimate_gib(lib: str, row: str, n: int) -> float:

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from _memory import rss_kib  # benchmarks/, the script's folder
+
 N_FEATURES = 136
 
 
@@ -117,11 +119,7 @@ def generate(path: Path, size_mb: float, seed: int = 0) -> None:
 
 
 def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("VmHWM not found in /proc/self/status")
+    return rss_kib("VmHWM") / 1024
 
 
 def _measure(kind: str, path: str, cache_dir: str) -> dict:

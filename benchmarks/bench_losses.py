@@ -40,6 +40,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from _memory import reset_peak_rss, rss_kib  # benchmarks/, the script's folder
+
 BATCH = 64
 LEVELS = 5
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,22 +109,13 @@ def _loss_fn(torch, lib: str, row: str) -> Callable:
     return call
 
 
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def worker(lib: str, row: str, length: int, repeats: int) -> None:
     """Measure one (library, loss, length) and print a JSON line."""
     torch = _setup_torch()
     fn = _loss_fn(torch, lib, row)
     scores, labels, mask = _inputs(torch, length)
-    before = _rss_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # reset the peak-RSS counter
+    before = rss_kib("VmRSS")
+    reset_peak_rss()
     times: List[float] = []
     for run in range(repeats + 1):
         leaf = scores.clone().requires_grad_()
@@ -135,7 +128,7 @@ def worker(lib: str, row: str, length: int, repeats: int) -> None:
         if run:
             times.append(elapsed)
         del loss, leaf
-    peak = _rss_kib("VmHWM")
+    peak = rss_kib("VmHWM")
     print(json.dumps({"ms": 1000 * min(times), "peak_mib": (peak - before) / 1024}))
 
 

@@ -14,6 +14,19 @@ from ltrkit.embeddings.retrieval import retrieval_metrics, retrieval_values, sim
 METRICS = ["recall@1", "recall@5", "p@3", "p@50", "p", "map", "map@4", "mrr", "mrr@2", "ndcg", "ndcg@5"]
 
 
+_FUNCTIONS = {"recall": F.recall, "p": F.precision, "map": F.average_precision, "mrr": F.reciprocal_rank, "ndcg": F.ndcg}
+
+
+def list_metric_columns(scores: torch.Tensor, labels: torch.Tensor, empty: str, names: list) -> torch.Tensor:
+    """``[Q, len(names)]``: each metric name (``p@3``, ``map``, ...) computed per row by
+    ltrkit.metrics.functional on the lists ``scores``/``labels``."""
+    columns = []
+    for name in names:
+        metric, _, cutoff = name.partition("@")
+        columns.append(_FUNCTIONS[metric](scores, labels, **({"k": int(cutoff)} if cutoff else {}), empty=empty))
+    return torch.stack(columns, dim=1)
+
+
 def _reference(queries, query_classes, index, index_classes, kind, empty, exclude_self):
     """One row of list metrics per query, computed by ltrkit.metrics.functional on the deleted lists."""
     scores = similarity(queries, index, kind).double()
@@ -22,20 +35,7 @@ def _reference(queries, query_classes, index, index_classes, kind, empty, exclud
         keep = ~torch.eye(scores.shape[0], dtype=torch.bool)
         scores = scores[keep].reshape(scores.shape[0], -1)
         labels = labels[keep].reshape(labels.shape[0], -1)
-    columns = {
-        "recall@1": F.recall(scores, labels, k=1, empty=empty),
-        "recall@5": F.recall(scores, labels, k=5, empty=empty),
-        "p@3": F.precision(scores, labels, k=3, empty=empty),
-        "p@50": F.precision(scores, labels, k=50, empty=empty),
-        "p": F.precision(scores, labels, empty=empty),
-        "map": F.average_precision(scores, labels, empty=empty),
-        "map@4": F.average_precision(scores, labels, k=4, empty=empty),
-        "mrr": F.reciprocal_rank(scores, labels, empty=empty),
-        "mrr@2": F.reciprocal_rank(scores, labels, k=2, empty=empty),
-        "ndcg": F.ndcg(scores, labels, empty=empty),
-        "ndcg@5": F.ndcg(scores, labels, k=5, empty=empty),
-    }
-    return torch.stack([columns[name] for name in METRICS], dim=1)
+    return list_metric_columns(scores, labels, empty, METRICS)
 
 
 @pytest.mark.parametrize("kind", ["cosine", "dot", "euclidean"])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import ltrkit.metrics.functional as F
 from ltrkit.embeddings.retrieval import multi_hot, retrieval_metrics, retrieval_values, similarity
+from tests.embeddings.test_retrieval import list_metric_columns
 
 METRICS = ["recall@1", "recall@5", "p@3", "p", "map", "map@4", "mrr", "mrr@2", "ndcg", "ndcg@5"]
 
@@ -24,19 +24,7 @@ def _shared_label_relevance(query_lists, index_lists):
 
 
 def _reference(scores, labels, empty):
-    columns = {
-        "recall@1": F.recall(scores, labels, k=1, empty=empty),
-        "recall@5": F.recall(scores, labels, k=5, empty=empty),
-        "p@3": F.precision(scores, labels, k=3, empty=empty),
-        "p": F.precision(scores, labels, empty=empty),
-        "map": F.average_precision(scores, labels, empty=empty),
-        "map@4": F.average_precision(scores, labels, k=4, empty=empty),
-        "mrr": F.reciprocal_rank(scores, labels, empty=empty),
-        "mrr@2": F.reciprocal_rank(scores, labels, k=2, empty=empty),
-        "ndcg": F.ndcg(scores, labels, empty=empty),
-        "ndcg@5": F.ndcg(scores, labels, k=5, empty=empty),
-    }
-    return torch.stack([columns[name] for name in METRICS], dim=1)
+    return list_metric_columns(scores, labels, empty, METRICS)
 
 
 def _without_diagonal(matrix):
