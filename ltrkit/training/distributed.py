@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import traceback
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, TypeVar
@@ -213,9 +214,21 @@ def _collective(context: DistributedContext, what: str, call: Callable[[], T]) -
         ) from error
 
 
+# gloo does not always name itself: a peer that stops answering ends a collective with
+# "Application timeout caused pair closure", raised as a bare RuntimeError
+_BACKEND_TAGS = ("gloo", "NCCL", "c10d", "pair closure", "closed by peer", "reset by peer")
+_BACKEND_SOURCES = (os.path.join("torch", "distributed", ""), os.path.join("torch", "nn", "parallel", "distributed.py"))
+
+
 def _backend_failure(error: BaseException) -> bool:
-    """Whether ``error`` comes from the communication backend (gloo, NCCL, the c10d store)."""
-    return isinstance(error, dist.DistError) or any(tag in str(error) for tag in ("gloo", "NCCL", "c10d"))
+    """Whether ``error`` comes from the communication backend (gloo, NCCL, the c10d store): a
+    ``DistError``, a message that names the backend, or an error raised by torch's distributed
+    code itself (DDP's buffer broadcast calls the backend from ``torch/nn/parallel``), whatever
+    its message says."""
+    if isinstance(error, dist.DistError) or any(tag in str(error) for tag in _BACKEND_TAGS):
+        return True
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and any(source in frames[-1].filename for source in _BACKEND_SOURCES)
 
 
 @contextlib.contextmanager

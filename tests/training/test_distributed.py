@@ -144,6 +144,18 @@ def test_collective_errors_translate_backend_failures_only():
     with pytest.raises(DistributedError, match=r"^rank 1 of 2: epoch 3 failed: another process .* within 5 s \(\[gloo/pair.cc\] Connection closed by peer\)$"):
         with collective_errors(context, "epoch 3"):
             raise RuntimeError("[gloo/pair.cc] Connection closed by peer\nmore detail")
+    # gloo's timeout names no backend, and DDP's buffer broadcast raises from torch's own distributed code
+    with pytest.raises(DistributedError, match=r"within 5 s \(Application timeout caused pair closure\)$"):
+        with collective_errors(context, "epoch 3"):
+            raise RuntimeError("Application timeout caused pair closure")
+    import torch.nn.parallel.distributed as ddp_source
+
+    raise_from_ddp = compile("def broadcast():\n    raise RuntimeError('unexpected end of stream')\n", ddp_source.__file__, "exec")
+    scope = {}
+    exec(raise_from_ddp, scope)
+    with pytest.raises(DistributedError, match=r"within 5 s \(unexpected end of stream\)$"):
+        with collective_errors(context, "epoch 3"):
+            scope["broadcast"]()
     # a model's own error is not a lost peer, and one process translates nothing
     for ctx, error in ((context, RuntimeError("mat1 and mat2 shapes cannot be multiplied")), (DistributedContext(), RuntimeError("gloo timeout"))):
         with pytest.raises(RuntimeError) as raised:
