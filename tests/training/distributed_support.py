@@ -142,19 +142,30 @@ def _scenario_metrics(context, out: Path) -> None:
     (out / f"metrics{context.rank}.json").write_text(json.dumps(results))
 
 
-def _scenario_peer_lost(context, out: Path) -> None:
-    """Rank 0 waits in a collective for a rank that never comes (killed by the test, or hung)."""
+def _scenario_peer_lost(context, out: Path, where: str = "all_reduce") -> None:
+    """Rank 0 waits for a rank that never comes (killed by the test, or hung) in a collective of
+    its own (``all_reduce``), in DDP's buffer broadcast of a forward (``ddp_forward``) or in DDP's
+    gradient all-reduce of a backward (``ddp_backward``)."""
     import torch
 
-    from ltrkit.training.distributed import DistributedError, all_reduce_sum
+    from ltrkit.training.distributed import DistributedError, all_reduce_sum, collective_errors, wrap_model
 
+    # BatchNorm's running statistics are buffers, which DDP broadcasts before every forward; a
+    # module without buffers communicates in backward only
+    layers = [torch.nn.Linear(3, 2)] + ([torch.nn.BatchNorm1d(2)] if where == "ddp_forward" else [])
+    model = wrap_model(context, torch.nn.Sequential(*layers), torch.device("cpu"))
     if context.rank != 0:
         (out / f"ready{context.rank}").write_text("")
         time.sleep(600)
         return
+    features = torch.randn(8, 3)
     started = time.monotonic()
     try:
-        all_reduce_sum(context, torch.ones(3, dtype=torch.float64), what="all_reduce of the metric sums")
+        if where == "all_reduce":
+            all_reduce_sum(context, torch.ones(3, dtype=torch.float64), what="all_reduce of the metric sums")
+        else:
+            with collective_errors(context, "epoch 1 of training"):
+                model(features).sum().backward()
     except DistributedError as error:
         (out / "rank0.json").write_text(json.dumps({"message": str(error), "seconds": time.monotonic() - started}))
         # no interpreter shutdown: gloo's destructor may abort on the collective that timed out
@@ -173,7 +184,7 @@ def _scenario_caller_group(context, out: Path) -> None:
 
 
 def main() -> None:
-    scenario, out = sys.argv[1], Path(sys.argv[2])
+    scenario, out, args = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
     import torch
 
     from ltrkit.training.distributed import init_distributed, shutdown
@@ -185,7 +196,7 @@ def main() -> None:
         dist.init_process_group("gloo")
     context = init_distributed("cpu", timeout_s=float(os.environ.get("LTRKIT_TEST_TIMEOUT_S", "30")))
     try:
-        {"metrics": _scenario_metrics, "peer_lost": _scenario_peer_lost, "caller_group": _scenario_caller_group}[scenario](context, out)
+        {"metrics": _scenario_metrics, "peer_lost": _scenario_peer_lost, "caller_group": _scenario_caller_group}[scenario](context, out, *args)
     finally:
         if scenario == "metrics":
             shutdown(context)

@@ -62,10 +62,15 @@ def test_sharded_metrics_equal_single_process(tmp_path):
         assert np.abs(local.mean(axis=0) - np.array([reference[n] for n in METRICS])).max() > 1e-6
 
 
+@pytest.mark.parametrize("where, what", [
+    ("all_reduce", "all_reduce of the metric sums"), ("ddp_forward", "epoch 1 of training"), ("ddp_backward", "epoch 1 of training"),
+])
 @pytest.mark.parametrize("failure", ["killed", "hung"])
-def test_lost_rank_fails_the_job_within_the_timeout(tmp_path, failure):
+def test_lost_rank_fails_the_job_within_the_timeout(tmp_path, failure, where, what):
+    """Whether rank 0 waits in ltrkit's own collective or in one DDP runs (buffer broadcast in
+    forward, gradient all-reduce in backward), the lost peer ends it with one line."""
     timeout_s = 4
-    processes = start_ranks("peer_lost", tmp_path, extra_env={"LTRKIT_TEST_TIMEOUT_S": str(timeout_s)})
+    processes = start_ranks("peer_lost", tmp_path, extra_env={"LTRKIT_TEST_TIMEOUT_S": str(timeout_s)}, args=[where])
     try:
         wait_for(tmp_path / "ready1", JOB_LIMIT_S)
         if failure == "killed":
@@ -80,7 +85,7 @@ def test_lost_rank_fails_the_job_within_the_timeout(tmp_path, failure):
         finish(processes)
     assert processes[0].returncode == 3, output
     report = json.loads((tmp_path / "rank0.json").read_text())
-    assert report["message"].startswith("rank 0 of 2: all_reduce of the metric sums failed: another process of the job died or did not answer within 4 s")
+    assert report["message"].startswith(f"rank 0 of 2: {what} failed: another process of the job died or did not answer within 4 s")
     assert "\n" not in report["message"]
     # killed: the closed connection is seen at once or at the timeout; hung: at the timeout
     assert report["seconds"] < timeout_s + 10 and waited < timeout_s + 20
