@@ -204,8 +204,6 @@ def _list_lengths(rng: np.random.Generator, n_queries: int, mean_list_length: fl
     return np.clip(lengths, 1, max_list_length).astype(np.int64)
 
 
-
-
 def generate(
     n_queries: int = 1000,
     *,

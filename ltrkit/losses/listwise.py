@@ -75,8 +75,6 @@ def _check_non_negative_labels(labels: torch.Tensor, mask: torch.Tensor, why: st
         raise ValueError(f"labels must be >= 0 at real positions {why}, got min {labels[mask].min().item()}")
 
 
-
-
 # --------------------------------------------------------------------------------------------
 # ListNet
 # --------------------------------------------------------------------------------------------
