@@ -81,15 +81,16 @@ def _pair_row(x_u, exp_u, gain_u, discount_u, position_u, count, x, shifted, gai
     # the vectorised loop into a gather. The rank-gap term is gathered in a loop of its own:
     # inside the pair loop the gather keeps LLVM from vectorising it
     end = np.uint64(count)
-    for j in range(end):
-        position_j = positions[j]
-        scratch[j] = rank_gaps[position_j - position_u if position_j > position_u else position_u - position_j] if has_gaps else 0.0
+    if has_gaps:
+        for j in range(end):
+            position_j = positions[j]
+            scratch[j] = rank_gaps[position_j - position_u if position_j > position_u else position_u - position_j]
     for j in range(end):
         gap = gains[j] - gain_u
         if signs_only:
             weight = (1.0 if gap > 0 else 0.0) - (1.0 if gap < 0 else 0.0)
         else:
-            weight = gap * (uniform + abs(discount_u - discounts[j]) + scratch[j])
+            weight = gap * (uniform + abs(discount_u - discounts[j]) + (scratch[j] if has_gaps else 0.0))
         # z: the logistic argument of ranking the more relevant of the two lower
         difference = x_u - x[j]
         z = -difference if weight < 0 else difference
