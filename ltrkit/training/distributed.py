@@ -217,18 +217,20 @@ def _collective(context: DistributedContext, what: str, call: Callable[[], T]) -
 # gloo does not always name itself: a peer that stops answering ends a collective with
 # "Application timeout caused pair closure", raised as a bare RuntimeError
 _BACKEND_TAGS = ("gloo", "NCCL", "c10d", "pair closure", "closed by peer", "reset by peer")
-_BACKEND_SOURCES = (os.path.join("torch", "distributed", ""), os.path.join("torch", "nn", "parallel", "distributed.py"))
+_BACKEND_PACKAGE = os.path.join("torch", "distributed", "")
+# DDP's buffer broadcast in forward calls the backend from torch/nn/parallel, not torch/distributed
+_BACKEND_CALLERS = ("_distributed_broadcast_coalesced",)
 
 
 def _backend_failure(error: BaseException) -> bool:
     """Whether ``error`` comes from the communication backend (gloo, NCCL, the c10d store): a
-    ``DistError``, a message that names the backend, or an error raised by torch's distributed
-    code itself (DDP's buffer broadcast calls the backend from ``torch/nn/parallel``), whatever
-    its message says."""
+    ``DistError``, a message that names the backend, or an error raised where torch calls the
+    backend (``torch.distributed``, DDP's buffer broadcast), whatever its message says. DDP's
+    usage errors (e.g. a reduction not finished) are not among them."""
     if isinstance(error, dist.DistError) or any(tag in str(error) for tag in _BACKEND_TAGS):
         return True
     frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and any(source in frames[-1].filename for source in _BACKEND_SOURCES)
+    return bool(frames) and (_BACKEND_PACKAGE in frames[-1].filename or frames[-1].name in _BACKEND_CALLERS)
 
 
 @contextlib.contextmanager

@@ -155,12 +155,20 @@ def test_collective_errors_translate_backend_failures_only():
             raise RuntimeError("Application timeout caused pair closure")
     import torch.nn.parallel.distributed as ddp_source
 
-    raise_from_ddp = compile("def broadcast():\n    raise RuntimeError('unexpected end of stream')\n", ddp_source.__file__, "exec")
+    ddp_code = compile(
+        "def _distributed_broadcast_coalesced():\n    raise RuntimeError('unexpected end of stream')\n"
+        "def _pre_forward():\n    raise RuntimeError('Expected to have finished reduction in the prior iteration')\n",
+        ddp_source.__file__, "exec",
+    )
     scope = {}
-    exec(raise_from_ddp, scope)
+    exec(ddp_code, scope)
     with pytest.raises(DistributedError, match=r"within 5 s \(unexpected end of stream\)$"):
         with collective_errors(context, "epoch 3"):
-            scope["broadcast"]()
+            scope["_distributed_broadcast_coalesced"]()
+    # a usage error DDP raises itself is no lost peer
+    with pytest.raises(RuntimeError, match="^Expected to have finished reduction"):
+        with collective_errors(context, "epoch 3"):
+            scope["_pre_forward"]()
     # a model's own error is not a lost peer, and one process translates nothing
     for ctx, error in ((context, RuntimeError("mat1 and mat2 shapes cannot be multiplied")), (DistributedContext(), RuntimeError("gloo timeout"))):
         with pytest.raises(RuntimeError) as raised:
