@@ -6,7 +6,7 @@ Run inside the benchmark venv (``bash benchmarks/allrank_env.sh`` creates it)::
     .bench-venv/bin/python benchmarks/bench_losses.py --lengths 32 128 --repeats 3
 
 For each (loss, list length L) it times ``loss(scores, labels, mask).backward()`` on one batch of
-64 queries (float32, CPU, ``torch.set_num_threads(2)``, labels uniform in 0..4, every list full),
+64 queries (float32, CPU, ``torch.set_num_threads(2)``, labels in 0..4, every list full),
 taking the best of ``--repeats`` runs (fewer on long lists) after one warm-up (the
 minimum: on a shared machine noise only ever adds time), for ltrkit and for allRank's equivalent:
 
@@ -26,6 +26,10 @@ sees torch's CPU allocations unlike tracemalloc. A measurement whose estimated f
 ``--memory-guard-gib`` is reported as ``skipped`` before it runs; one that is killed or exceeds
 ``--timeout`` seconds is reported as ``OOM``/``too slow``. Before timing, the script checks on a
 small batch that ltrkit and allRank compute the same RankNet and LambdaRank values.
+
+Labels (``--labels``): ``uniform`` (default) draws each grade with probability 1/5;
+``mslr`` draws them in MSLR-WEB30K's proportions (51% of documents 0, 33% 1, 13% 2, 2% 3, 1% 4),
+whose lists hold many more pairs of equal labels, which ltrkit's pair kernel skips.
 """
 
 from __future__ import annotations
@@ -83,10 +87,16 @@ def _setup_torch():
     return torch
 
 
-def _inputs(torch, length: int, seed: int = 0):
+def _inputs(torch, length: int, seed: int = 0, label_mix: str = "uniform"):
+    from ltrkit.data.synthetic import LABEL_PROPORTIONS
+
     gen = torch.Generator().manual_seed(seed)
     scores = torch.randn(BATCH, length, generator=gen)
-    labels = torch.randint(0, LEVELS, (BATCH, length), generator=gen).float()
+    if label_mix == "mslr":
+        draws = torch.multinomial(torch.tensor(LABEL_PROPORTIONS), BATCH * length, replacement=True, generator=gen)
+        labels = draws.reshape(BATCH, length).float()
+    else:
+        labels = torch.randint(0, LEVELS, (BATCH, length), generator=gen).float()
     mask = torch.ones(BATCH, length, dtype=torch.bool)
     return scores, labels, mask
 
@@ -109,11 +119,11 @@ def _loss_fn(torch, lib: str, row: str) -> Callable:
     return call
 
 
-def worker(lib: str, row: str, length: int, repeats: int) -> None:
+def worker(lib: str, row: str, length: int, repeats: int, label_mix: str) -> None:
     """Measure one (library, loss, length) and print a JSON line."""
     torch = _setup_torch()
     fn = _loss_fn(torch, lib, row)
-    scores, labels, mask = _inputs(torch, length)
+    scores, labels, mask = _inputs(torch, length, label_mix=label_mix)
     before = rss_kib("VmRSS")
     reset_peak_rss()
     times: List[float] = []
@@ -142,7 +152,7 @@ def measure(lib: str, row: str, length: int, args: argparse.Namespace) -> Dict[s
     if estimate_gib > args.memory_guard_gib:
         return {"note": f"skip:~{estimate_gib:.0f}GiB"}
     repeats = _repeats(args.repeats, length)
-    command = [sys.executable, __file__, "--worker", lib, row, str(length), str(repeats)]
+    command = [sys.executable, __file__, "--worker", lib, row, str(length), str(repeats), args.labels]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -190,17 +200,18 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (after 1 warm-up)")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds per measurement")
     parser.add_argument("--memory-guard-gib", type=float, default=6.0, help="skip runs estimated above this")
-    parser.add_argument("--worker", nargs=4, metavar=("LIB", "ROW", "L", "REPEATS"), help=argparse.SUPPRESS)
+    parser.add_argument("--labels", choices=("uniform", "mslr"), default="uniform", help="label distribution (see above)")
+    parser.add_argument("--worker", nargs=5, metavar=("LIB", "ROW", "L", "REPEATS", "LABELS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        lib, row, length, repeats = args.worker
-        worker(lib, row, int(length), int(repeats))
+        lib, row, length, repeats, label_mix = args.worker
+        worker(lib, row, int(length), int(repeats), label_mix)
         return
 
     torch = _setup_torch()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH} queries, "
           f"forward+backward, best of {args.repeats} timed runs after a warm-up "
-          f"({_repeats(args.repeats, 512)} for L > 128)")
+          f"({_repeats(args.repeats, 512)} for L > 128), labels {args.labels}")
     print(agreement())
     from ltrkit.losses import names
 
