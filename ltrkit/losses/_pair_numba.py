@@ -146,9 +146,8 @@ def _pair_lists(scores, labels, valid, ideal_discounts, discounts, rank_gaps, ha
             for p in range(n):
                 keys[p] = -scores[b, index[p]]
             index[:n] = index[:n][np.argsort(keys, kind="mergesort")]
-        # Pairs of equal labels weigh 0 in every weighting: each document u pairs only with the
-        # documents of lower label, a prefix of the list in label order, which skips them. The
-        # per-document arrays are in label order (ties in rank order); ``positions`` maps back
+        # the per-document arrays are in label order (ties in rank order), so that the less
+        # relevant documents of each are a prefix (see the module docstring); ``positions`` maps back
         ranked_labels = np.empty(n)
         for p in range(n):
             ranked_labels[p] = labels[b, index[p]]
@@ -165,7 +164,6 @@ def _pair_lists(scores, labels, valid, ideal_discounts, discounts, rank_gaps, ha
             ranked_discounts[u] = discounts[position]
             positions[u] = position
             lambda_l[u] = 0.0
-        has_idcg = True
         if gain == 0:
             for u in range(n):
                 gains[u] = ranked_labels[order[u]]
@@ -174,10 +172,12 @@ def _pair_lists(scores, labels, valid, ideal_discounts, discounts, rank_gaps, ha
             for p in range(min(cutoff, n)):
                 label = ranked_labels[order[n - 1 - p]]
                 idcg += ((2.0**label - 1.0) if gain == 1 else label) * ideal_discounts[p]
-            has_idcg = idcg > 0
+            if not idcg > 0:
+                # g = 0 for every document, so every pair weighs 0: value, lambdas and count stay 0
+                continue
             for u in range(n):
                 label = ranked_labels[order[u]]
-                gains[u] = ((2.0**label - 1.0) if gain == 1 else label) / idcg if has_idcg else 0.0
+                gains[u] = ((2.0**label - 1.0) if gain == 1 else label) / idcg
         # exp(-|x_i - x_j|) = min(E_i, E_j) / max(E_i, E_j) with E = exp(x - c): one exp per
         # document. Centred on the midpoint, E stays within exp(+-350) while the spread is below
         # 700; a wider list (a diverged model) is flagged for the torch path
@@ -223,7 +223,7 @@ def _pair_lists(scores, labels, valid, ideal_discounts, discounts, rank_gaps, ha
         for h in range(n_heads):
             lambda_l[heads[h]] += lambda_h[h]
         value[b] = total * scale
-        pairs[b] = count if has_idcg else 0
+        pairs[b] = count
         for u in range(n):
             lambdas[b, index[order[u]]] = lambda_l[u] * factor
     return OK
